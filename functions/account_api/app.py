@@ -1,0 +1,38 @@
+"""Account API: operator routes and, as their issues land, the account's Intercom and campaign settings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from shared import settings
+from shared.http_api import ProductResolver
+from shared.observability import logger, metrics, tracer
+from shared.routes import operator
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+SETTINGS = settings.load(settings.AccountApiSettings)
+
+app = ProductResolver()
+app.include_router(operator.router)
+
+# Issue #6 (connect and configure) owns these.
+app.placeholder("/v1/intercom/attributes", ["GET", "POST"], issue=6)
+app.placeholder("/v1/intercom/segments", ["GET"], issue=6)
+app.placeholder("/v1/campaigns", ["GET"], issue=6)
+app.placeholder("/v1/campaigns/<campaign_id>/intercom", ["GET", "PUT", "DELETE"], issue=6)
+app.placeholder("/v1/campaigns/<campaign_id>/intercom/setup", ["POST"], issue=6)
+app.placeholder("/v1/account/referral-factory", ["PUT"], issue=6)
+app.placeholder("/v1/account/rotate", ["POST"], issue=6)
+# Issue #7 (signup push) owns the referral store.
+app.placeholder("/v1/referrals", ["GET"], issue=7)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,30 @@
+"""Starting, tracking and cancelling contact syncs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from shared import settings
+from shared.http_api import ProductResolver
+from shared.observability import logger, metrics, tracer
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+SETTINGS = settings.load(settings.ContactSyncSettings)
+
+app = ProductResolver()
+# Issue #8 (contact sync) owns these.
+app.placeholder("/v1/campaigns/<campaign_id>/syncs", ["GET", "POST"], issue=8)
+app.placeholder("/v1/campaigns/<campaign_id>/syncs/ongoing", ["DELETE"], issue=8)
+app.placeholder("/v1/syncs/<sync_id>", ["GET"], issue=8)
+app.placeholder("/v1/syncs/<sync_id>/cancel", ["POST"], issue=8)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

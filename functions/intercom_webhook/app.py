@@ -1,0 +1,27 @@
+"""Receiver for Intercom's topic notifications and uninstall notices: verify, enqueue, answer fast."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from shared import settings
+from shared.http_api import ProductResolver
+from shared.observability import logger, metrics
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+SETTINGS = settings.load(settings.IntercomWebhookSettings)
+
+app = ProductResolver()
+# Issue #9 (qualification) owns the notifications; issue #6 the uninstall notice.
+app.placeholder("/webhooks/intercom", ["POST"], issue=9)
+app.placeholder("/webhooks/intercom/uninstall", ["POST"], issue=6)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

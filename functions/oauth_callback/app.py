@@ -1,0 +1,29 @@
+"""Connecting an Intercom workspace with OAuth, and the connection's state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from shared import settings
+from shared.http_api import ProductResolver
+from shared.observability import logger, metrics, tracer
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+SETTINGS = settings.load(settings.OAuthSettings)
+
+app = ProductResolver()
+# Issue #6 (connect and configure) owns these.
+app.placeholder("/v1/intercom/connect", ["POST"], issue=6)
+app.placeholder("/oauth/intercom/callback", ["GET"], issue=6)
+app.placeholder("/v1/intercom/connection", ["GET", "DELETE"], issue=6)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

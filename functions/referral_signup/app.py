@@ -1,0 +1,26 @@
+"""Receiver for Referral Factory's outbound webhooks: verify the secret, enqueue, answer fast."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.logging import correlation_paths
+
+from shared import settings
+from shared.http_api import ProductResolver
+from shared.observability import logger, metrics
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+SETTINGS = settings.load(settings.SignupReceiverSettings)
+
+app = ProductResolver()
+# Issue #7 (signup push) owns this.
+app.placeholder("/webhooks/referral-factory/<account_id>", ["POST"], issue=7)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,34 @@
+"""Cached boto3 factories: built on first use, not at import, so tests and the local stack point them
+at moto through the standard `AWS_ENDPOINT_URL` and a cold start pays only for what it uses."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
+
+
+@cache
+def session() -> boto3.session.Session:
+    return boto3.session.Session()
+
+
+@cache
+def client(service: str) -> Any:
+    return session().client(service, config=_CONFIG)
+
+
+@cache
+def table(name: str) -> Any:
+    return session().resource("dynamodb", config=_CONFIG).Table(name)
+
+
+def reset() -> None:
+    """Forget every client (tests that swap endpoints or credentials)."""
+    client.cache_clear()
+    table.cache_clear()
+    session.cache_clear()

@@ -1,0 +1,203 @@
+"""The DynamoDB adapter: one table, items keyed `pk`/`sk`, conditional writes surfaced as one exception.
+
+Key design and access patterns are in docs/data-model.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, ConditionBase, Key
+from botocore.exceptions import ClientError
+
+from shared import aws
+
+
+class ConditionFailed(Exception):
+    """A conditional write lost: the item existed, did not exist, or changed underneath us."""
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB's Decimals back to ints and floats, recursively."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dynamo(v) for v in value]
+    return value
+
+
+def _conditional(call: Any, **kwargs: Any) -> Any:
+    try:
+        return call(**kwargs)
+    except ClientError as exc:
+        code = exc.response["Error"]["Code"]
+        if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+            raise ConditionFailed(str(exc)) from exc
+        raise
+
+
+class Store:
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+
+    @property
+    def _table(self) -> Any:
+        return aws.table(self.table_name)
+
+    def get(self, pk: str, sk: str, *, consistent: bool = True) -> dict[str, Any] | None:
+        item = self._table.get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=consistent).get("Item")
+        return _plain(item) if item else None
+
+    def put(
+        self, item: Mapping[str, Any], *, if_absent: bool = False, condition: ConditionBase | None = None
+    ) -> None:
+        kwargs: dict[str, Any] = {"Item": _dynamo(dict(item))}
+        if if_absent:
+            kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
+        elif condition is not None:
+            kwargs["ConditionExpression"] = condition
+        _conditional(self._table.put_item, **kwargs)
+
+    def update(
+        self,
+        pk: str,
+        sk: str,
+        changes: Mapping[str, Any],
+        *,
+        condition: ConditionBase | None = None,
+        must_exist: bool = True,
+        remove: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        """Set `changes` (and remove `remove`) on one item; returns the item after the update."""
+        names = {f"#k{i}": k for i, k in enumerate(changes)}
+        values = {f":v{i}": _dynamo(v) for i, v in enumerate(changes.values())}
+        expression = "SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(changes))) if changes else ""
+        if remove:
+            names.update({f"#r{i}": k for i, k in enumerate(remove)})
+            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+        kwargs: dict[str, Any] = {
+            "Key": {"pk": pk, "sk": sk},
+            "UpdateExpression": expression.strip(),
+            "ExpressionAttributeNames": names,
+            "ReturnValues": "ALL_NEW",
+        }
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        if condition is not None:
+            kwargs["ConditionExpression"] = condition & _exists() if must_exist else condition
+        elif must_exist:
+            kwargs["ConditionExpression"] = "attribute_exists(pk)"
+        return _plain(_conditional(self._table.update_item, **kwargs)["Attributes"])
+
+    def add(
+        self, pk: str, sk: str, counters: Mapping[str, int], sets: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Atomically add to numeric attributes (creating them at 0), optionally setting others."""
+        names = {f"#c{i}": k for i, k in enumerate(counters)}
+        values: dict[str, Any] = {f":c{i}": v for i, v in enumerate(counters.values())}
+        expression = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
+        if sets:
+            names.update({f"#s{i}": k for i, k in enumerate(sets)})
+            values.update({f":s{i}": _dynamo(v) for i, v in enumerate(sets.values())})
+            expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets))) + " " + expression
+        result = self._table.update_item(
+            Key={"pk": pk, "sk": sk},
+            UpdateExpression=expression,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ReturnValues="ALL_NEW",
+        )
+        return _plain(result["Attributes"])
+
+    def delete(self, pk: str, sk: str, *, must_exist: bool = False) -> dict[str, Any] | None:
+        """Delete one item; with `must_exist`, exactly one caller wins (single-use records)."""
+        kwargs: dict[str, Any] = {"Key": {"pk": pk, "sk": sk}, "ReturnValues": "ALL_OLD"}
+        if must_exist:
+            kwargs["ConditionExpression"] = "attribute_exists(pk)"
+        old = _conditional(self._table.delete_item, **kwargs).get("Attributes")
+        return _plain(old) if old else None
+
+    def query(
+        self,
+        pk: str,
+        *,
+        sk_prefix: str | None = None,
+        sk_lte: str | None = None,
+        index: str | None = None,
+        limit: int | None = None,
+        start_key: Mapping[str, Any] | None = None,
+        newest_first: bool = False,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One page of a partition (of the table or a GSI): items and the key to continue from."""
+        pk_name, sk_name = ("pk", "sk") if index is None else (f"{index}pk", f"{index}sk")
+        condition = Key(pk_name).eq(pk)
+        if sk_prefix is not None:
+            condition = condition & Key(sk_name).begins_with(sk_prefix)
+        elif sk_lte is not None:
+            condition = condition & Key(sk_name).lte(sk_lte)
+        kwargs: dict[str, Any] = {"KeyConditionExpression": condition, "ScanIndexForward": not newest_first}
+        if index is not None:
+            kwargs["IndexName"] = index
+        if limit is not None:
+            kwargs["Limit"] = limit
+        if start_key:
+            kwargs["ExclusiveStartKey"] = _dynamo(dict(start_key))
+        page = self._table.query(**kwargs)
+        last = page.get("LastEvaluatedKey")
+        return [_plain(i) for i in page.get("Items", [])], (_plain(last) if last else None)
+
+    def query_all(
+        self, pk: str, *, sk_prefix: str | None = None, index: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        start: dict[str, Any] | None = None
+        while True:
+            items, start = self.query(pk, sk_prefix=sk_prefix, index=index, start_key=start)
+            yield from items
+            if not start:
+                return
+
+    def transact(self, operations: list[dict[str, Any]]) -> None:
+        """All-or-nothing writes, given as `{"put": item, "if_absent": bool}` / `{"delete": (pk, sk)}` /
+        `{"check": (pk, sk), "exists": bool}`."""
+        items: list[dict[str, Any]] = []
+        for op in operations:
+            if "put" in op:
+                put: dict[str, Any] = {"TableName": self.table_name, "Item": _dynamo(op["put"])}
+                if op.get("if_absent"):
+                    put["ConditionExpression"] = "attribute_not_exists(pk)"
+                items.append({"Put": put})
+            elif "delete" in op:
+                pk, sk = op["delete"]
+                items.append({"Delete": {"TableName": self.table_name, "Key": {"pk": pk, "sk": sk}}})
+            elif "check" in op:
+                pk, sk = op["check"]
+                check = "attribute_exists(pk)" if op.get("exists", True) else "attribute_not_exists(pk)"
+                items.append(
+                    {
+                        "ConditionCheck": {
+                            "TableName": self.table_name,
+                            "Key": {"pk": pk, "sk": sk},
+                            "ConditionExpression": check,
+                        }
+                    }
+                )
+        # The resource's own client carries boto3's type (de)serialisation, so plain values work here.
+        _conditional(self._table.meta.client.transact_write_items, TransactItems=items)
+
+
+def _exists() -> ConditionBase:
+    return Attr("pk").exists()
