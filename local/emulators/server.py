@@ -25,7 +25,9 @@ class RunningServer:
 
 def serve_in_thread(app: ASGIApp, port: int = 0, host: str = "127.0.0.1") -> RunningServer:
     """Start `app` on `host:port` (0 picks a free port) and return once it accepts connections."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY on accepted connections only when the
+    # listening socket says TCP, and without it every response waits ~40 ms on Nagle + delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     actual_port = sock.getsockname()[1]
