@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-import json
+import inspect
+import re
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ def error_response(error: ApiError, headers: dict[str, str] | None = None) -> Re
     return Response(
         status_code=error.status,
         content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(error.envelope()),
+        body=error.envelope(),
         headers=headers,
     )
 
@@ -31,7 +32,7 @@ def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | N
     return Response(
         status_code=status_code,
         content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(body, default=str),
+        body=body,
         headers=headers,
     )
 
@@ -99,9 +100,14 @@ class ProductResolver(APIGatewayRestResolver):
     def placeholder(self, path: str, methods: list[str], issue: int) -> None:
         """Register `path` for `methods` answering 501 until issue `issue` lands."""
 
-        def not_implemented(**_params: str) -> Response:
+        def not_implemented(**_params: str) -> Response[Any]:
             raise NotImplementedYet(f"This route arrives with issue #{issue}; it is not implemented yet.")
 
+        # The resolver matches parameters by signature: declare the path's own, as a route would.
+        names = re.findall(r"<(\w+)>", path)
+        not_implemented.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=str) for n in names]
+        )
         self.route(path, methods)(not_implemented)
 
 

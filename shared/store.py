@@ -40,6 +40,10 @@ def _dynamo(value: Any) -> Any:
     return value
 
 
+# Placeholders in our expressions are prefixed so they never collide with the ones boto3's
+# condition builder generates (#n0, :v0) when a ConditionBase is combined with them.
+
+
 def _conditional(call: Any, **kwargs: Any) -> Any:
     try:
         return call(**kwargs)
@@ -83,12 +87,12 @@ class Store:
         remove: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         """Set `changes` (and remove `remove`) on one item; returns the item after the update."""
-        names = {f"#k{i}": k for i, k in enumerate(changes)}
-        values = {f":v{i}": _dynamo(v) for i, v in enumerate(changes.values())}
-        expression = "SET " + ", ".join(f"#k{i} = :v{i}" for i in range(len(changes))) if changes else ""
+        names = {f"#set{i}": k for i, k in enumerate(changes)}
+        values = {f":setv{i}": _dynamo(v) for i, v in enumerate(changes.values())}
+        expression = "SET " + ", ".join(f"#set{i} = :setv{i}" for i in range(len(changes))) if changes else ""
         if remove:
-            names.update({f"#r{i}": k for i, k in enumerate(remove)})
-            expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
+            names.update({f"#rm{i}": k for i, k in enumerate(remove)})
+            expression += " REMOVE " + ", ".join(f"#rm{i}" for i in range(len(remove)))
         kwargs: dict[str, Any] = {
             "Key": {"pk": pk, "sk": sk},
             "UpdateExpression": expression.strip(),
@@ -107,13 +111,15 @@ class Store:
         self, pk: str, sk: str, counters: Mapping[str, int], sets: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         """Atomically add to numeric attributes (creating them at 0), optionally setting others."""
-        names = {f"#c{i}": k for i, k in enumerate(counters)}
-        values: dict[str, Any] = {f":c{i}": v for i, v in enumerate(counters.values())}
-        expression = "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(counters)))
+        names = {f"#add{i}": k for i, k in enumerate(counters)}
+        values: dict[str, Any] = {f":addv{i}": v for i, v in enumerate(counters.values())}
+        expression = "ADD " + ", ".join(f"#add{i} :addv{i}" for i in range(len(counters)))
         if sets:
-            names.update({f"#s{i}": k for i, k in enumerate(sets)})
-            values.update({f":s{i}": _dynamo(v) for i, v in enumerate(sets.values())})
-            expression = "SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets))) + " " + expression
+            names.update({f"#addset{i}": k for i, k in enumerate(sets)})
+            values.update({f":addsetv{i}": _dynamo(v) for i, v in enumerate(sets.values())})
+            expression = (
+                "SET " + ", ".join(f"#addset{i} = :addsetv{i}" for i in range(len(sets))) + " " + expression
+            )
         result = self._table.update_item(
             Key={"pk": pk, "sk": sk},
             UpdateExpression=expression,

@@ -17,7 +17,8 @@ from typing import Any
 from local import template as tmpl
 
 SAFETY_FACTOR = 6  # SQS VisibilityTimeout >= 6 x the consumer's timeout (AWS's guidance)
-PARAMETERS = {
+REGION = "us-east-1"
+PARAMETERS: dict[str, object] = {
     "AWS::Region": "us-east-1",
     "AWS::Partition": "aws",
     "AWS::AccountId": "123456789012",
@@ -50,9 +51,9 @@ def translate(template: dict[str, Any]) -> dict[str, Any]:
     from samtranslator.translator.transform import transform
 
     # The translator builds ARNs for the session's region even offline.
-    os.environ.setdefault("AWS_DEFAULT_REGION", PARAMETERS["AWS::Region"])
+    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
     params = {**PARAMETERS, "IntercomClientId": "id", "IntercomClientSecret": "secret"}
-    return transform(_as_packaged(template), params, _NoManagedPolicies())  # type: ignore[arg-type]
+    return transform(_as_packaged(template), params, _NoManagedPolicies())
 
 
 def cfn_lint(cloudformation: dict[str, Any]) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Annotated
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
@@ -43,7 +43,7 @@ def health() -> dict[str, str]:
 
 
 @router.post("/admin/accounts")
-def create_account(body: CreateAccount) -> Response:
+def create_account(body: CreateAccount) -> Response[dict[str, Any]]:
     s = _settings()
     event = router.current_event
     require_admin(

@@ -1,0 +1,102 @@
+"""The contract's error envelope from real handlers: 400, 401, 404, 405, 422 and 501, never a trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.factories import api_event, body_of
+from tests.functional.conftest import ADMIN_TOKEN
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def assert_envelope(response: dict[str, Any], status: int, code: str) -> dict[str, Any]:
+    assert response["statusCode"] == status, response
+    body = body_of(response)
+    assert set(body) == {"error"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    assert isinstance(body["error"]["details"], list)
+    assert "Traceback" not in response["body"]
+    return body["error"]
+
+
+def test_health_answers_ok(call):
+    response = call("AccountApiFunction", api_event("GET", "/health"))
+    assert response["statusCode"] == 200
+    assert body_of(response) == {"status": "ok"}
+
+
+def test_malformed_json_is_400(call):
+    event = api_event(
+        "POST", "/admin/accounts", body="{not json", headers={**ADMIN, "Content-Type": "application/json"}
+    )
+    assert_envelope(call("AccountApiFunction", event), 400, "malformed_json")
+
+
+def test_missing_field_is_422_naming_it(call):
+    event = api_event("POST", "/admin/accounts", body={"name": "Acme"}, headers=ADMIN)
+    error = assert_envelope(call("AccountApiFunction", event), 422, "validation_failed")
+    assert error["details"] == [{"field": "referral_factory_api_key", "message": "is required"}]
+
+
+def test_every_bad_field_is_listed_at_once(call):
+    body = {"name": "", "referral_factory_api_base": "not a url"}
+    event = api_event("POST", "/admin/accounts", body=body, headers=ADMIN)
+    error = assert_envelope(call("AccountApiFunction", event), 422, "validation_failed")
+    fields = {d["field"] for d in error["details"]}
+    assert fields == {"name", "referral_factory_api_key", "referral_factory_api_base"}
+
+
+def test_unknown_route_is_404(call):
+    assert_envelope(call("AccountApiFunction", api_event("GET", "/nope")), 404, "not_found")
+
+
+def test_wrong_method_is_405_with_allow(call):
+    response = call("AccountApiFunction", api_event("DELETE", "/health"))
+    assert_envelope(response, 405, "method_not_allowed")
+    assert response["multiValueHeaders"]["Allow"] == ["GET"]
+
+
+def test_wrong_method_on_a_path_with_parameters_is_405(call):
+    event = api_event(
+        "POST", "/v1/syncs/s-1", resource="/v1/syncs/{sync_id}", path_parameters={"sync_id": "s-1"}
+    )
+    assert_envelope(call("ContactSyncFunction", event), 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": ADMIN_TOKEN}])
+def test_admin_route_needs_the_admin_token(call, headers):
+    body = {"name": "Acme", "referral_factory_api_key": "rf-key"}
+    event = api_event("POST", "/admin/accounts", body=body, headers=headers)
+    assert_envelope(call("AccountApiFunction", event), 401, "unauthorized")
+
+
+@pytest.mark.parametrize(
+    ("function", "method", "path"),
+    [
+        ("OAuthCallbackFunction", "POST", "/v1/intercom/connect"),
+        ("AccountApiFunction", "GET", "/v1/intercom/attributes"),
+        ("ContactSyncFunction", "GET", "/v1/syncs/s-1"),
+        ("IntercomWebhookFunction", "POST", "/webhooks/intercom"),
+        ("ReferralSignupFunction", "POST", "/webhooks/referral-factory/acc_1"),
+    ],
+)
+def test_routes_whose_issue_has_not_landed_answer_501(call, function, method, path):
+    error = assert_envelope(call(function, api_event(method, path)), 501, "not_implemented")
+    assert "issue #" in error["message"]
+
+
+def test_unexpected_errors_are_500_in_the_envelope_without_details(call, monkeypatch):
+    from shared.routes import operator
+
+    def explode(*_args, **_kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(operator.Accounts, "create", explode)
+    body = {"name": "Acme", "referral_factory_api_key": "rf-key"}
+    response = call("AccountApiFunction", api_event("POST", "/admin/accounts", body=body, headers=ADMIN))
+    error = assert_envelope(response, 500, "internal_error")
+    assert "secret internals" not in error["message"]
