@@ -610,13 +610,15 @@ class ReferralFactoryEmulator:
         return json_response(_single(user.as_dict()), 201)
 
     def account_users(self, request: Request, _: dict[str, Any]) -> Response:
+        """Every user of the account, oldest first; `?campaign_id=` and `?email=` narrow it and
+        `?sharing=true` adds each user's `sharing` object."""
         account = self.store.account(request.path_params["api_key"])
-        ids: Sequence[int] = account.user_ids
-        if request.query_params.get("campaign_id"):
-            campaign = self.store.campaign_of(account, request.query_params["campaign_id"])
-            ids = campaign.user_ids if campaign else []
+        params = request.query_params
+        filters = [Condition(k, "=", params[k]) for k in ("campaign_id", "email") if params.get(k)]
+        ids = self.store.search(account, filters) if filters else account.user_ids
+        sharing = params.get("sharing") in ("1", "true")
         users = self.store.users
-        return json_response({"data": [users[i].control_dict() for i in ids]})
+        return json_response({"data": [users[i].control_dict(sharing=sharing) for i in ids]})
 
     def stats_endpoint(self, _: Request, __: dict[str, Any]) -> Response:
         return json_response(self.stats.snapshot())
