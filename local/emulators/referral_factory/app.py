@@ -575,7 +575,6 @@ class ReferralFactoryEmulator:
     def rotate_key(self, request: Request, body: dict[str, Any]) -> Response:
         new_key = body.get("api_key") or f"rf_{self.store.new_token()}"
         account = self.store.rotate_key(request.path_params["api_key"], str(new_key))
-        self.limiter.reset()
         return json_response({"api_key": account.api_key})
 
     def signup(self, request: Request, body: dict[str, Any]) -> Response:

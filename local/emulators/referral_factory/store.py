@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 from urllib.parse import quote
 
@@ -262,12 +263,17 @@ class Condition:
     value: Any
 
 
-def _field_value(user: User, name: str) -> Any:
-    if name == "campaign_id":
-        return user.campaign.id
-    if name == "qualified":
-        return user.qualified_at is not None
-    return getattr(user, name)
+# Each returns the value in the form `_normalise` gives a search value, so a scan over 100,000 users
+# does one cheap call per user and condition.
+_GETTERS: dict[str, Callable[[User], Any]] = {
+    "campaign_id": lambda u: u.campaign.id,
+    "qualified": lambda u: u.qualified_at is not None,
+    "email": lambda u: u.email.lower(),
+}
+
+
+def _getter(name: str) -> Callable[[User], Any]:
+    return _GETTERS.get(name) or attrgetter(name)
 
 
 def _normalise(name: str, value: Any) -> Any:
@@ -289,18 +295,19 @@ def _like(pattern: str) -> re.Pattern[str]:
 
 
 def _predicate(cond: Condition) -> Callable[[User], bool]:
-    name, op = cond.field, cond.operator
+    get, op = _getter(cond.field), cond.operator
     if op == "like":
         regex = _like(str(cond.value))
-        return lambda u: regex.match(str(_field_value(u, name) or "")) is not None
+        return lambda u: regex.match(str(get(u) or "")) is not None
     if op in ("in", "not in"):
         values = cond.value if isinstance(cond.value, list) else [cond.value]
-        wanted = {_normalise(name, v) for v in values}
+        wanted = {_normalise(cond.field, v) for v in values}
         negate = op == "not in"
-        return lambda u: (_normalise(name, _field_value(u, name)) in wanted) != negate
-    target = _normalise(name, cond.value)
-    equal = op == "="
-    return lambda u: (_normalise(name, _field_value(u, name)) == target) == equal
+        return lambda u: (get(u) in wanted) != negate
+    target = _normalise(cond.field, cond.value)
+    if op == "=":
+        return lambda u: get(u) == target
+    return lambda u: get(u) != target
 
 
 # --- the store --------------------------------------------------------------------------------------
@@ -443,46 +450,51 @@ class Store:
     ) -> list[int]:
         """Ids, in creation order, of users matching every `required` condition and, when `any_of` is
         not empty, at least one of those; candidates come from the narrowest index `required` allows."""
-        candidates = self._narrowest(account, required)
-        every = [_predicate(c) for c in required]
-        some = [_predicate(c) for c in any_of]
-        if not every and not some:
+        candidates, consumed = self._narrowest(account, required)
+        checks = [_predicate(c) for c in required if c is not consumed]
+        if any_of:
+            some = [_predicate(c) for c in any_of]
+            checks.append(lambda u: any(p(u) for p in some))
+        if not checks:
             return list(candidates)
+        check = checks[0] if len(checks) == 1 else (lambda u: all(p(u) for p in checks))
         users = self.users
-        return [
-            uid
-            for uid in candidates
-            if all(p(users[uid]) for p in every) and (not some or any(p(users[uid]) for p in some))
-        ]
+        return [uid for uid in candidates if check(users[uid])]
 
-    def _narrowest(self, account: Account, conditions: Sequence[Condition]) -> Sequence[int]:
+    def _narrowest(
+        self, account: Account, conditions: Sequence[Condition]
+    ) -> tuple[Sequence[int], Condition | None]:
+        """The smallest indexed candidate list and the condition it satisfies exactly (no need to
+        check that one again per user)."""
         best: Sequence[int] = account.user_ids
+        consumed: Condition | None = None
         for cond in conditions:
-            if cond.operator != "=":
-                continue
-            found: Sequence[int] | None = None
-            if cond.field == "id":
-                user = self.user_of(account, as_int(cond.value))
-                found = [user.id] if user else []
-            elif cond.field == "code" and isinstance(cond.value, str):
-                user = self.by_code(account, cond.value)
-                found = [user.id] if user else []
-            elif cond.field == "referrer_id" and cond.value is not None:
-                referrer = self.user_of(account, as_int(cond.value))
-                found = (referrer.invited_ids or []) if referrer else []
-            elif cond.field == "campaign_id":
-                campaign = self.campaign_of(account, cond.value)
-                found = campaign.user_ids if campaign else []
-            elif cond.field == "email" and isinstance(cond.value, str):
-                # One email may be in several campaigns: take them all, in creation order.
-                found = sorted(
-                    u.id
-                    for c in account.campaign_ids
-                    if (u := self.by_email(self.campaigns[c], cond.value)) is not None
-                )
-            if found is not None and len(found) < len(best):
-                best = found
-        return best
+            found = self._indexed(account, cond) if cond.operator == "=" else None
+            if found is not None and len(found) <= len(best):
+                best, consumed = found, cond
+        return best, consumed
+
+    def _indexed(self, account: Account, cond: Condition) -> Sequence[int] | None:
+        if cond.field == "id":
+            user = self.user_of(account, as_int(cond.value))
+            return [user.id] if user else []
+        if cond.field == "code" and isinstance(cond.value, str):
+            user = self.by_code(account, cond.value)
+            return [user.id] if user else []
+        if cond.field == "referrer_id" and cond.value is not None:
+            referrer = self.user_of(account, as_int(cond.value))
+            return (referrer.invited_ids or []) if referrer else []
+        if cond.field == "campaign_id":
+            campaign = self.campaign_of(account, cond.value)
+            return campaign.user_ids if campaign else []
+        if cond.field == "email" and isinstance(cond.value, str):
+            # One email may be in several campaigns: take them all, in creation order.
+            return sorted(
+                u.id
+                for c in account.campaign_ids
+                if (u := self.by_email(self.campaigns[c], cond.value)) is not None
+            )
+        return None
 
     # users: writes ----------------------------------------------------------------------------------
 
