@@ -177,7 +177,7 @@ def test_config_put_merges_top_level_keys_replaces_faults_and_reads_back(http: h
         "webhook_duplicate_rate": 0.0,
     }
 
-    applied = http.put("/_emulator/config", json={"faults": {"latency_ms": 5}}).json()
+    assert http.put("/_emulator/config", json={"faults": {"latency_ms": 5}}).status_code == 200
     applied = http.put("/_emulator/config", json={"rate_limit_per_minute": 7}).json()
     assert applied["rate_limit_per_minute"] == 7
     assert applied["faults"]["latency_ms"] == 5, "a key not sent keeps its value"
