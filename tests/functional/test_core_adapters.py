@@ -8,6 +8,7 @@ import uuid
 import boto3
 import pytest
 
+from shared import queues
 from shared.due_work import due_item, fire_due
 from shared.store import ConditionFailed, Store
 from tests.factories import LambdaContext, sqs_event
@@ -99,8 +100,25 @@ def test_scheduler_handler_sends_due_work_to_its_queue(store, aws, lambda_module
     assert any(json.loads(m["Body"]).get("work") == work_id for m in messages)
 
 
-def test_placeholder_consumers_keep_every_record(lambda_module):
-    handler = lambda_module("SignupProcessorFunction").handler
+@pytest.mark.parametrize(
+    "function",
+    ["SignupProcessorFunction", "IntercomEventsFunction", "SyncCoordinatorFunction", "SyncWorkerFunction"],
+)
+def test_placeholder_consumers_keep_every_record(lambda_module, function):
+    handler = lambda_module(function).handler
     event = sqs_event({"a": 1}, {"b": 2})
     with pytest.raises(Exception, match="All records failed"):
         handler(event, LambdaContext())
+
+
+def test_queue_batches_are_sent_in_tens(aws):
+    url = aws.refs["SyncPagesDLQ"]
+    queues.send_batch(url, [{"page": i} for i in range(23)])
+    queues.send(url, {"page": 23}, delay_seconds=0)
+    sqs = boto3.client("sqs")
+    seen = set()
+    for _ in range(10):
+        for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            seen.add(json.loads(m["Body"])["page"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    assert seen == set(range(24))
