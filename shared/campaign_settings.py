@@ -1,0 +1,186 @@
+"""A campaign's Intercom settings: their shape, and their validation against the live attribute list.
+
+Pure domain: takes the settings and Intercom's data attributes as plain values and returns every
+problem at once, each with its field path (`person_invited.mapping.email`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Referral Factory fields a mapping may name (the contract's list).
+RF_FIELDS = (
+    "first_name",
+    "email",
+    "referral_link",
+    "referral_code",
+    "campaign_name",
+    "source",
+    "signed_up_at",
+    "referrals_count",
+    "converted_referrals_count",
+    "referrer_first_name",
+    "referrer_email",
+    "referrer_referral_link",
+)
+
+# The Intercom data type a custom attribute gets when setup creates it for a field.
+FIELD_DATA_TYPES: dict[str, str] = {
+    "first_name": "string",
+    "email": "string",
+    "referral_link": "string",
+    "referral_code": "string",
+    "campaign_name": "string",
+    "source": "string",
+    "signed_up_at": "string",
+    "referrals_count": "integer",
+    "converted_referrals_count": "integer",
+    "referrer_first_name": "string",
+    "referrer_email": "string",
+    "referrer_referral_link": "string",
+}
+SALE_VALUE_DATA_TYPE = "float"
+QUALIFIABLE_TYPES = ("string", "options")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Qualification(_Model):
+    attribute: str = Field(min_length=1)
+    initial_value: str | None = None
+    qualifying_values: list[str] = Field(min_length=1)
+
+
+class SyncSettings(_Model):
+    inbound_mapping: dict[str, str] = Field(default_factory=dict)
+    return_mapping: dict[str, str] = Field(default_factory=dict)
+
+
+class PersonSettings(_Model):
+    action: Literal["none", "create_lead", "create_user"] = "none"
+    mapping: dict[str, str] = Field(default_factory=dict)
+    defaults: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    referrer_mapping: dict[str, str] = Field(default_factory=dict)
+    qualification: Qualification | None = None
+    duplicates: Literal["skip", "update"] = "skip"
+
+
+class Commission(_Model):
+    sale_value_attribute: str = Field(min_length=1)
+
+
+class CampaignSettings(_Model):
+    sync: SyncSettings | None = None
+    person_invited: PersonSettings | None = None
+    person_referring: PersonSettings | None = None
+    commission: Commission | None = None
+
+
+REQUIRED_KEYS = {
+    "sync.return_mapping": ("referral_link",),
+    "person_invited.mapping": ("first_name", "email"),
+    "person_referring.mapping": ("referrer_first_name", "referrer_email"),
+}
+
+
+def _mappings(settings: CampaignSettings) -> list[tuple[str, dict[str, str], bool]]:
+    """(path, mapping, written_by_us) for every mapping the settings hold."""
+    found: list[tuple[str, dict[str, str], bool]] = []
+    if settings.sync:
+        found.append(("sync.inbound_mapping", settings.sync.inbound_mapping, False))
+        found.append(("sync.return_mapping", settings.sync.return_mapping, True))
+    for name in ("person_invited", "person_referring"):
+        person: PersonSettings | None = getattr(settings, name)
+        if person:
+            found.append((f"{name}.mapping", person.mapping, True))
+            found.append((f"{name}.referrer_mapping", person.referrer_mapping, True))
+    return found
+
+
+def named_attributes(settings: CampaignSettings) -> dict[str, str]:
+    """Every Intercom attribute the settings name, with the data type setup would create it with."""
+    named: dict[str, str] = {}
+    for _, mapping, _written in _mappings(settings):
+        for field, attribute in mapping.items():
+            named.setdefault(attribute, FIELD_DATA_TYPES.get(field, "string"))
+    for name in ("person_invited", "person_referring"):
+        person: PersonSettings | None = getattr(settings, name)
+        if person is None:
+            continue
+        for attribute, value in person.defaults.items():
+            inferred = (
+                "boolean" if isinstance(value, bool) else "integer" if isinstance(value, int) else "string"
+            )
+            named.setdefault(attribute, "float" if isinstance(value, float) else inferred)
+        if person.qualification:
+            named.setdefault(person.qualification.attribute, "string")
+    if settings.commission:
+        named.setdefault(settings.commission.sale_value_attribute, SALE_VALUE_DATA_TYPE)
+    return named
+
+
+class _Validator:
+    def __init__(self, attributes: list[dict[str, Any]]) -> None:
+        self.by_name = {a["full_name"]: a for a in attributes}
+        self.problems: list[dict[str, str]] = []
+
+    def problem(self, field: str, message: str) -> None:
+        self.problems.append({"field": field, "message": message})
+
+    def attribute(self, field: str, name: str, *, writable: bool) -> dict[str, Any] | None:
+        found = self.by_name.get(name)
+        if found is None:
+            self.problem(field, f"Intercom has no attribute '{name}' (create it, or run setup).")
+        elif writable and not found.get("api_writable", False):
+            self.problem(field, f"Intercom attribute '{name}' cannot be written through the API.")
+        return found
+
+    def mapping(self, path: str, mapping: dict[str, str], *, written: bool) -> None:
+        for field, name in mapping.items():
+            if field not in RF_FIELDS:
+                self.problem(f"{path}.{field}", f"'{field}' is not a Referral Factory field.")
+            else:
+                self.attribute(f"{path}.{field}", name, writable=written)
+        for required in REQUIRED_KEYS.get(path, ()):
+            if required not in mapping:
+                self.problem(f"{path}.{required}", f"must map '{required}'.")
+
+    def qualification(self, path: str, q: Qualification) -> None:
+        found = self.attribute(f"{path}.attribute", q.attribute, writable=q.initial_value is not None)
+        if found is None:
+            return
+        if found.get("data_type") not in QUALIFIABLE_TYPES:
+            self.problem(
+                f"{path}.attribute",
+                f"'{q.attribute}' is a {found.get('data_type')} attribute; use a text or list attribute.",
+            )
+            return
+        allowed = {str(o) for o in found.get("options") or []}
+        for i, value in enumerate(q.qualifying_values):
+            if allowed and value not in allowed:
+                self.problem(f"{path}.qualifying_values.{i}", f"'{value}' is not an option of the list.")
+
+
+def validate(settings: CampaignSettings, attributes: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Every problem with `settings` given Intercom's attributes (`full_name`, `data_type`,
+    `api_writable`, `options`), each with its field path."""
+    check = _Validator(attributes)
+    for path, mapping, written in _mappings(settings):
+        check.mapping(path, mapping, written=written)
+    for name in ("person_invited", "person_referring"):
+        person: PersonSettings | None = getattr(settings, name)
+        if person is None:
+            continue
+        for attribute in person.defaults:
+            check.attribute(f"{name}.defaults.{attribute}", attribute, writable=True)
+        if person.qualification:
+            check.qualification(f"{name}.qualification", person.qualification)
+    if settings.commission:
+        check.attribute(
+            "commission.sale_value_attribute", settings.commission.sale_value_attribute, writable=False
+        )
+    return check.problems
