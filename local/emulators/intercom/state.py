@@ -14,7 +14,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from types import MappingProxyType
@@ -707,7 +707,3 @@ def _name_taken(ws: Workspace, name: str) -> str | None:
         if (model, lowered) in ws.attributes:
             return model
     return None
-
-
-def unique_ids(values: Iterable[Any]) -> list[str]:
-    return list(dict.fromkeys(str(v) for v in values))
