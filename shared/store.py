@@ -137,6 +137,10 @@ class Store:
         old = _conditional(self._table.delete_item, **kwargs).get("Attributes")
         return _plain(old) if old else None
 
+    def delete_if(self, pk: str, sk: str, *, condition: ConditionBase) -> None:
+        """Delete one item only while `condition` holds."""
+        _conditional(self._table.delete_item, Key={"pk": pk, "sk": sk}, ConditionExpression=condition)
+
     def query(
         self,
         pk: str,

@@ -9,6 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from shared import settings
 from shared.http_api import ProductResolver
 from shared.observability import logger, metrics, tracer
+from shared.routes import connect
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -16,10 +17,7 @@ if TYPE_CHECKING:
 SETTINGS = settings.load(settings.OAuthSettings)
 
 app = ProductResolver()
-# Issue #6 (connect and configure) owns these.
-app.placeholder("/v1/intercom/connect", ["POST"], issue=6)
-app.placeholder("/oauth/intercom/callback", ["GET"], issue=6)
-app.placeholder("/v1/intercom/connection", ["GET", "DELETE"], issue=6)
+app.include_router(connect.router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -77,7 +77,6 @@ def test_admin_route_needs_the_admin_token(call, headers):
 @pytest.mark.parametrize(
     ("function", "method", "path"),
     [
-        ("OAuthCallbackFunction", "POST", "/v1/intercom/connect"),
         ("AccountApiFunction", "GET", "/v1/intercom/attributes"),
         ("ContactSyncFunction", "GET", "/v1/syncs/s-1"),
         ("IntercomWebhookFunction", "POST", "/webhooks/intercom"),
