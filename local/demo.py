@@ -1,0 +1,231 @@
+"""`python -m local up --demo`: a scenario told in the terminal, step by step, through the running stack.
+
+Everything goes through the same doors a person or a test would use: the product's HTTP API, the
+emulators' real and control paths, the embedded AWS. Later issues add steps with `@step(...)`; each
+step gets the `Demo` (URLs, one HTTP client, the state earlier steps left, narration and a progress
+bar) and a step that fails is reported and does not stop the stack.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+import httpx
+
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable
+
+    from local.stack import Stack
+
+SEED_CONTACTS = 500
+SEED_CHUNK = 50
+
+
+class Progress:
+    """A text progress bar on stderr: redrawn in place on a terminal, a line per tenth otherwise."""
+
+    def __init__(self, out: TextIO, total: int, label: str, width: int = 30) -> None:
+        self.out, self.total, self.label, self.width = out, max(total, 1), label, width
+        self.done = 0
+        self._tty = out.isatty()
+        self._last_tenth = -1
+        self._started = time.perf_counter()
+
+    def advance(self, amount: int = 1) -> None:
+        self.done = min(self.total, self.done + amount)
+        fraction = self.done / self.total
+        if self._tty:
+            filled = int(fraction * self.width)
+            bar = "#" * filled + "-" * (self.width - filled)
+            self.out.write(f"\r    {self.label} [{bar}] {self.done}/{self.total}")
+            self.out.flush()
+        elif int(fraction * 10) != self._last_tenth:
+            self._last_tenth = int(fraction * 10)
+            self.out.write(f"    {self.label}: {self.done}/{self.total}\n")
+
+    def finish(self) -> None:
+        elapsed = time.perf_counter() - self._started
+        if self._tty:
+            self.out.write("\n")
+        self.out.write(f"    {self.label}: {self.done} in {elapsed:.1f} s\n")
+        self.out.flush()
+
+
+@dataclass
+class Demo:
+    info: dict[str, str]
+    stack: Stack | None
+    http: httpx.Client
+    out: TextIO = sys.stderr
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def api(self) -> str:
+        return self.info["api"]
+
+    @property
+    def intercom(self) -> str:
+        return self.info["intercom"]
+
+    @property
+    def rf(self) -> str:
+        return self.info["referral_factory"]
+
+    def say(self, text: str) -> None:
+        self.out.write(f"    {text}\n")
+        self.out.flush()
+
+    def progress(self, total: int, label: str) -> Progress:
+        return Progress(self.out, total, label)
+
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.info['admin_token']}"}
+
+    def account(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.state['api_key']}"}
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    run: Callable[[Demo], None]
+
+
+STEPS: list[Step] = []
+
+
+def step(title: str) -> Callable[[Callable[[Demo], None]], Callable[[Demo], None]]:
+    """Register a demo step; steps run in the order they are registered."""
+
+    def register(fn: Callable[[Demo], None]) -> Callable[[Demo], None]:
+        STEPS.append(Step(title, fn))
+        return fn
+
+    return register
+
+
+def _expect(response: httpx.Response, *statuses: int) -> Any:
+    if response.status_code not in statuses:
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url} -> {response.status_code}: {response.text}"
+        )
+    return response.json() if response.content else None
+
+
+@step("A Referral Factory account with two campaigns (Referral Factory emulator)")
+def referral_factory_account(demo: Demo) -> None:
+    api_key = f"rf_demo_{secrets.token_hex(8)}"
+    body = {"api_key": api_key, "campaigns": [{"name": "Spring referral"}, {"name": "Partner programme"}]}
+    created = _expect(demo.http.post(f"{demo.rf}/_emulator/accounts", json=body), 201)
+    demo.state["rf_api_key"] = api_key
+    demo.state["campaigns"] = created["campaigns"]
+    for campaign in created["campaigns"]:
+        demo.say(f"campaign {campaign['id']}: {campaign['name']}")
+
+
+@step("A product account: POST /admin/accounts with the admin token")
+def product_account(demo: Demo) -> None:
+    body = {"name": "Demo Co", "referral_factory_api_key": demo.state["rf_api_key"]}
+    created = _expect(demo.http.post(f"{demo.api}/admin/accounts", json=body, headers=demo.admin()), 201)
+    demo.state.update(account_id=created["account_id"], api_key=created["api_key"])
+    webhook = created["referral_factory_webhook"]
+    demo.say(f"account {created['account_id']}; its API key (shown once): {created['api_key']}")
+    # What the operator would paste into Referral Factory's webhook settings.
+    _expect(
+        demo.http.put(
+            f"{demo.rf}/_emulator/accounts/{demo.state['rf_api_key']}/webhooks",
+            json={"url": webhook["url"], "headers": {webhook["header_name"]: webhook["header_value"]}},
+        ),
+        200,
+    )
+    demo.say(f"Referral Factory now posts its webhooks to {webhook['url']}")
+
+
+@step(f"An Intercom workspace with {SEED_CONTACTS} contacts (Intercom emulator)")
+def intercom_workspace(demo: Demo) -> None:
+    workspace = {"id_code": f"demo{secrets.token_hex(3)}", "name": "Demo Co", "region": "US"}
+    _expect(demo.http.post(f"{demo.intercom}/_emulator/workspaces", json=workspace), 200, 201)
+    demo.state["workspace"] = workspace["id_code"]
+    bar = demo.progress(SEED_CONTACTS, "seeding contacts")
+    for start in range(0, SEED_CONTACTS, SEED_CHUNK):
+        count = min(SEED_CHUNK, SEED_CONTACTS - start)
+        role = "user" if start % (2 * SEED_CHUNK) == 0 else "lead"
+        url = f"{demo.intercom}/_emulator/workspaces/{workspace['id_code']}/contacts"
+        _expect(demo.http.post(url, json={"generate": {"count": count, "role": role}}), 200, 201)
+        bar.advance(count)
+    bar.finish()
+
+
+@step("Every part answers")
+def every_part_answers(demo: Demo) -> None:
+    health = demo.http.get(f"{demo.api}/health")
+    demo.say(f"GET /health -> {health.status_code} {health.text}")
+    missing = demo.http.get(f"{demo.api}/no/such/route")
+    demo.say(f"GET /no/such/route -> {missing.status_code} {missing.text} (API Gateway's own answer)")
+    if demo.stack is not None:
+        routes: dict[str, str] = {}
+        for name, fn in demo.stack.functions.items():
+            if fn.routes:
+                routes[name] = fn.routes[0].path
+        for name, path in routes.items():
+            concrete = path.replace("{", "").replace("}", "")
+            response = demo.http.get(f"{demo.api}{concrete}", headers=demo.account())
+            code = response.json().get("error", {}).get("code", "") if response.status_code >= 400 else ""
+            demo.say(f"{name}: GET {concrete} -> {response.status_code} {code}".rstrip())
+        for name, pool in demo.stack.pools.items():
+            demo.say(f"{name}: {len(pool.pids())} warm instance(s), pids {pool.pids()}")
+        sqs = demo.stack.aws.client("sqs")
+        for logical, url in sorted(demo.stack.provisioned.refs.items()):
+            if logical in demo.stack.provisioned.queue_names:
+                attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+                demo.say(f"queue {logical}: {attrs['Attributes']['ApproximateNumberOfMessages']} message(s)")
+    for name, base in (("Intercom", demo.intercom), ("Referral Factory", demo.rf)):
+        stats = _expect(demo.http.get(f"{base}/_emulator/stats"), 200)
+        demo.say(f"{name} emulator stats: {stats}")
+
+
+@step("Connecting Intercom")
+def connect_intercom(demo: Demo) -> None:
+    response = demo.http.post(f"{demo.api}/v1/intercom/connect", json={}, headers=demo.account())
+    if response.status_code == 200:
+        url = response.json()["authorize_url"]
+        demo.say("open this consent page to connect the demo workspace:")
+        demo.say(f"  {url}&workspace={demo.state.get('workspace', '')}")
+        return
+    demo.say(f"POST /v1/intercom/connect -> {response.status_code} {response.text}")
+    demo.say(f"the emulator's consent page, for when connect lands: {demo.intercom}/oauth")
+
+
+def run_steps(demo: Demo, steps: list[Step], stop: threading.Event | None = None) -> bool:
+    """Run `steps` in order, narrated; returns whether every step succeeded."""
+    ok = True
+    for number, current in enumerate(steps, 1):
+        if stop is not None and stop.is_set():
+            return ok
+        demo.out.write(f"\n==> {number}/{len(steps)} {current.title}\n")
+        started = time.perf_counter()
+        try:
+            current.run(demo)
+        except Exception as exc:
+            ok = False
+            demo.say(f"step failed: {type(exc).__name__}: {exc}")
+            continue
+        demo.say(f"({time.perf_counter() - started:.1f} s)")
+    return ok
+
+
+def run_demo(info: dict[str, str], stack: Stack | None, stop: threading.Event | None = None) -> bool:
+    with httpx.Client(timeout=30) as http:
+        demo = Demo(info, stack, http)
+        ok = run_steps(demo, STEPS, stop)
+    demo.out.write(
+        f"\n==> demo {'done' if ok else 'finished with failures'}; the stack keeps serving on {info['api']}"
+        " (Ctrl-C stops it)\n"
+    )
+    demo.out.flush()
+    return ok
