@@ -89,6 +89,10 @@ def up(args: argparse.Namespace) -> int:
     except BaseException:
         stack.stop()
         raise
+    if stop.is_set():
+        # Told to stop while starting: a ready line now would announce a stack about to vanish.
+        stack.stop()
+        return 0
     sys.stdout.write(json.dumps(info) + "\n")
     sys.stdout.flush()
     if args.demo and not stop.is_set():

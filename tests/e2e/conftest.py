@@ -156,7 +156,9 @@ def product_stack(stack_dir: Path) -> Iterator[RunningStack]:
 def probe_stack(stack_dir: Path) -> Iterator[RunningStack]:
     """The test-only template: short visibility timeouts, a recording consumer, an echo API."""
     yield from _running(
-        stack_dir, "--template", str(STACK_TEMPLATE), env={"STACK_TEST_LEAK": "from-the-host"}
+        stack_dir,
+        *("--template", str(STACK_TEMPLATE), "--schedule-interval", "1"),
+        env={"STACK_TEST_LEAK": "from-the-host"},
     )
 
 

@@ -136,6 +136,17 @@ def test_a_timed_out_instance_is_discarded_and_its_batch_retried(probe: Probe) -
     probe.wait_for(lambda: probe.in_flight("SlowQueue") == 0, 5, "the retry's delete")
 
 
+def test_schedules_fire_every_interval_with_eventbridges_event(probe: Probe) -> None:
+    def ticks() -> list[dict[str, Any]]:
+        return probe.ledger.query(KeyConditionExpression=Key("pk").eq("schedule"))["Items"]
+
+    probe.wait_for(lambda: len(ticks()) >= 2, 10, "two ticks")
+    event = json.loads(ticks()[-1]["event"])
+    assert event["detail-type"] == "Scheduled Event"
+    assert event["source"] == "aws.events"
+    assert event["resources"][0].startswith("arn:aws:events:us-east-1:123456789012:rule/")
+
+
 # -- the API Gateway adapter over real HTTP, into a real instance ------------------------------------
 
 

@@ -50,3 +50,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if body.get("fail") == "always" or (body.get("fail") == "first" and first):
             failures.append({"itemIdentifier": record["messageId"]})
     return {"batchItemFailures": failures}
+
+
+def scheduled(event: dict[str, Any], context: Any) -> None:
+    LEDGER.put_item(
+        Item={
+            "pk": "schedule",
+            "sk": f"{int(time.time() * 1000)}#{uuid.uuid4().hex}",
+            "event": json.dumps(event),
+            "pid": os.getpid(),
+        }
+    )
