@@ -1,30 +1,35 @@
 """Cached boto3 factories: built on first use, not at import, so tests and the local stack point them
-at moto through the standard `AWS_ENDPOINT_URL` and a cold start pays only for what it uses."""
+at moto through the standard `AWS_ENDPOINT_URL`, and a cold start pays for boto3 only when it is used
+(the webhook receivers import this module but must answer fast)."""
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
 
-_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
+@cache
+def _config() -> Any:
+    from botocore.config import Config
+
+    return Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
 
 
 @cache
-def session() -> boto3.session.Session:
+def session() -> Any:
+    import boto3
+
     return boto3.session.Session()
 
 
 @cache
 def client(service: str) -> Any:
-    return session().client(service, config=_CONFIG)
+    return session().client(service, config=_config())
 
 
 @cache
 def table(name: str) -> Any:
-    return session().resource("dynamodb", config=_CONFIG).Table(name)
+    return session().resource("dynamodb", config=_config()).Table(name)
 
 
 def reset() -> None:

@@ -5,13 +5,13 @@ Nothing here runs at import; each factory is cached so a warm Lambda reuses its 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from shared import aws, queues
 from shared.accounts import Accounts
+from shared.app_secret import AppCredentials, app_credentials
 from shared.connections import Connections
 from shared.crypto import SecretBox
 from shared.intercom import IntercomClient, api_base_for_region, regional_api_bases
@@ -21,24 +21,6 @@ from shared.store import Store
 
 if TYPE_CHECKING:
     from shared.settings import SecretsSettings
-
-# How long a warm Lambda trusts its cached copy of the Intercom app's credentials.
-APP_SECRET_MAX_AGE_S = 300
-
-
-@dataclass(frozen=True)
-class AppCredentials:
-    client_id: str
-    client_secret: str
-
-
-def app_credentials(secret_arn: str) -> AppCredentials:
-    """The Intercom app's client id and secret from Secrets Manager (cached with a max age)."""
-    from aws_lambda_powertools.utilities import parameters
-
-    value: Any = parameters.get_secret(secret_arn, max_age=APP_SECRET_MAX_AGE_S)
-    data = json.loads(value) if isinstance(value, str | bytes) else value
-    return AppCredentials(str(data.get("client_id", "")), str(data.get("client_secret", "")))
 
 
 @dataclass(frozen=True)

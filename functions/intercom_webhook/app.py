@@ -9,6 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from shared import settings
 from shared.http_api import ProductResolver
 from shared.observability import logger, metrics
+from shared.routes import intercom_webhooks
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -16,9 +17,9 @@ if TYPE_CHECKING:
 SETTINGS = settings.load(settings.IntercomWebhookSettings)
 
 app = ProductResolver()
-# Issue #9 (qualification) owns the notifications; issue #6 the uninstall notice.
+app.include_router(intercom_webhooks.router)
+# Issue #9 (qualification) owns the topic notifications.
 app.placeholder("/webhooks/intercom", ["POST"], issue=9)
-app.placeholder("/webhooks/intercom/uninstall", ["POST"], issue=6)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -1,10 +1,31 @@
-"""Intercom notifications: qualification and connection changes."""
+"""Intercom events behind the queue: uninstall notices now; topic notifications with issue #9."""
 
 from __future__ import annotations
 
-from shared import settings
-from shared.pending import not_implemented_consumer
+from typing import TYPE_CHECKING, Any
 
-# Issue #9 builds this consumer; until then every record stays queued (then in the DLQ).
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+from shared import settings
+from shared.intercom_events import handle_record
+from shared.observability import logger, metrics, tracer
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
 SETTINGS = settings.load(settings.IntercomEventsSettings)
-handler = not_implemented_consumer(issue=9)
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return dict(
+        process_partial_response(
+            event=event,
+            record_handler=lambda record: handle_record(record, SETTINGS),
+            processor=processor,
+            context=context,
+        )
+    )

@@ -13,48 +13,7 @@ import pytest
 
 from tests.factories import api_event, body_of
 from tests.functional.conftest import INTERCOM_CLIENT_ID, PUBLIC_BASE_URL
-
-JSON = {"Accept": "application/json"}
-
-
-def bearer(account):
-    return {"Authorization": f"Bearer {account['api_key']}"}
-
-
-def start(call, account, return_url=None):
-    body = {"return_url": return_url} if return_url else None
-    response = call(
-        "OAuthCallbackFunction", api_event("POST", "/v1/intercom/connect", body=body, headers=bearer(account))
-    )
-    assert response["statusCode"] == 200, response
-    return body_of(response)["authorize_url"]
-
-
-def consent(authorize_url, workspace_id):
-    """The browser's trip to Intercom: the emulator approves at once and redirects with a code."""
-    response = httpx.get(f"{authorize_url}&workspace={workspace_id}&auto_approve=true")
-    assert response.status_code in (302, 303), response.text
-    return parse_qs(urlsplit(response.headers["location"]).query)
-
-
-def callback(call, params, headers=None):
-    query = {k: v[0] for k, v in params.items()}
-    event = api_event("GET", "/oauth/intercom/callback", query=query, headers=headers or {})
-    return call("OAuthCallbackFunction", event)
-
-
-def connection(call, account):
-    response = call(
-        "OAuthCallbackFunction", api_event("GET", "/v1/intercom/connection", headers=bearer(account))
-    )
-    assert response["statusCode"] == 200
-    return body_of(response)
-
-
-def connect(call, account, workspace_id):
-    response = callback(call, consent(start(call, account), workspace_id), JSON)
-    assert response["statusCode"] == 200, response
-    return response
+from tests.functional.oauth_flow import JSON, bearer, callback, connect, connection, consent, start
 
 
 def test_round_trip_connects_the_workspace(call, new_account, workspace, emulators):

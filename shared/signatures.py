@@ -1,0 +1,30 @@
+"""Intercom's webhook signatures, checked over the raw bytes in constant time before any parsing.
+
+Topic notifications carry `X-Hub-Signature: sha1=<hex HMAC-SHA1>`; the uninstall notice carries
+`X-Body-Signature: <hex HMAC-SHA256>` (reference §6.4, §1.5). Both are keyed with the app's client secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+
+def hub_signature(body: bytes, secret: str) -> str:
+    return "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+
+
+def body_signature(body: bytes, secret: str) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def valid_hub_signature(body: bytes, header: str | None, secret: str) -> bool:
+    return bool(header and secret) and hmac.compare_digest(
+        str(header).strip().lower(), hub_signature(body, secret)
+    )
+
+
+def valid_body_signature(body: bytes, header: str | None, secret: str) -> bool:
+    return bool(header and secret) and hmac.compare_digest(
+        str(header).strip().lower(), body_signature(body, secret)
+    )

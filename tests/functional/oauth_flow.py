@@ -1,0 +1,51 @@
+"""Driving the OAuth round trip in tests: the product's routes in process, the emulator over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from tests.factories import api_event, body_of
+
+JSON = {"Accept": "application/json"}
+
+
+def bearer(account: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {account['api_key']}"}
+
+
+def start(call: Any, account: dict[str, Any], return_url: str | None = None) -> str:
+    body = {"return_url": return_url} if return_url else None
+    event = api_event("POST", "/v1/intercom/connect", body=body, headers=bearer(account))
+    response = call("OAuthCallbackFunction", event)
+    assert response["statusCode"] == 200, response
+    return str(body_of(response)["authorize_url"])
+
+
+def consent(authorize_url: str, workspace_id: str) -> dict[str, list[str]]:
+    """The browser's trip to Intercom: the emulator approves at once and redirects with a code."""
+    response = httpx.get(f"{authorize_url}&workspace={workspace_id}&auto_approve=true")
+    assert response.status_code in (302, 303), response.text
+    return parse_qs(urlsplit(response.headers["location"]).query)
+
+
+def callback(call: Any, params: dict[str, list[str]], headers: dict[str, str] | None = None) -> Any:
+    query = {k: v[0] for k, v in params.items()}
+    event = api_event("GET", "/oauth/intercom/callback", query=query, headers=headers or {})
+    return call("OAuthCallbackFunction", event)
+
+
+def connection(call: Any, account: dict[str, Any]) -> dict[str, Any]:
+    response = call(
+        "OAuthCallbackFunction", api_event("GET", "/v1/intercom/connection", headers=bearer(account))
+    )
+    assert response["statusCode"] == 200
+    return dict(body_of(response))
+
+
+def connect(call: Any, account: dict[str, Any], workspace_id: str) -> Any:
+    response = callback(call, consent(start(call, account), workspace_id), JSON)
+    assert response["statusCode"] == 200, response
+    return response
