@@ -20,7 +20,7 @@ import httpx
 from local import template as tmpl
 from local.apigw import GatewayResponses, RestApiAdapter, Router, TokenBucket
 from local.emulators.server import serve_in_thread
-from local.lambda_runtime import REGION, FunctionPool, FunctionSpec
+from local.lambda_runtime import REGION, FunctionError, FunctionPool, FunctionSpec
 from local.provision import Provisioned, parameter_defaults, provision, resolve_environment
 from local.scheduler import Schedule, Scheduler
 from local.services import Service, ServiceError, port_is_free
@@ -233,13 +233,22 @@ class Stack:
                 warm.append((self.pools[name], count))
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=len(warm) or 1, thread_name_prefix="warm") as pool:
-            list(pool.map(lambda item: item[0].warm(item[1]), warm))
+            list(pool.map(lambda item: self._warm(*item), warm))
         log.info(
             "%d functions, %d instances warm in %.1f s",
             len(self.pools),
             sum(len(p.pids()) for p in self.pools.values()),
             time.perf_counter() - started,
         )
+
+    @staticmethod
+    def _warm(pool: FunctionPool, count: int) -> None:
+        try:
+            pool.warm(count)
+        except FunctionError as exc:
+            # As in Lambda, a function whose init fails fails its invocations (502 behind the API,
+            # retried batches behind a queue); the rest of the stack still serves.
+            log.error("%s could not start: %s: %s", pool.spec.name, exc.error_type, exc.message)
 
     def invoke(self, function: str, event: dict[str, Any]) -> Any:
         return self.pools[function].invoke(event)

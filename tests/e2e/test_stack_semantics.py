@@ -219,3 +219,13 @@ def test_a_crash_or_a_malformed_result_is_a_502_in_the_envelope(api: httpx.Clien
     assert "Traceback" not in response.text
     # The instance that raised stays warm and answers the next request.
     assert api.get("/echo/again").status_code == 200
+
+
+def test_a_function_whose_init_fails_answers_502_and_the_rest_still_serves(
+    probe_stack: RunningStack, api: httpx.Client
+) -> None:
+    response = api.get("/broken")
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "gateway_error"
+    assert "BrokenFunction could not start" in probe_stack.stderr()
+    assert api.get("/echo/still-here").status_code == 200
