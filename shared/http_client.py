@@ -94,6 +94,12 @@ def header_wait(headers: Mapping[str, str], now: float) -> float | None:
     return None
 
 
+def _loggable(path: str) -> str:
+    """The path without its query and with email addresses (Referral Factory looks users up by
+    email) masked: logs carry no personal data."""
+    return "/".join("{email}" if "@" in part else part for part in path.split("?", 1)[0].split("/"))
+
+
 def _is_empty(response: httpx.Response) -> bool:
     return response.status_code == 200 and not response.content.strip()
 
@@ -207,7 +213,7 @@ class HttpClient:
                 extra={
                     "service": self.service,
                     "method": method,
-                    "path": path,
+                    "path": _loggable(path),
                     "status": status,
                     "wait_s": round(wait, 3),
                     "attempt": attempt,

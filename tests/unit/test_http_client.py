@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from shared.api_errors import Conflict, Invalid, NotFound, RateLimited, Transient, Unauthorized
-from shared.http_client import HttpClient, RetryPolicy, error_for, header_wait, shared_http
+from shared.http_client import HttpClient, RetryPolicy, _loggable, error_for, header_wait, shared_http
 
 NOW = 1_700_000_000.0
 
@@ -270,3 +270,8 @@ def test_one_http_client_per_process() -> None:
     assert shared_http() is shared_http()
     assert shared_http().timeout.connect == 5.0
     assert HttpClient("https://x.test", service="s").client is shared_http()
+
+
+def test_logged_paths_carry_no_email_or_query() -> None:
+    assert _loggable("/users/jane@example.com?campaign_id=1") == "/users/{email}"
+    assert _loggable("/contacts/abc123") == "/contacts/abc123"
