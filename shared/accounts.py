@@ -109,6 +109,41 @@ class Accounts:
         item = self.store.get(account_pk(account_id), "META", consistent=False)
         return item is not None and secret_matches(presented, item.get("webhook_secret_hash"))
 
+    def rotate_api_key(self, account: dict[str, Any]) -> str:
+        """A new account key; the old one stops working at once (one transaction)."""
+        api_key = API_KEY_PREFIX + self.token(32)
+        new_hash = hash_secret(api_key)
+        account_id = account["account_id"]
+        meta = {**account, "api_key_hash": new_hash, "rotated_at": int(self.clock())}
+        self.store.transact(
+            [
+                {"put": meta},
+                {"delete": (api_key_pk(account["api_key_hash"]), "APIKEY")},
+                {
+                    "put": {"pk": api_key_pk(new_hash), "sk": "APIKEY", "account_id": account_id},
+                    "if_absent": True,
+                },
+            ]
+        )
+        return api_key
+
+    def rotate_webhook_secret(self, account: dict[str, Any]) -> str:
+        secret = self.token(32)
+        self.store.update(
+            account_pk(account["account_id"]), "META", {"webhook_secret_hash": hash_secret(secret)}
+        )
+        return secret
+
+    def set_referral_factory(self, account: dict[str, Any], api_key: str, api_base: str) -> None:
+        self.store.update(
+            account_pk(account["account_id"]),
+            "META",
+            {
+                "rf_api_key": self.box.encrypt(api_key, account["account_id"]),
+                "rf_api_base": api_base.rstrip("/"),
+            },
+        )
+
     def referral_factory_credentials(self, account: dict[str, Any]) -> tuple[str, str]:
         """(api_key, api_base) for calling Referral Factory as this account."""
         return self.box.decrypt(account["rf_api_key"], account["account_id"]), account["rf_api_base"]

@@ -45,6 +45,9 @@ class AccountApiSettings(SecretsSettings):
     # `iam` in AWS (API Gateway authorises /admin with SigV4); `token` locally (bearer admin token).
     admin_auth: str = Field("iam", alias="ADMIN_AUTH", pattern="^(iam|token)$")
     admin_token: str = Field("", alias="ADMIN_TOKEN")
+    # A 401 from Intercom revokes the connection; its event goes where the sync and signup issues listen.
+    signup_queue_url: str = Field(alias="SIGNUP_QUEUE_URL")
+    sync_queue_url: str = Field(alias="SYNC_QUEUE_URL")
 
 
 class OAuthSettings(SecretsSettings):

@@ -9,7 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from shared import settings
 from shared.http_api import ProductResolver
 from shared.observability import logger, metrics, tracer
-from shared.routes import operator
+from shared.routes import account, operator
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -18,15 +18,7 @@ SETTINGS = settings.load(settings.AccountApiSettings)
 
 app = ProductResolver()
 app.include_router(operator.router)
-
-# Issue #6 (connect and configure) owns these.
-app.placeholder("/v1/intercom/attributes", ["GET", "POST"], issue=6)
-app.placeholder("/v1/intercom/segments", ["GET"], issue=6)
-app.placeholder("/v1/campaigns", ["GET"], issue=6)
-app.placeholder("/v1/campaigns/<campaign_id>/intercom", ["GET", "PUT", "DELETE"], issue=6)
-app.placeholder("/v1/campaigns/<campaign_id>/intercom/setup", ["POST"], issue=6)
-app.placeholder("/v1/account/referral-factory", ["PUT"], issue=6)
-app.placeholder("/v1/account/rotate", ["POST"], issue=6)
+app.include_router(account.router)
 # Issue #7 (signup push) owns the referral store.
 app.placeholder("/v1/referrals", ["GET"], issue=7)
 

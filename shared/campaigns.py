@@ -1,0 +1,64 @@
+"""Per-campaign records: the campaign's Intercom settings and its ongoing-sync schedule entry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.store import Store
+
+SETTINGS_PREFIX = "CAMPAIGN#"
+
+
+def settings_key(account_id: str, campaign_id: str) -> tuple[str, str]:
+    return f"ACCOUNT#{account_id}", f"{SETTINGS_PREFIX}{campaign_id}"
+
+
+def ongoing_sync_work_id(account_id: str, campaign_id: str) -> str:
+    """The due-work id of a campaign's ongoing sync (see shared/due_work.py)."""
+    return f"sync:{account_id}:{campaign_id}"
+
+
+class CampaignStore:
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    def get_settings(self, account_id: str, campaign_id: str) -> dict[str, Any] | None:
+        item = self.store.get(*settings_key(account_id, campaign_id))
+        return item["settings"] if item else None
+
+    def put_settings(self, account_id: str, campaign_id: str, settings: dict[str, Any]) -> None:
+        pk, sk = settings_key(account_id, campaign_id)
+        self.store.put(
+            {
+                "pk": pk,
+                "sk": sk,
+                "account_id": account_id,
+                "campaign_id": campaign_id,
+                "settings": settings,
+                "updated_at": int(self.clock()),
+            }
+        )
+
+    def delete_settings(self, account_id: str, campaign_id: str) -> bool:
+        """Remove the settings and turn the campaign's ongoing sync off; True if there were settings."""
+        old = self.store.delete(*settings_key(account_id, campaign_id))
+        self.turn_ongoing_sync_off(account_id, campaign_id)
+        return old is not None
+
+    def turn_ongoing_sync_off(self, account_id: str, campaign_id: str) -> None:
+        self.store.delete(f"DUE#{ongoing_sync_work_id(account_id, campaign_id)}", "DUE")
+
+    def has_ongoing_sync(self, account_id: str, campaign_id: str) -> bool:
+        return self.store.get(f"DUE#{ongoing_sync_work_id(account_id, campaign_id)}", "DUE") is not None
+
+    def configured(self, account_id: str) -> set[str]:
+        """Ids of the account's campaigns that have Intercom settings."""
+        return {
+            item["campaign_id"]
+            for item in self.store.query_all(f"ACCOUNT#{account_id}", sk_prefix=SETTINGS_PREFIX)
+            if "settings" in item
+        }
