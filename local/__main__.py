@@ -55,6 +55,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def up(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            return
+        logging.getLogger("local").info("%s: shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    # Before the heavy imports: a signal during start-up must still stop the stack cleanly.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     from local.stack import Stack, StackError, StackOptions
 
     options = StackOptions(
@@ -69,16 +80,6 @@ def up(args: argparse.Namespace) -> int:
     )
     if args.admin_token:
         options.admin_token = args.admin_token
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        if stop.is_set():
-            return
-        logging.getLogger("local").info("%s: shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     stack = Stack(options)
     try:
         info = stack.start()

@@ -374,5 +374,9 @@ class FunctionPool:
             instances, self._idle = list(self._all), []
             self._cond.notify_all()
         for instance in instances:
+            instance.alive = False
+            with contextlib.suppress(OSError):
+                instance.conn.close()  # an idle instance reads EOF and exits
+        for instance in instances:
             # A busy instance is killed: its caller sees the instance gone, as when Lambda shuts down.
             instance.close(timeout_s=0.5)
