@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -189,16 +190,52 @@ def every_part_answers(demo: Demo) -> None:
         demo.say(f"{name} emulator stats: {stats}")
 
 
-@step("Connecting Intercom")
-def connect_intercom(demo: Demo) -> None:
+def connect_over_http(demo: Demo, workspace: str) -> dict[str, Any]:
+    """Connect `workspace` to the demo account: connect, the consent page approved on the emulator's
+    `auto_approve`, the callback asked for JSON; returns `GET /v1/intercom/connection`."""
+    connect = demo.http.post(f"{demo.api}/v1/intercom/connect", json={}, headers=demo.account())
+    authorize_url = _expect(connect, 200)["authorize_url"]
+    demo.say(f"POST /v1/intercom/connect -> {connect.status_code}: authorize_url {authorize_url}")
+    consent = demo.http.get(
+        f"{authorize_url}&{urlencode({'auto_approve': 'true', 'workspace': workspace})}",
+        follow_redirects=False,
+    )
+    location = consent.headers.get("location", "")
+    if consent.status_code != 302 or not location.startswith(demo.api):
+        raise RuntimeError(f"the consent page answered {consent.status_code} {location or consent.text}")
+    demo.say(f"GET the consent page with auto_approve -> 302 to {urlsplit(location).path}?code=...&state=...")
+    callback = demo.http.get(location, headers={"Accept": "application/json"}, follow_redirects=False)
+    view = _expect(callback, 200)
+    demo.say(
+        f"GET {urlsplit(location).path} -> {callback.status_code}: {view['status']} {view['workspace_id']}"
+    )
+    connection: dict[str, Any] = _expect(
+        demo.http.get(f"{demo.api}/v1/intercom/connection", headers=demo.account()), 200
+    )
+    if connection["status"] != "connected" or connection["workspace_id"] != workspace:
+        raise RuntimeError(f"the account is not connected to {workspace}: {connection}")
+    return connection
+
+
+@step("Connecting the demo workspace over HTTP, as a script would (OAuth round trip)")
+def connect_workspace(demo: Demo) -> None:
+    connection = connect_over_http(demo, demo.state["workspace"])
+    demo.say(
+        f"GET /v1/intercom/connection -> {connection['status']}: workspace {connection['workspace_id']}"
+        f" ({connection['workspace_name']}, {connection['region']})"
+    )
+
+
+@step("The consent page, to try by hand in a browser")
+def consent_page_by_hand(demo: Demo) -> None:
     response = demo.http.post(f"{demo.api}/v1/intercom/connect", json={}, headers=demo.account())
-    if response.status_code == 200:
-        url = response.json()["authorize_url"]
-        demo.say("open this consent page to connect the demo workspace:")
-        demo.say(f"  {url}&workspace={demo.state.get('workspace', '')}")
-        return
-    demo.say(f"POST /v1/intercom/connect -> {response.status_code} {response.text}")
-    demo.say(f"the emulator's consent page, for when connect lands: {demo.intercom}/oauth")
+    authorize_url = _expect(response, 200)["authorize_url"]
+    demo.state["authorize_url"] = f"{authorize_url}&{urlencode({'workspace': demo.state['workspace']})}"
+    demo.say("open this URL in a browser within 10 minutes (the state is single-use):")
+    demo.say(f"  {demo.state['authorize_url']}")
+    demo.say("'Authorize access' connects the demo workspace again and shows 'Intercom connected';")
+    demo.say("'Deny access' shows 'Intercom was not connected' and leaves the connection as it is. Then:")
+    demo.say(f"  curl -H 'Authorization: Bearer {demo.state['api_key']}' {demo.api}/v1/intercom/connection")
 
 
 def run_steps(demo: Demo, steps: list[Step], stop: threading.Event | None = None) -> bool:
