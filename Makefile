@@ -4,9 +4,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck template-check unit run bench clean build-SharedLayer
+.PHONY: install chromium test lint typecheck template-check unit run bench clean build-SharedLayer
 
-install: $(STAMP)
+CHROMIUM ?= /usr/bin/chromium
+
+install: $(STAMP) chromium
+
+# The browser tests (tests/e2e/test_browser.py) drive Debian's Chromium; Playwright's own browser
+# download host is not reachable, so `playwright install` is never used. Installed when missing and
+# possible (root with apt-get); otherwise this says why and those tests skip saying why too.
+chromium:
+	@if test -x $(CHROMIUM) || command -v chromium >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "make install: Chromium is missing and there is no apt-get here: the browser tests will be skipped" >&2; \
+	elif test "$$(id -u)" != 0; then \
+		echo "make install: Chromium is missing and installing it needs root (sudo apt-get install chromium): the browser tests will be skipped" >&2; \
+	else \
+		echo "make install: installing Debian's chromium for the browser tests" >&2; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+			|| echo "make install: apt-get could not install chromium: the browser tests will be skipped" >&2; \
+	fi
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
