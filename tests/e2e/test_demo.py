@@ -1,0 +1,86 @@
+"""`python -m local up --demo`, as `make run` starts it: every step succeeds, the demo account ends up
+connected to the demo workspace, and the consent URL it prints works when someone opens it."""
+
+from __future__ import annotations
+
+import html
+import re
+import time
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import _running
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from tests.e2e.conftest import RunningStack
+
+DEMO_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    tmp_path: Path = tmp_path_factory.mktemp("demo")
+    for running in _running(tmp_path, "--demo", "--schedule-interval", "3600"):
+        deadline = time.monotonic() + DEMO_TIMEOUT_S
+        while "\n==> demo " not in running.stderr():
+            if time.monotonic() > deadline or running.process.poll() is not None:
+                pytest.fail(f"the demo did not finish in {DEMO_TIMEOUT_S} s:\n{running.stderr()[-4000:]}")
+            time.sleep(0.2)
+        yield running
+
+
+def narration(stack: RunningStack, pattern: str) -> str:
+    found = re.search(pattern, stack.stderr(), re.MULTILINE)
+    assert found, f"{pattern!r} not in the demo's narration:\n{stack.stderr()[-4000:]}"
+    return found.group(1)
+
+
+def test_every_step_succeeds(demo_stack: RunningStack) -> None:
+    assert "==> demo done" in demo_stack.stderr(), demo_stack.stderr()[-4000:]
+    assert "step failed" not in demo_stack.stderr()
+
+
+def test_the_demo_account_is_connected_to_the_demo_workspace(demo_stack: RunningStack) -> None:
+    api_key = narration(demo_stack, r"its API key \(shown once\): (\S+)$")
+    workspace = narration(demo_stack, r"workspace=(demo[0-9a-f]+)$")
+    response = httpx.get(
+        f"{demo_stack.api}/v1/intercom/connection", headers={"Authorization": f"Bearer {api_key}"}
+    )
+    assert response.status_code == 200, response.text
+    view = response.json()
+    assert (view["status"], view["workspace_id"], view["workspace_name"]) == (
+        "connected",
+        workspace,
+        "Demo Co",
+    )
+
+
+def test_the_printed_consent_url_works_by_hand(demo_stack: RunningStack) -> None:
+    """What a browser does with the printed URL, over plain HTTP: the page, its form, the callback."""
+    url = narration(demo_stack, r"^\s+(http://\S+/oauth\?\S+)$")
+    page = httpx.get(url)
+    assert page.status_code == 200
+    assert "Authorize access" in page.text
+    assert "<strong>Demo Co</strong>" in page.text
+    fields = {
+        html.unescape(name): html.unescape(value)
+        for name, value in re.findall(r'<input type=hidden name="([^"]*)" value="([^"]*)">', page.text)
+    }
+    consent = httpx.post(
+        f"{demo_stack.info['intercom']}/oauth/authorize", data={**fields, "decision": "approve"}
+    )
+    assert consent.status_code == 302
+    location = consent.headers["location"]
+    assert location.startswith(f"{demo_stack.api}/oauth/intercom/callback?code=")
+    callback = httpx.get(location, headers={"Accept": "application/json"})
+    assert callback.status_code == 200, callback.text
+    assert callback.json()["status"] == "connected"
+    assert callback.json()["workspace_id"] == fields["workspace"]
+    # The state was single-use: the same URL cannot connect twice.
+    again = httpx.get(location, headers={"Accept": "application/json"})
+    assert again.status_code in (400, 403, 409), again.text
