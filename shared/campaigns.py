@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from shared.due_work import due_item
+from shared.store import ConditionFailed
 
 if TYPE_CHECKING:
     from shared.store import Store
@@ -14,6 +18,16 @@ SETTINGS_PREFIX = "CAMPAIGN#"
 
 def settings_key(account_id: str, campaign_id: str) -> tuple[str, str]:
     return f"ACCOUNT#{account_id}", f"{SETTINGS_PREFIX}{campaign_id}"
+
+
+# Referral Factory documents no webhook retries: this often, each configured campaign's recent users
+# are listed and any signup the webhooks missed is pushed.
+CATCH_UP_INTERVAL_S = 600
+CATCH_UP_KIND = "signup.catch_up"
+
+
+def catch_up_work_id(account_id: str, campaign_id: str) -> str:
+    return f"catchup:{account_id}:{campaign_id}"
 
 
 def ongoing_sync_work_id(account_id: str, campaign_id: str) -> str:
@@ -42,11 +56,24 @@ class CampaignStore:
                 "updated_at": int(self.clock()),
             }
         )
+        work_id = catch_up_work_id(account_id, campaign_id)
+        message = {"account_id": account_id, "campaign_id": campaign_id}
+        item = due_item(
+            work_id,
+            kind=CATCH_UP_KIND,
+            queue="signup",
+            message=message,
+            interval_s=CATCH_UP_INTERVAL_S,
+            next_run_at=int(self.clock()) + CATCH_UP_INTERVAL_S,
+        )
+        with contextlib.suppress(ConditionFailed):  # already scheduled: keep its rhythm
+            self.store.put(item, if_absent=True)
 
     def delete_settings(self, account_id: str, campaign_id: str) -> bool:
         """Remove the settings and turn the campaign's ongoing sync off; True if there were settings."""
         old = self.store.delete(*settings_key(account_id, campaign_id))
         self.turn_ongoing_sync_off(account_id, campaign_id)
+        self.store.delete(f"DUE#{catch_up_work_id(account_id, campaign_id)}", "DUE")
         return old is not None
 
     def turn_ongoing_sync_off(self, account_id: str, campaign_id: str) -> None:

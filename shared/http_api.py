@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import inspect
 import re
 from http import HTTPStatus
@@ -122,3 +123,9 @@ def public_base_url(event: dict[str, Any], configured: str) -> str:
     if stage and "execute-api" in domain:
         return f"https://{domain}/{stage}"
     return f"https://{domain}"
+
+
+def raw_body(event: dict[str, Any]) -> bytes:
+    """The request body exactly as sent (signatures are computed over these bytes)."""
+    body = event.get("body") or ""
+    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()

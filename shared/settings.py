@@ -79,6 +79,8 @@ class SignupReceiverSettings(BaseSettings):
 
 class SignupProcessorSettings(SecretsSettings):
     idempotency_table_name: str = Field(alias="IDEMPOTENCY_TABLE_NAME")
+    signup_queue_url: str = Field(alias="SIGNUP_QUEUE_URL")
+    sync_queue_url: str = Field(alias="SYNC_QUEUE_URL")
 
 
 class SchedulerSettings(BaseSettings):

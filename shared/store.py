@@ -180,11 +180,30 @@ class Store:
             if not start:
                 return
 
+    def _transact_update(self, op: dict[str, Any]) -> dict[str, Any]:
+        pk, sk = op["update"]
+        expression, names, values = _update_parts(op.get("set") or {}, op.get("add") or {})
+        update: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": {"pk": pk, "sk": sk},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if op.get("unless"):
+            update["ConditionExpression"] = "attribute_not_exists(#tunless)"
+            names["#tunless"] = op["unless"]
+        return update
+
     def transact(self, operations: list[dict[str, Any]]) -> None:
         """All-or-nothing writes, given as `{"put": item, "if_absent": bool}` / `{"delete": (pk, sk)}` /
-        `{"check": (pk, sk), "exists": bool}`."""
+        `{"check": (pk, sk), "exists": bool}` / `{"update": (pk, sk), "set": {...}, "add": {...},
+        "unless": "<attribute>"}` (the update only while the item lacks that attribute)."""
         items: list[dict[str, Any]] = []
         for op in operations:
+            if "update" in op:
+                items.append({"Update": self._transact_update(op)})
+                continue
             if "put" in op:
                 put: dict[str, Any] = {"TableName": self.table_name, "Item": _dynamo(op["put"])}
                 if op.get("if_absent"):
@@ -207,6 +226,24 @@ class Store:
                 )
         # The resource's own client carries boto3's type (de)serialisation, so plain values work here.
         _conditional(self._table.meta.client.transact_write_items, TransactItems=items)
+
+
+def _update_parts(
+    sets: Mapping[str, Any], adds: Mapping[str, Any]
+) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """An update expression with our own placeholder prefixes (see `_conditional`)."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    clauses = []
+    if sets:
+        names.update({f"#tset{i}": k for i, k in enumerate(sets)})
+        values.update({f":tsetv{i}": _dynamo(v) for i, v in enumerate(sets.values())})
+        clauses.append("SET " + ", ".join(f"#tset{i} = :tsetv{i}" for i in range(len(sets))))
+    if adds:
+        names.update({f"#tadd{i}": k for i, k in enumerate(adds)})
+        values.update({f":taddv{i}": _dynamo(v) for i, v in enumerate(adds.values())})
+        clauses.append("ADD " + ", ".join(f"#tadd{i} :taddv{i}" for i in range(len(adds))))
+    return " ".join(clauses), names, values
 
 
 def _exists() -> ConditionBase:

@@ -19,8 +19,6 @@ SETTINGS = settings.load(settings.AccountApiSettings)
 app = ProductResolver()
 app.include_router(operator.router)
 app.include_router(account.router)
-# Issue #7 (signup push) owns the referral store.
-app.placeholder("/v1/referrals", ["GET"], issue=7)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

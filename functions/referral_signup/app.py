@@ -9,6 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from shared import settings
 from shared.http_api import ProductResolver
 from shared.observability import logger, metrics
+from shared.routes import rf_webhooks
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -16,8 +17,7 @@ if TYPE_CHECKING:
 SETTINGS = settings.load(settings.SignupReceiverSettings)
 
 app = ProductResolver()
-# Issue #7 (signup push) owns this.
-app.placeholder("/webhooks/referral-factory/<account_id>", ["POST"], issue=7)
+app.include_router(rf_webhooks.router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -1,10 +1,31 @@
-"""Referral Factory signups pushed to Intercom."""
+"""Referral Factory signups pushed to Intercom, waiting signups released, catch-ups run."""
 
 from __future__ import annotations
 
-from shared import settings
-from shared.pending import not_implemented_consumer
+from typing import TYPE_CHECKING, Any
 
-# Issue #7 builds this consumer; until then every record stays queued (then in the DLQ).
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+from shared import settings
+from shared.observability import logger, metrics, tracer
+from shared.signup_events import handle_record
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
 SETTINGS = settings.load(settings.SignupProcessorSettings)
-handler = not_implemented_consumer(issue=7)
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return dict(
+        process_partial_response(
+            event=event,
+            record_handler=lambda record: handle_record(record, SETTINGS),
+            processor=processor,
+            context=context,
+        )
+    )

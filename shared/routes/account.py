@@ -23,6 +23,9 @@ from shared.errors import ApiError, Conflict, NotFound, ValidationFailed, field_
 from shared.http_api import json_response
 from shared.intercom import IntercomClient
 from shared.observability import logger
+from shared.pagination import decode_cursor, page
+from shared.referrals import Referrals, email_index_key
+from shared.referrals import public_view as referral_view
 from shared.services import Services, services
 
 router = APIGatewayRouter()
@@ -343,3 +346,23 @@ def rotate(body: Rotate) -> dict[str, str]:
     )
     logger.info("credential rotated", extra={"account_id": account["account_id"], "what": body.what})
     return {"what": body.what, "value": value}
+
+
+# -- referrals -----------------------------------------------------------------------------------
+@router.get("/v1/referrals")
+def list_referrals(
+    campaign_id: Annotated[str | None, Query()] = None,
+    email: Annotated[str | None, Query()] = None,
+    cursor: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> dict[str, Any]:
+    account = _account()
+    referrals = Referrals(_services().store)
+    partition = (
+        email_index_key(account["account_id"], email) if email else f"REFERRALS#{account['account_id']}"
+    )
+    start = decode_cursor(cursor, partition=partition, partition_key="gsi2pk" if email else "pk")
+    items, last = referrals.page(
+        account["account_id"], campaign_id=campaign_id, email=email, limit=limit, start_key=start
+    )
+    return page([referral_view(i) for i in items], last)

@@ -5,7 +5,6 @@ Never answers 410 (Intercom would disable the subscription): unknown things get 
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from functools import cache
@@ -16,6 +15,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from shared import queues, settings
 from shared.app_secret import app_credentials
 from shared.errors import BadRequest, Unauthorized
+from shared.http_api import raw_body
 from shared.observability import logger, metrics
 from shared.signatures import valid_body_signature, valid_hub_signature
 
@@ -27,12 +27,6 @@ UNINSTALL_KIND = "intercom.uninstall"
 @cache
 def _settings() -> settings.IntercomWebhookSettings:
     return settings.load(settings.IntercomWebhookSettings)
-
-
-def raw_body() -> bytes:
-    event = router.current_event.raw_event
-    body = event.get("body") or ""
-    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
 
 
 def _parse(body: bytes) -> dict[str, Any]:
@@ -47,7 +41,7 @@ def _parse(body: bytes) -> dict[str, Any]:
 
 @router.post("/webhooks/intercom/uninstall")
 def uninstall() -> dict[str, str]:
-    body = raw_body()
+    body = raw_body(router.current_event.raw_event)
     headers = router.current_event.headers
     secret = app_credentials(_settings().intercom_app_secret_arn).client_secret
     signed = valid_body_signature(body, headers.get("x-body-signature"), secret) or valid_hub_signature(

@@ -149,3 +149,36 @@ def workspace(emulators: Emulators) -> Callable[..., str]:
         return id_code
 
     return create
+
+
+@pytest.fixture
+def connected_account(
+    call: Callable[[str, dict[str, Any]], Any],
+    new_account: Callable[..., dict[str, Any]],
+    workspace: Callable[..., str],
+    emulators: Emulators,
+) -> dict[str, Any]:
+    """A Referral Factory account with two campaigns, a product account on it, and a connected
+    Intercom workspace with one segment."""
+    import random
+    import uuid
+
+    import httpx
+
+    from tests.functional.oauth_flow import connect
+
+    rf_key = "rf-" + uuid.uuid4().hex
+    campaigns = [random.randint(10**6, 10**9), random.randint(10**6, 10**9)]
+    response = httpx.post(
+        f"{emulators.referral_factory}/_emulator/accounts",
+        json={"api_key": rf_key, "campaigns": [{"id": c, "name": f"Campaign {c}"} for c in campaigns]},
+    )
+    assert response.status_code == 201, response.text
+    account = new_account(rf_key=rf_key, rf_base=f"{emulators.referral_factory}/api/v2")
+    ws = workspace()
+    connect(call, account, ws)
+    httpx.post(
+        f"{emulators.intercom}/_emulator/workspaces/{ws}/segments",
+        json={"name": "VIPs", "person_type": "user"},
+    )
+    return {"account": account, "workspace": ws, "campaigns": [str(c) for c in campaigns], "rf_key": rf_key}

@@ -1,4 +1,4 @@
-"""Driving the OAuth round trip in tests: the product's routes in process, the emulator over HTTP."""
+"""Driving the product in tests: its routes in process, the emulators over HTTP."""
 
 from __future__ import annotations
 
@@ -49,3 +49,30 @@ def connect(call: Any, account: dict[str, Any], workspace_id: str) -> Any:
     response = callback(call, consent(start(call, account), workspace_id), JSON)
     assert response["statusCode"] == 200, response
     return response
+
+
+def account_call(
+    call: Any,
+    account: dict[str, Any],
+    method: str,
+    path: str,
+    body: Any = None,
+    query: dict[str, str] | None = None,
+    key: str | None = None,
+) -> Any:
+    """An account API call, with the path parameters API Gateway would extract."""
+    headers = {"Authorization": f"Bearer {key}"} if key else bearer(account)
+    params = None
+    resource = path
+    if path.startswith("/v1/campaigns/") and "/intercom" in path:
+        campaign_id = path.split("/")[3]
+        params = {"campaign_id": campaign_id}
+        resource = path.replace(f"/{campaign_id}/", "/{campaign_id}/")
+    event = api_event(
+        method, path, body=body, headers=headers, query=query, resource=resource, path_parameters=params
+    )
+    return call("AccountApiFunction", event)
+
+
+def stats(base: str) -> dict[str, int]:
+    return dict(httpx.get(f"{base}/_emulator/stats").json()["requests"])

@@ -14,46 +14,13 @@ from shared.accounts import Accounts
 from shared.crypto import SecretBox
 from shared.store import Store
 from tests.factories import api_event, body_of
-from tests.functional.oauth_flow import bearer, connect
+from tests.functional.oauth_flow import account_call, bearer, connect, stats
 from tests.unit.test_campaign_settings import CONTRACT_EXAMPLE
 
 
-def account_call(call, account, method, path, body=None, query=None, key=None):
-    headers = {"Authorization": f"Bearer {key}"} if key else bearer(account)
-    params = None
-    resource = path
-    if path.startswith("/v1/campaigns/") and "/intercom" in path:
-        campaign_id = path.split("/")[3]
-        params = {"campaign_id": campaign_id}
-        resource = path.replace(f"/{campaign_id}/", "/{campaign_id}/")
-    event = api_event(
-        method, path, body=body, headers=headers, query=query, resource=resource, path_parameters=params
-    )
-    return call("AccountApiFunction", event)
-
-
-def stats(base):
-    return httpx.get(f"{base}/_emulator/stats").json()["requests"]
-
-
 @pytest.fixture
-def setup(call, new_account, workspace, emulators):
-    """An RF account with two campaigns, a product account on it, and a connected workspace."""
-    rf_key = "rf-" + uuid.uuid4().hex
-    campaigns = [random.randint(10**6, 10**9), random.randint(10**6, 10**9)]
-    response = httpx.post(
-        f"{emulators.referral_factory}/_emulator/accounts",
-        json={"api_key": rf_key, "campaigns": [{"id": c, "name": f"Campaign {c}"} for c in campaigns]},
-    )
-    assert response.status_code == 201, response.text
-    account = new_account(rf_key=rf_key, rf_base=f"{emulators.referral_factory}/api/v2")
-    ws = workspace()
-    connect(call, account, ws)
-    httpx.post(
-        f"{emulators.intercom}/_emulator/workspaces/{ws}/segments",
-        json={"name": "VIPs", "person_type": "user"},
-    )
-    return {"account": account, "workspace": ws, "campaigns": [str(c) for c in campaigns], "rf_key": rf_key}
+def setup(connected_account):
+    return connected_account
 
 
 def test_attributes_are_listed_and_cached_until_refreshed(call, setup, emulators):

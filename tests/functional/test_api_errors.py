@@ -77,10 +77,8 @@ def test_admin_route_needs_the_admin_token(call, headers):
 @pytest.mark.parametrize(
     ("function", "method", "path"),
     [
-        ("AccountApiFunction", "GET", "/v1/referrals"),
         ("ContactSyncFunction", "GET", "/v1/syncs/s-1"),
         ("IntercomWebhookFunction", "POST", "/webhooks/intercom"),
-        ("ReferralSignupFunction", "POST", "/webhooks/referral-factory/acc_1"),
     ],
 )
 def test_routes_whose_issue_has_not_landed_answer_501(call, function, method, path):

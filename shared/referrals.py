@@ -1,0 +1,181 @@
+"""The product's referral records: one per Referral Factory user the product has seen in a campaign,
+linked to the Intercom contact, with its push outcome, qualification state, counts and history.
+
+Keys (docs/data-model.md): `REFERRALS#{account}` / `{campaign}#{rf_user_id}`; GSI1 finds a record by
+its Intercom contact (`REFCONTACT#{workspace}#{contact}`), GSI2 by email (`REFEMAIL#{account}#{email}`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.conditions import Attr
+
+from shared.store import ConditionFailed
+
+if TYPE_CHECKING:
+    from shared.store import Store
+
+PERSON_INVITED, PERSON_REFERRING = "person_invited", "person_referring"
+# intercom_status values (the contract's)
+CREATED, EXISTING_SKIPPED, EXISTING_UPDATED = "created", "existing_skipped", "existing_updated"
+NOT_PUSHED, WAITING, FAILED = "not_pushed", "waiting_for_connection", "failed"
+PUSHED = (CREATED, EXISTING_SKIPPED, EXISTING_UPDATED)
+PENDING, QUALIFIED = "pending", "qualified"
+
+PUBLIC_FIELDS = (
+    "rf_user_id",
+    "campaign_id",
+    "email",
+    "type",
+    "intercom_contact_id",
+    "intercom_status",
+    "can_qualify",
+    "status",
+    "qualified_at",
+    "sale_value",
+    "events",
+)
+
+
+def referral_key(account_id: str, campaign_id: str, rf_user_id: str) -> tuple[str, str]:
+    return f"REFERRALS#{account_id}", f"{campaign_id}#{rf_user_id}"
+
+
+def contact_index_key(workspace_id: str, contact_id: str) -> str:
+    return f"REFCONTACT#{workspace_id}#{contact_id}"
+
+
+def email_index_key(account_id: str, email: str) -> str:
+    return f"REFEMAIL#{account_id}#{email.strip().lower()}"
+
+
+def public_view(item: dict[str, Any]) -> dict[str, Any]:
+    view = {field: item.get(field) for field in PUBLIC_FIELDS}
+    view["can_qualify"] = bool(item.get("can_qualify"))
+    view["events"] = list(item.get("events") or [])
+    return view
+
+
+class Referrals:
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    def get(self, account_id: str, campaign_id: str, rf_user_id: str) -> dict[str, Any] | None:
+        return self.store.get(*referral_key(account_id, campaign_id, rf_user_id))
+
+    def ensure(self, account_id: str, campaign_id: str, user: dict[str, Any]) -> dict[str, Any]:
+        """The record for a Referral Factory user, created (pending, not pushed) on first sight."""
+        rf_user_id = str(user["id"])
+        pk, sk = referral_key(account_id, campaign_id, rf_user_id)
+        email = str(user.get("email") or "")
+        item: dict[str, Any] = {
+            "pk": pk,
+            "sk": sk,
+            "account_id": account_id,
+            "campaign_id": campaign_id,
+            "rf_user_id": rf_user_id,
+            "email": email,
+            "type": PERSON_INVITED if user.get("referrer_id") else PERSON_REFERRING,
+            "referrer_rf_user_id": str(user["referrer_id"]) if user.get("referrer_id") else None,
+            "intercom_contact_id": None,
+            "intercom_status": NOT_PUSHED,
+            "can_qualify": False,
+            "status": PENDING,
+            "qualified_at": None,
+            "sale_value": None,
+            "referrals_count": 0,
+            "converted_referrals_count": 0,
+            "events": [],
+            "created_at": int(self.clock()),
+            "gsi2pk": email_index_key(account_id, email),
+            "gsi2sk": f"{campaign_id}#{rf_user_id}",
+        }
+        try:
+            self.store.put(item, if_absent=True)
+        except ConditionFailed:
+            # Records are never deleted, so the one that refused our put is there to read.
+            return self.store.get(pk, sk) or item
+        return item
+
+    def update(
+        self, record: dict[str, Any], changes: dict[str, Any], event: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Apply `changes` and append `event` to the history, in one write."""
+        sets = dict(changes)
+        if (
+            "intercom_contact_id" in changes
+            and changes["intercom_contact_id"]
+            and record.get("workspace_id") != "-"
+        ):
+            workspace = changes.get("workspace_id") or record.get("workspace_id")
+            if workspace:
+                sets["gsi1pk"] = contact_index_key(workspace, changes["intercom_contact_id"])
+                sets["gsi1sk"] = f"{record['account_id']}#{record['campaign_id']}#{record['rf_user_id']}"
+        if event is not None:
+            sets["events"] = [*(record.get("events") or []), {"at": int(self.clock()), **event}]
+        return self.store.update(record["pk"], record["sk"], sets)
+
+    def claim_push(self, record: dict[str, Any], lease_s: int) -> dict[str, Any] | None:
+        """Take the right to create this record's contact. Returns the record as it was before (its
+        `push_claimed_at` tells of an earlier attempt), or None while another worker's lease runs."""
+        now = int(self.clock())
+        try:
+            before = self.store.update(
+                record["pk"],
+                record["sk"],
+                {"push_claimed_at": now},
+                condition=Attr("push_claimed_at").not_exists() | Attr("push_claimed_at").lt(now - lease_s),
+            )
+        except ConditionFailed:
+            return None
+        return {**before, "push_claimed_at": record.get("push_claimed_at")}
+
+    def by_contact(self, workspace_id: str, contact_id: str) -> list[dict[str, Any]]:
+        items, _ = self.store.query(contact_index_key(workspace_id, contact_id), index="gsi1")
+        return items
+
+    def page(
+        self,
+        account_id: str,
+        *,
+        campaign_id: str | None,
+        email: str | None,
+        limit: int,
+        start_key: dict[str, Any] | None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        if email:
+            return self.store.query(
+                email_index_key(account_id, email),
+                index="gsi2",
+                sk_prefix=f"{campaign_id}#" if campaign_id else None,
+                limit=limit,
+                start_key=start_key,
+            )
+        return self.store.query(
+            f"REFERRALS#{account_id}",
+            sk_prefix=f"{campaign_id}#" if campaign_id else None,
+            limit=limit,
+            start_key=start_key,
+        )
+
+    def count_for_referrer(
+        self, invited: dict[str, Any], referrer: dict[str, Any], *, converted: bool
+    ) -> bool:
+        """Add the invited referral to its referrer's counts exactly once (a transaction marks the
+        invited record as counted). True if this call counted it."""
+        flag = "counted_converted" if converted else "counted_referral"
+        counter = "converted_referrals_count" if converted else "referrals_count"
+        try:
+            self.store.transact(
+                [
+                    {"update": (invited["pk"], invited["sk"]), "set": {flag: True}, "unless": flag},
+                    {"update": (referrer["pk"], referrer["sk"]), "add": {counter: 1}},
+                ]
+            )
+        except ConditionFailed:
+            return False
+        return True
