@@ -42,7 +42,7 @@ template-check: install
 	$(BIN)/python -m tests.template_check template.yaml
 
 unit: install
-	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=85
+	$(BIN)/pytest --cov --cov-report=term --cov-fail-under=90
 
 test: lint typecheck template-check unit
 
