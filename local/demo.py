@@ -226,6 +226,153 @@ def connect_workspace(demo: Demo) -> None:
     )
 
 
+# The contract's example settings (interfaces.md §1): friends become leads, referrers users.
+DEMO_SETTINGS: dict[str, Any] = {
+    "sync": {
+        "inbound_mapping": {"first_name": "name", "email": "email"},
+        "return_mapping": {
+            "referral_link": "custom_attributes.referral_link",
+            "referrals_count": "custom_attributes.referrals_count",
+            "converted_referrals_count": "custom_attributes.converted_referrals",
+        },
+    },
+    "person_invited": {
+        "action": "create_lead",
+        "mapping": {
+            "first_name": "name",
+            "email": "email",
+            "campaign_name": "custom_attributes.referral_campaign",
+            "source": "custom_attributes.referral_source",
+        },
+        "defaults": {"custom_attributes.plan": "trial"},
+        "referrer_mapping": {
+            "referrer_first_name": "custom_attributes.referrer_name",
+            "referrer_email": "custom_attributes.referrer_email",
+        },
+        "qualification": {
+            "attribute": "custom_attributes.customer_status",
+            "initial_value": "trial",
+            "qualifying_values": ["paid", "active"],
+        },
+        "duplicates": "skip",
+    },
+    "person_referring": {
+        "action": "create_user",
+        "mapping": {
+            "referrer_first_name": "name",
+            "referrer_email": "email",
+            "referral_link": "custom_attributes.referral_link",
+        },
+        "defaults": {},
+        "duplicates": "skip",
+    },
+    "commission": {"sale_value_attribute": "custom_attributes.deal_value"},
+}
+DEMO_REFERRER = ("Rita", "rita@demo-signups.example")
+DEMO_FRIENDS = (
+    ("Fred", "fred@demo-signups.example"),
+    ("Fay", "fay@demo-signups.example"),
+    ("Finn", "finn@demo-signups.example"),
+)
+SIGNUP_TIMEOUT_S = 30.0
+POLL_S = 0.2
+
+
+@step("The demo campaign's Intercom settings: attributes created, settings saved")
+def campaign_settings(demo: Demo) -> None:
+    campaign = demo.state["campaigns"][0]
+    path = f"{demo.api}/v1/campaigns/{campaign['id']}/intercom"
+    setup = _expect(demo.http.post(f"{path}/setup", json=DEMO_SETTINGS, headers=demo.account()), 200)
+    demo.say(f"POST .../intercom/setup -> created in Intercom: {', '.join(setup['created']) or 'nothing'}")
+    if setup["existing"]:
+        demo.say(f"  already there: {', '.join(setup['existing'])}")
+    _expect(demo.http.put(path, json=DEMO_SETTINGS, headers=demo.account()), 200)
+    demo.say(
+        f"PUT /v1/campaigns/{campaign['id']}/intercom -> 200: friends become leads, referrers users;"
+        " existing contacts are skipped"
+    )
+    demo.state["campaign_id"] = str(campaign["id"])
+    demo.state["campaign_name"] = campaign["name"]
+
+
+def _contacts_by_email(demo: Demo) -> dict[str, dict[str, Any]]:
+    url = f"{demo.intercom}/_emulator/workspaces/{demo.state['workspace']}/contacts"
+    return {str(c.get("email")): c for c in _expect(demo.http.get(url), 200)["data"] if c.get("email")}
+
+
+def _show_contact(demo: Demo, contact: dict[str, Any]) -> None:
+    custom = contact.get("custom_attributes") or {}
+    attributes = ", ".join(f"{k}={v}" for k, v in sorted(custom.items()))
+    demo.say(f"{contact['role']:<4} {contact['name']:<5} {contact['email']:<28} {attributes}")
+
+
+@step("A referrer and three friends sign up on the campaign page and arrive in Intercom")
+def signups_arrive(demo: Demo) -> None:
+    rf_key, campaign_id = demo.state["rf_api_key"], int(demo.state["campaign_id"])
+    hook = _expect(demo.http.get(f"{demo.rf}/_emulator/accounts/{rf_key}/webhooks"), 200)
+    expected = f"{demo.api}/webhooks/referral-factory/{demo.state['account_id']}"
+    if not hook or hook.get("url") != expected:
+        raise RuntimeError(f"Referral Factory's webhooks do not point at the product: {hook}")
+    demo.say(f"Referral Factory posts {', '.join(hook['events'])} to {hook['url']}")
+
+    def join(first_name: str, email: str, referrer_code: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "api_key": rf_key,
+            "campaign_id": campaign_id,
+            "first_name": first_name,
+            "email": email,
+        }
+        if referrer_code:
+            body["referrer_code"] = referrer_code
+        user: dict[str, Any] = _expect(demo.http.post(f"{demo.rf}/_emulator/signups", json=body), 201)
+        user = dict(user.get("data") or user)
+        demo.say(f"POST /_emulator/signups {first_name} <{email}> -> user {user['id']}, code {user['code']}")
+        return user
+
+    started = time.perf_counter()
+    referrer = join(*DEMO_REFERRER)
+    for name, email in DEMO_FRIENDS:
+        join(name, email, referrer["code"])
+    emails = [DEMO_REFERRER[1], *(email for _, email in DEMO_FRIENDS)]
+    bar = demo.progress(len(emails), "contacts in Intercom")
+    deadline = time.monotonic() + SIGNUP_TIMEOUT_S
+    while True:
+        found = _contacts_by_email(demo)
+        arrived = [e for e in emails if e in found]
+        bar.advance(len(arrived) - bar.done)
+        counted = (found.get(DEMO_REFERRER[1]) or {}).get("custom_attributes", {}).get("referrals_count")
+        if len(arrived) == len(emails) and counted == len(DEMO_FRIENDS):
+            break
+        if time.monotonic() > deadline:
+            bar.finish()
+            missing = sorted(set(emails) - set(arrived))
+            raise RuntimeError(
+                f"after {SIGNUP_TIMEOUT_S:.0f} s: missing {missing or 'none'},"
+                f" the referrer's referrals_count is {counted}"
+            )
+        time.sleep(POLL_S)
+    bar.finish()
+    demo.say(f"all four in Intercom {time.perf_counter() - started:.1f} s after the first signup:")
+    for email in emails:
+        _show_contact(demo, found[email])
+    demo.say(f"{DEMO_REFERRER[0]}'s referrals_count in Intercom: {counted}")
+
+
+@step("The product's referral records: GET /v1/referrals?campaign_id=...")
+def referral_records(demo: Demo) -> None:
+    response = demo.http.get(
+        f"{demo.api}/v1/referrals", params={"campaign_id": demo.state["campaign_id"]}, headers=demo.account()
+    )
+    for record in _expect(response, 200)["data"]:
+        kinds = ", ".join(f"{e['kind']} via {e['via']}" for e in record["events"])
+        demo.say(
+            f"{record['email']:<28} {record['type']:<16} {record['intercom_status']:<8}"
+            f" contact {record['intercom_contact_id']} can_qualify={record['can_qualify']}"
+            f" status={record['status']} [{kinds}]"
+        )
+    demo.say(f"  curl -H 'Authorization: Bearer {demo.state['api_key']}' '{response.request.url}'")
+
+
 @step("The consent page, to try by hand in a browser")
 def consent_page_by_hand(demo: Demo) -> None:
     response = demo.http.post(f"{demo.api}/v1/intercom/connect", json={}, headers=demo.account())

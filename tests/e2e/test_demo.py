@@ -1,5 +1,6 @@
 """`python -m local up --demo`, as `make run` starts it: every step succeeds, the demo account ends up
-connected to the demo workspace, and the consent URL it prints works when someone opens it."""
+connected to the demo workspace, the referrer and three friends it signs up arrive in Intercom once
+each, and the consent URL it prints works when someone opens it."""
 
 from __future__ import annotations
 
@@ -84,3 +85,28 @@ def test_the_printed_consent_url_works_by_hand(demo_stack: RunningStack) -> None
     # The state was single-use: the same URL cannot connect twice.
     again = httpx.get(location, headers={"Accept": "application/json"})
     assert again.status_code in (400, 403, 409), again.text
+
+
+def test_the_referrer_and_three_friends_arrived_once_each(demo_stack: RunningStack) -> None:
+    """The demo's signups went the whole way: Referral Factory's webhooks, the receiver, the queue, the
+    processor, Intercom; each person is one contact with the campaign's attributes."""
+    api_key = narration(demo_stack, r"its API key \(shown once\): (\S+)$")
+    workspace = narration(demo_stack, r"workspace=(demo[0-9a-f]+)$")
+    listing = httpx.get(f"{demo_stack.info['intercom']}/_emulator/workspaces/{workspace}/contacts")
+    people = [c for c in listing.json()["data"] if str(c.get("email")).endswith("@demo-signups.example")]
+    by_email = {c["email"]: c for c in people}
+    assert len(people) == len(by_email) == 4, people
+    rita = by_email.pop("rita@demo-signups.example")
+    assert (rita["role"], rita["name"], rita["custom_attributes"]["referrals_count"]) == ("user", "Rita", 3)
+    assert sorted(c["name"] for c in by_email.values()) == ["Fay", "Finn", "Fred"]
+    for friend in by_email.values():
+        assert friend["role"] == "lead"
+        assert friend["custom_attributes"]["referrer_email"] == "rita@demo-signups.example"
+        assert friend["custom_attributes"]["referral_campaign"] == "Spring referral"
+    referrals = httpx.get(f"{demo_stack.api}/v1/referrals", headers={"Authorization": f"Bearer {api_key}"})
+    records = {r["email"]: r for r in referrals.json()["data"]}
+    assert {email: r["intercom_status"] for email, r in records.items()} == dict.fromkeys(
+        [rita["email"], *by_email], "created"
+    )
+    assert records[rita["email"]]["intercom_contact_id"] == rita["id"]
+    assert "rita@demo-signups.example    person_referring created" in demo_stack.stderr()
