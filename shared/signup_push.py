@@ -107,13 +107,18 @@ class SignupPusher:
         if connection is None or connection.get("status") != CONNECTED:
             return self._hold(record, WAITING, "waiting_for_connection", via)
         try:
-            return self._push_to_intercom(
+            pushed = self._push_to_intercom(
                 record=record, user=user, person=person, connection=connection, via=via
             )
         except ConnectionRevoked:
             self.ctx.connections.mark_revoked(self.account_id, "401 from Intercom")
             fresh = self.ctx.referrals.get(self.account_id, campaign_id, record["rf_user_id"]) or record
             return self._hold(fresh, WAITING, "waiting_for_connection", via)
+        if pushed.get("referrals_count") or pushed.get("converted_referrals_count"):
+            # Friends counted while this referrer had no contact yet had nothing to write to; the
+            # record returned by the write that stored the contact id holds every such count.
+            self.write_counts(pushed)
+        return pushed
 
     def _hold(self, record: dict[str, Any], status: str, kind: str, via: str) -> dict[str, Any]:
         """Record why the signup was not pushed (once per reason): visible, never dropped."""

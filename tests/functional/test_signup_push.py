@@ -301,3 +301,20 @@ def test_referrals_are_listed_with_cursors_and_per_account(
     assert json.loads(listed["body"]) == {"data": [], "next_cursor": None}
     stolen = account_call(call, intruder, "GET", "/v1/referrals", query={"cursor": page1["next_cursor"]})
     assert stolen["statusCode"] == 400
+
+
+def test_a_friend_counted_before_the_referrer_arrives_is_written_when_it_does(
+    call, lambda_module, aws, emulators, connected_account
+):
+    """Webhooks race: the friend's push counts them while the referrer has no contact yet (nothing to
+    write to); the referrer's own push then writes the count it finds."""
+    setup = connected_account
+    configure(call, setup)
+    referrer = join(emulators, setup, "Rhea", "rhea@example.com")
+    friend = join(emulators, setup, "Flo", "flo@example.com", referrer_code=referrer["code"])
+    deliver(call, setup, friend)
+    drain(lambda_module, aws)
+    deliver(call, setup, referrer)
+    drain(lambda_module, aws)
+    [rhea] = by_email(emulators, setup, "rhea@example.com")
+    assert rhea["custom_attributes"]["referrals_count"] == 1
