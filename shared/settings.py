@@ -59,6 +59,9 @@ class OAuthSettings(SecretsSettings):
 class ContactSyncSettings(SecretsSettings):
     sync_queue_url: str = Field(alias="SYNC_QUEUE_URL")
     sync_pages_queue_url: str = Field(alias="SYNC_PAGES_QUEUE_URL")
+    # A contact that keeps failing is sent here (and recorded in the sync's errors).
+    sync_pages_dlq_url: str = Field(alias="SYNC_PAGES_DLQ_URL")
+    signup_queue_url: str = Field(alias="SIGNUP_QUEUE_URL")
     idempotency_table_name: str = Field(alias="IDEMPOTENCY_TABLE_NAME")
 
 

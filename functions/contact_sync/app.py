@@ -9,6 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from shared import settings
 from shared.http_api import ProductResolver
 from shared.observability import logger, metrics, tracer
+from shared.routes import syncs
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -16,11 +17,7 @@ if TYPE_CHECKING:
 SETTINGS = settings.load(settings.ContactSyncSettings)
 
 app = ProductResolver()
-# Issue #8 (contact sync) owns these.
-app.placeholder("/v1/campaigns/<campaign_id>/syncs", ["GET", "POST"], issue=8)
-app.placeholder("/v1/campaigns/<campaign_id>/syncs/ongoing", ["DELETE"], issue=8)
-app.placeholder("/v1/syncs/<sync_id>", ["GET"], issue=8)
-app.placeholder("/v1/syncs/<sync_id>/cancel", ["POST"], issue=8)
+app.include_router(syncs.router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

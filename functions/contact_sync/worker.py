@@ -1,10 +1,33 @@
-"""Sync workers: one page of contacts each."""
+"""Sync workers: link one page of contacts to Referral Factory users and write back what differs."""
 
 from __future__ import annotations
 
-from shared import settings
-from shared.pending import not_implemented_consumer
+from typing import TYPE_CHECKING, Any
 
-# Issue #8 builds this consumer; until then every record stays queued (then in the DLQ).
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+from shared import settings
+from shared.observability import logger, metrics, tracer
+from shared.services import services
+from shared.sync_engine import Engine, handle_worker_record
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
 SETTINGS = settings.load(settings.ContactSyncSettings)
-handler = not_implemented_consumer(issue=8)
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    engine = Engine(services(SETTINGS), SETTINGS)
+    return dict(
+        process_partial_response(
+            event=event,
+            record_handler=lambda record: handle_worker_record(record, engine),
+            processor=processor,
+            context=context,
+        )
+    )

@@ -1,0 +1,474 @@
+"""Contact sync behind the queues.
+
+The coordinator (SyncQueue) pages Intercom's search for the audience, one page per invocation: it
+sends the page to the workers, then moves its checkpoint past that page with a conditional write,
+then queues its own continuation. A coordinator that dies anywhere in between is redelivered and
+resumes from the checkpoint; a page sent twice is counted once (chunk markers).
+
+Workers (SyncPagesQueue) link each contact to a Referral Factory user and write back only what
+differs. A rate budget that runs out hands the rest of the chunk back with a delay; a contact that
+keeps failing is recorded in the sync's errors and sent to the DLQ, and its page still completes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared import queues
+from shared.api_errors import ConnectionRevoked, Invalid, RateLimited, UpstreamError
+from shared.campaign_settings import CampaignSettings
+from shared.campaigns import CampaignStore, ongoing_sync_work_id
+from shared.connections import CONNECTED
+from shared.due_work import due_item
+from shared.intercom import SEARCH_PAGE_SIZE
+from shared.observability import logger, metrics
+from shared.referrals import EXISTING_UPDATED, Referrals
+from shared.store import ConditionFailed
+from shared.sync_plan import audience_query, changed_since, inbound_fields, page_contact, return_write
+from shared.syncs import ACTIVE, CANCELLED, COMPLETED, FAILED, PAUSED, QUEUED, RUNNING, Syncs
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from shared.services import Services
+    from shared.settings import ContactSyncSettings
+
+CONTINUE, SCHEDULED, CHUNK = "sync.page", "sync.scheduled", "sync.chunk"
+ONGOING_INTERVAL_S = 900
+CONTACT_ATTEMPTS = 3
+MAX_REQUEUES = 60
+
+
+@dataclass
+class Engine:
+    svc: Services
+    settings: ContactSyncSettings
+
+    @property
+    def syncs(self) -> Syncs:
+        return Syncs(self.svc.store)
+
+    @property
+    def campaigns(self) -> CampaignStore:
+        return CampaignStore(self.svc.store)
+
+    def connections(self) -> Any:
+        return self.svc.connections(publish_to=(self.settings.signup_queue_url, self.settings.sync_queue_url))
+
+    def continue_sync(self, sync_id: str, delay_s: int = 0) -> None:
+        queues.send(
+            self.settings.sync_queue_url, {"kind": CONTINUE, "sync_id": sync_id}, delay_seconds=delay_s
+        )
+
+    # -- starting -------------------------------------------------------------------------------
+    def start(
+        self,
+        account_id: str,
+        campaign_id: str,
+        *,
+        audience: str,
+        segment_id: str | None,
+        ongoing: bool,
+        trigger: str,
+        updated_since: int | None = None,
+    ) -> dict[str, Any]:
+        sync = self.syncs.start(
+            account_id,
+            campaign_id,
+            audience=audience,
+            segment_id=segment_id,
+            ongoing=ongoing,
+            trigger=trigger,
+            updated_since=updated_since,
+        )
+        if ongoing:
+            self.schedule_ongoing(account_id, campaign_id, audience, segment_id)
+        self.continue_sync(sync["sync_id"])
+        return sync
+
+    def schedule_ongoing(
+        self, account_id: str, campaign_id: str, audience: str, segment_id: str | None
+    ) -> None:
+        now = int(time.time())
+        message = {
+            "account_id": account_id,
+            "campaign_id": campaign_id,
+            "audience": audience,
+            "segment_id": segment_id,
+            "since": now,
+        }
+        item = due_item(
+            ongoing_sync_work_id(account_id, campaign_id),
+            kind=SCHEDULED,
+            queue="sync",
+            message=message,
+            interval_s=ONGOING_INTERVAL_S,
+            next_run_at=now + ONGOING_INTERVAL_S,
+        )
+        self.svc.store.put(item)
+
+    def scheduled_pass(self, message: dict[str, Any]) -> None:
+        """An ongoing sync's pass: a new sync over contacts changed since the previous pass."""
+        account_id, campaign_id = message["account_id"], message["campaign_id"]
+        work_pk = f"DUE#{ongoing_sync_work_id(account_id, campaign_id)}"
+        due = self.svc.store.get(work_pk, "DUE")
+        if due is None:
+            return  # turned off since
+        connection = self.svc.connections().get(account_id)
+        if (
+            not connection
+            or connection.get("status") != CONNECTED
+            or self.syncs.running_for(account_id, campaign_id)
+        ):
+            return  # the next pass picks these contacts up: `since` does not move
+        since = int(due["message"].get("since") or 0)
+        started = int(time.time())
+        self.start(
+            account_id,
+            campaign_id,
+            audience=due["message"]["audience"],
+            segment_id=due["message"].get("segment_id"),
+            ongoing=False,
+            trigger="schedule",
+            updated_since=since,
+        )
+        self.svc.store.update(work_pk, "DUE", {"message": {**due["message"], "since": started}})
+        self._refresh_counts(account_id, campaign_id)
+
+    def _refresh_counts(self, account_id: str, campaign_id: str) -> None:
+        """Referrers whose counts changed since they were last written get them written now."""
+        from shared.signup_push import PushContext, SignupPusher
+
+        account = self.svc.accounts.get(account_id)
+        pusher = SignupPusher(
+            PushContext(
+                account=account,
+                referrals=Referrals(self.svc.store),
+                campaigns=self.campaigns,
+                connections=self.connections(),
+                rf=self.svc.referral_factory_for(account),
+                intercom_for=self.svc.intercom_for,
+            )
+        )
+        for record in self.svc.store.query_all(f"REFERRALS#{account_id}", sk_prefix=f"{campaign_id}#"):
+            if int(record.get("referrals_count") or 0) or int(record.get("converted_referrals_count") or 0):
+                pusher.write_counts(record)
+
+    # -- the coordinator ------------------------------------------------------------------------
+    def coordinate(self, sync_id: str) -> None:
+        sync = self.syncs.get(sync_id)
+        if sync is None or sync["status"] not in (QUEUED, RUNNING):
+            return
+        connection = self.svc.connections().get(sync["account_id"])
+        settings = self._settings(sync)
+        if not connection or connection.get("status") != CONNECTED:
+            self.syncs.set_status(sync, PAUSED)
+        elif sync.get("enumerated"):
+            self.syncs.complete_if_done(sync_id)
+        elif settings is None:
+            self._fail(sync, "settings_missing", "The campaign's Intercom settings were removed.")
+        else:
+            self._next_page(sync, connection, settings)
+
+    def _next_page(
+        self, sync: dict[str, Any], connection: dict[str, Any], settings: CampaignSettings
+    ) -> None:
+        sync_id = sync["sync_id"]
+        page = int(sync["next_page"])
+        query = audience_query(
+            sync["audience"], sync.get("segment_id"), updated_since=sync.get("updated_since")
+        )
+        try:
+            result = self.svc.intercom_for(connection).search_page(
+                query, starting_after=sync.get("cursor"), per_page=SEARCH_PAGE_SIZE
+            )
+        except RateLimited as exc:
+            self.continue_sync(sync_id, int((exc.retry_after or 1) + 1))
+            return
+        except ConnectionRevoked:
+            self.connections().mark_revoked(sync["account_id"], "401 from Intercom")
+            self.syncs.set_status(sync, PAUSED)
+            return
+        attributes = tuple(settings.sync.return_mapping.values()) if settings.sync else ()
+        since = sync.get("updated_since")
+        contacts = [page_contact(c, attributes) for c in result.contacts if changed_since(c, since)]
+        chunk = {
+            "kind": CHUNK,
+            "sync_id": sync_id,
+            "chunk_id": f"{page}:0",
+            "page": page,
+            "contacts": contacts,
+        }
+        queues.send(self.settings.sync_pages_queue_url, chunk)
+        if not self.syncs.checkpoint(sync, page, result.next_cursor, result.total_count):
+            return  # another coordinator moved past this page; its continuation carries on
+        if result.next_cursor:
+            self.continue_sync(sync_id)
+        else:
+            self.syncs.complete_if_done(sync_id)
+
+    def _settings(self, sync: dict[str, Any]) -> CampaignSettings | None:
+        raw = self.campaigns.get_settings(sync["account_id"], sync["campaign_id"])
+        settings = CampaignSettings.model_validate(raw) if raw else None
+        return settings if settings and settings.sync else None
+
+    def _fail(self, sync: dict[str, Any], code: str, message: str) -> None:
+        self.svc.store.update(
+            f"SYNC#{sync['sync_id']}",
+            "META",
+            {"errors": [*(sync.get("errors") or []), {"contact_id": None, "code": code, "message": message}]},
+        )
+        self.syncs.set_status(sync, FAILED)
+
+    # -- workers --------------------------------------------------------------------------------
+    def work(self, chunk: dict[str, Any]) -> None:
+        sync = self.syncs.get(chunk["sync_id"])
+        if sync is None or sync["status"] in (COMPLETED, FAILED, CANCELLED):
+            return
+        connection = self.svc.connections().get(sync["account_id"])
+        settings = self._settings(sync)
+        if sync["status"] == PAUSED or not connection or connection.get("status") != CONNECTED:
+            self.syncs.park(sync["sync_id"], chunk)
+            self.syncs.set_status(sync, PAUSED)
+            return
+        if settings is None or settings.sync is None:
+            self.syncs.record_chunk(
+                sync["sync_id"],
+                chunk["chunk_id"],
+                {"skipped": len(chunk["contacts"])},
+                page_finished=not chunk.get("retry_of"),
+                errors=[],
+            )
+            return
+        account = self.svc.accounts.get(sync["account_id"])
+        worker = ChunkWorker(self, sync, account, connection, settings)
+        worker.run(chunk)
+
+
+class ChunkWorker:
+    def __init__(
+        self,
+        engine: Engine,
+        sync: dict[str, Any],
+        account: dict[str, Any],
+        connection: dict[str, Any],
+        settings: CampaignSettings,
+    ) -> None:
+        self.engine = engine
+        self.sync = sync
+        self.account = account
+        self.connection = connection
+        self.settings = settings
+        self.referrals = Referrals(engine.svc.store)
+        self.rf = engine.svc.referral_factory_for(account)
+        self.intercom = engine.svc.intercom_for(connection)
+        self.counts = {"processed": 0, "created": 0, "updated": 0, "skipped": 0, "failed": 0}
+        self.errors: list[dict[str, Any]] = []
+        self._campaign_name: str | None = None
+
+    def run(self, chunk: dict[str, Any]) -> None:
+        contacts = chunk["contacts"]
+        for index, contact in enumerate(contacts):
+            try:
+                self.link(contact)
+            except RateLimited as exc:
+                self._hand_back(chunk, index, int((exc.retry_after or 1) + 1))
+                return
+            except ConnectionRevoked:
+                self.engine.connections().mark_revoked(self.sync["account_id"], "401 from Intercom")
+                rest = {**chunk, "chunk_id": f"{chunk['chunk_id']}+{index}", "contacts": contacts[index:]}
+                self._commit(chunk, page_finished=False)
+                self.engine.syncs.park(self.sync["sync_id"], rest)
+                self.engine.syncs.set_status(self.sync, PAUSED)
+                return
+            except (UpstreamError, ConditionFailed, ValueError, KeyError) as exc:
+                self._contact_failed(chunk, contact, exc)
+        self._commit(chunk, page_finished=True)
+        self.engine.syncs.complete_if_done(self.sync["sync_id"])
+
+    def _commit(self, chunk: dict[str, Any], *, page_finished: bool) -> None:
+        counted = self.engine.syncs.record_chunk(
+            self.sync["sync_id"],
+            chunk["chunk_id"],
+            self.counts,
+            page_finished=page_finished and not chunk.get("retry_of"),
+            errors=self.errors,
+        )
+        if not counted:
+            logger.info(
+                "chunk already counted", extra={"sync_id": self.sync["sync_id"], "chunk": chunk["chunk_id"]}
+            )
+
+    def _hand_back(self, chunk: dict[str, Any], index: int, delay_s: int) -> None:
+        """Count what is done; the rest goes back to the queue, due when the budget allows."""
+        rest = {
+            **chunk,
+            "chunk_id": f"{chunk['chunk_id']}+{index}",
+            "contacts": chunk["contacts"][index:],
+            "requeues": int(chunk.get("requeues") or 0) + 1,
+        }
+        if rest["requeues"] > MAX_REQUEUES:
+            raise RuntimeError(f"chunk {chunk['chunk_id']} handed back {MAX_REQUEUES} times")
+        queues.send(self.engine.settings.sync_pages_queue_url, rest, delay_seconds=delay_s)
+        counted = dict(self.counts)
+        self.engine.syncs.record_chunk(
+            self.sync["sync_id"], chunk["chunk_id"], counted, page_finished=False, errors=self.errors
+        )
+
+    def _contact_failed(self, chunk: dict[str, Any], contact: dict[str, Any], exc: Exception) -> None:
+        attempt = int(chunk.get("attempt") or 0) + 1
+        if attempt < CONTACT_ATTEMPTS and not isinstance(exc, Invalid):
+            # Retried on its own, so the rest of the page is not held up by one contact.
+            retry = {
+                **chunk,
+                "chunk_id": f"{chunk['chunk_id']}!{contact['id']}#{attempt}",
+                "contacts": [contact],
+                "attempt": attempt,
+                "retry_of": chunk["chunk_id"],
+            }
+            queues.send(self.engine.settings.sync_pages_queue_url, retry, delay_seconds=2 * attempt)
+            return
+        code = getattr(exc, "code", None) or type(exc).__name__
+        self.counts["failed"] += 1
+        self.counts["processed"] += 1
+        self.errors.append({"contact_id": contact.get("id"), "code": str(code), "message": str(exc)[:300]})
+        queues.send(
+            self.engine.settings.sync_pages_dlq_url,
+            {**chunk, "contacts": [contact], "error": {"code": str(code), "message": str(exc)[:300]}},
+        )
+        metrics.add_metric(name="SyncContactFailed", unit="Count", value=1)
+
+    # -- one contact ----------------------------------------------------------------------------
+    def link(self, contact: dict[str, Any]) -> None:
+        sync_settings = self.settings.sync
+        assert sync_settings is not None
+        campaign_id = str(self.sync["campaign_id"])
+        account_id = str(self.account["account_id"])
+        linked = [
+            r
+            for r in self.referrals.by_contact(self.connection["workspace_id"], str(contact["id"]))
+            if r.get("account_id") == account_id and str(r.get("campaign_id")) == campaign_id
+        ]
+        sync_id = self.sync["sync_id"]
+        if linked:
+            record = linked[0]
+            user = {
+                "id": record["rf_user_id"],
+                "url": record.get("rf_url"),
+                "code": record.get("rf_code"),
+                "email": record.get("email"),
+                "first_name": record.get("first_name"),
+            }
+            # A retry after a crash counts what this sync already did, not what is left to do.
+            created = record.get("created_by_sync") == sync_id
+        else:
+            fields = inbound_fields(contact, sync_settings.inbound_mapping)
+            if not fields.get("email"):
+                self._count(skipped=True)
+                return
+            user, created = self.rf.create_user(
+                int(campaign_id),
+                str(fields["email"]),
+                str(fields.get("first_name") or fields["email"]).strip(),
+            )
+            record = self.referrals.ensure(account_id, campaign_id, user)
+            record = self.referrals.update(
+                record,
+                {
+                    "intercom_contact_id": str(contact["id"]),
+                    "workspace_id": self.connection["workspace_id"],
+                    "intercom_status": record["intercom_status"]
+                    if record.get("intercom_contact_id")
+                    else EXISTING_UPDATED,
+                    "rf_url": user.get("url"),
+                    "rf_code": user.get("code"),
+                    "first_name": user.get("first_name"),
+                    "created_by_sync": sync_id if created else record.get("created_by_sync"),
+                },
+                {
+                    "kind": "linked",
+                    "via": "sync",
+                    "details": {"contact_id": str(contact["id"]), "sync_id": sync_id},
+                },
+            )
+        counts = {
+            "referrals_count": int(record.get("referrals_count") or 0),
+            "converted_referrals_count": int(record.get("converted_referrals_count") or 0),
+        }
+        write = return_write(
+            contact,
+            user,
+            counts,
+            sync_settings.return_mapping,
+            campaign_name=self._name() if "campaign_name" in sync_settings.return_mapping else None,
+        )
+        if write.needed:
+            self.intercom.update_contact(str(contact["id"]), write.body, email=contact.get("email"))
+            self.referrals.update(record, {"written_by_sync": sync_id})
+        updated = write.needed or record.get("written_by_sync") == sync_id
+        self._count(created=created, updated=updated, skipped=not created and not updated)
+
+    def _name(self) -> str | None:
+        if self._campaign_name is None:
+            self._campaign_name = self.rf.get_campaign(self.sync["campaign_id"]).get("name")
+        return self._campaign_name
+
+    def _count(self, *, created: bool = False, updated: bool = False, skipped: bool = False) -> None:
+        self.counts["processed"] += 1
+        self.counts["created"] += int(created)
+        self.counts["updated"] += int(updated)
+        self.counts["skipped"] += int(skipped)
+
+
+# -- connection changes -------------------------------------------------------------------------
+def on_connection(engine: Engine, message: dict[str, Any]) -> None:
+    account_id = message["account_id"]
+    campaigns = engine.campaigns
+    kind = message["kind"]
+    for campaign_id in campaigns.configured(account_id):
+        sync_id = engine.syncs.running_for(account_id, campaign_id)
+        sync = engine.syncs.get(sync_id) if sync_id else None
+        if kind == "connection.disconnected":
+            campaigns.turn_ongoing_sync_off(account_id, campaign_id)
+            if sync:
+                engine.syncs.set_status(sync, CANCELLED)
+        elif kind == "connection.revoked" and sync and sync["status"] in (QUEUED, RUNNING):
+            engine.syncs.set_status(sync, PAUSED)
+        elif kind == "connection.connected" and sync and sync["status"] == PAUSED:
+            resume(engine, sync)
+
+
+def resume(engine: Engine, sync: dict[str, Any]) -> None:
+    """Connected again: the sync runs on from its checkpoint and parked pages go out again."""
+    if not engine.syncs.set_status(sync, RUNNING, only_from=(PAUSED,)):
+        return
+    for chunk in engine.syncs.unpark(sync["sync_id"]):
+        queues.send(engine.settings.sync_pages_queue_url, chunk)
+    engine.continue_sync(sync["sync_id"])
+    logger.info("sync resumed", extra={"sync_id": sync["sync_id"]})
+
+
+def handle_coordinator_record(record: SQSRecord, engine: Engine) -> None:
+    message = json.loads(record.body)
+    kind = message.get("kind")
+    if kind == CONTINUE:
+        engine.coordinate(message["sync_id"])
+    elif kind == SCHEDULED:
+        engine.scheduled_pass(message)
+    elif kind in ("connection.connected", "connection.revoked", "connection.disconnected"):
+        on_connection(engine, message)
+    else:
+        raise ValueError(f"the sync queue has no handler for {kind!r}")
+
+
+def handle_worker_record(record: SQSRecord, engine: Engine) -> None:
+    message = json.loads(record.body)
+    if message.get("kind") != CHUNK:
+        raise ValueError(f"the sync pages queue has no handler for {message.get('kind')!r}")
+    engine.work(message)
+
+
+__all__ = ["ACTIVE", "Engine", "handle_coordinator_record", "handle_worker_record"]
