@@ -147,16 +147,22 @@ def product_account(demo: Demo) -> None:
     demo.say(f"Referral Factory now posts its webhooks to {webhook['url']}")
 
 
-@step(f"An Intercom workspace with {SEED_CONTACTS} contacts (Intercom emulator)")
-def intercom_workspace(demo: Demo) -> None:
+def empty_workspace(demo: Demo) -> str:
+    """A new Intercom workspace without contacts; its id_code is also `demo.state["workspace"]`."""
     workspace = {"id_code": f"demo{secrets.token_hex(3)}", "name": "Demo Co", "region": "US"}
     _expect(demo.http.post(f"{demo.intercom}/_emulator/workspaces", json=workspace), 200, 201)
     demo.state["workspace"] = workspace["id_code"]
+    return workspace["id_code"]
+
+
+@step(f"An Intercom workspace with {SEED_CONTACTS} contacts (Intercom emulator)")
+def intercom_workspace(demo: Demo) -> None:
+    workspace = empty_workspace(demo)
     bar = demo.progress(SEED_CONTACTS, "seeding contacts")
     for start in range(0, SEED_CONTACTS, SEED_CHUNK):
         count = min(SEED_CHUNK, SEED_CONTACTS - start)
         role = "user" if start % (2 * SEED_CHUNK) == 0 else "lead"
-        url = f"{demo.intercom}/_emulator/workspaces/{workspace['id_code']}/contacts"
+        url = f"{demo.intercom}/_emulator/workspaces/{workspace}/contacts"
         _expect(demo.http.post(url, json={"generate": {"count": count, "role": role}}), 200, 201)
         bar.advance(count)
     bar.finish()
@@ -293,6 +299,17 @@ def campaign_settings(demo: Demo) -> None:
     )
     demo.state["campaign_id"] = str(campaign["id"])
     demo.state["campaign_name"] = campaign["name"]
+
+
+def ready_for_signups(demo: Demo) -> None:
+    """What the demo sets up before its signups, minus the seeded contacts, for tests and benchmarks:
+    Referral Factory and product accounts with webhooks pointing at the product, an empty workspace
+    connected, the first campaign configured with the contract's example settings."""
+    referral_factory_account(demo)
+    product_account(demo)
+    empty_workspace(demo)
+    connect_workspace(demo)
+    campaign_settings(demo)
 
 
 def _contacts_by_email(demo: Demo) -> dict[str, dict[str, Any]]:
