@@ -1,0 +1,159 @@
+"""The contract's qualification rule and the sale value's parsing: plain values in, plain values out.
+
+A referral qualifies when its contact's qualification attribute is observed to change to one of the
+qualifying values: for a contact the product created, any qualifying value after creation counts; for
+an existing contact marked by `update`, only a change from a non-qualifying value the product saw
+first. Once per referral, ever (contract §1, "Qualification").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# `intercom_status` values that can lead to a qualification (see shared/referrals.py).
+CREATED, EXISTING_UPDATED = "created", "existing_updated"
+PENDING = "pending"
+
+# Why a decision went the way it did: metric names and history details.
+QUALIFY_AFTER_CREATION = "qualifying_value_after_creation"
+QUALIFY_CHANGED = "changed_from_non_qualifying"
+ALREADY_QUALIFIED = "already_qualified"
+CANNOT_QUALIFY = "cannot_qualify"
+NOT_QUALIFYING = "not_qualifying"
+INITIAL_VALUE = "initial_value_written_by_the_product"
+NO_CHANGE_SEEN = "qualifying_when_first_seen"
+STALE = "older_than_what_was_seen"
+
+# Two clocks (Intercom's `updated_at`, ours when we pushed) agree to about this many seconds.
+CLOCK_TOLERANCE_S = 2
+
+
+@dataclass(frozen=True)
+class Decision:
+    qualify: bool
+    reason: str
+    # For an existing contact: a non-qualifying value observed now, to remember as the one seen, so a
+    # later change from it to a qualifying value counts.
+    remember_seen: bool = False
+
+
+def normalise(value: Any) -> str | None:
+    """An attribute's value as the settings name it: options and text are strings; Intercom may send
+    a number for a text attribute that holds digits."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def is_qualifying(value: Any, qualifying_values: Sequence[str]) -> bool:
+    text = normalise(value)
+    return text is not None and text in {str(v).strip() for v in qualifying_values}
+
+
+def decide(
+    *,
+    status: str | None,
+    can_qualify: bool,
+    intercom_status: str | None,
+    qualifying_values: Sequence[str],
+    initial_value: str | None,
+    value: Any,
+    seen_value: Any,
+    observed_at: int | None = None,
+    seen_at: int | None = None,
+) -> Decision:
+    """Whether observing `value` on the referral's contact qualifies the referral.
+
+    `seen_value` is the value the product saw when it marked an existing contact (and any non-qualifying
+    value observed since); `observed_at` and `seen_at` order the observations (UNIX seconds)."""
+    if status != PENDING:
+        return Decision(False, ALREADY_QUALIFIED)
+    if not can_qualify or intercom_status not in (CREATED, EXISTING_UPDATED):
+        return Decision(False, CANNOT_QUALIFY)
+    if observed_at is not None and seen_at is not None and observed_at < seen_at - CLOCK_TOLERANCE_S:
+        # Shuffled delivery: this describes the contact before what the product already saw.
+        return Decision(False, STALE)
+    if intercom_status == CREATED:
+        return _created(qualifying_values, initial_value, value)
+    return _existing(qualifying_values, value, seen_value)
+
+
+def _created(qualifying_values: Sequence[str], initial_value: str | None, value: Any) -> Decision:
+    """A contact the product created: any qualifying value after creation counts."""
+    if not is_qualifying(value, qualifying_values):
+        return Decision(False, NOT_QUALIFYING)
+    if initial_value is not None and normalise(value) == normalise(initial_value):
+        # The product's own creation echoing back, with a (misconfigured) qualifying initial value.
+        return Decision(False, INITIAL_VALUE)
+    return Decision(True, QUALIFY_AFTER_CREATION)
+
+
+def _existing(qualifying_values: Sequence[str], value: Any, seen_value: Any) -> Decision:
+    """An existing contact marked by `update`: only a change from a non-qualifying value seen first."""
+    if not is_qualifying(value, qualifying_values):
+        return Decision(False, NOT_QUALIFYING, remember_seen=normalise(value) != normalise(seen_value))
+    if is_qualifying(seen_value, qualifying_values):
+        return Decision(False, NO_CHANGE_SEEN)
+    return Decision(True, QUALIFY_CHANGED)
+
+
+@dataclass(frozen=True)
+class SaleValue:
+    amount: float | None
+    # Why there is no amount (missing, unparsable, negative); None when there is one.
+    note: str | None
+
+
+MISSING = "missing"
+_CURRENCY = re.compile(r"^(?:[A-Za-z]{3}|[$€£¥₹])?\s*(.*?)\s*(?:[A-Za-z]{3}|[$€£¥₹])?$")
+_GROUPED = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+
+
+def _number_from_text(text: str) -> float | None:
+    match = _CURRENCY.match(text.strip())
+    body = (match.group(1) if match else text).replace(" ", "").replace("\u00a0", "")
+    if not body:
+        return None
+    if "," in body and "." in body:
+        # The later separator is the decimal one: 1,234.50 or 1.234,50.
+        if body.rfind(",") > body.rfind("."):
+            body = body.replace(".", "").replace(",", ".")
+        else:
+            body = body.replace(",", "")
+    elif _GROUPED.match(body):
+        body = body.replace(",", "")
+    else:
+        body = body.replace(",", ".")
+    try:
+        return float(body)
+    except ValueError:
+        return None
+
+
+def parse_sale_value(raw: Any) -> SaleValue:
+    """The commission attribute's value as an amount: Intercom holds it as a number or as text
+    ("1,250.00", "EUR 99"). Missing or unreadable gives no amount and says why."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return SaleValue(None, MISSING)
+    if isinstance(raw, bool):
+        return SaleValue(None, f"unparsable: {raw!r} is not an amount")
+    if isinstance(raw, int | float):
+        amount: float | None = float(raw)
+    elif isinstance(raw, str):
+        amount = _number_from_text(raw)
+    else:
+        amount = None
+    if amount is None or not math.isfinite(amount):
+        return SaleValue(None, f"unparsable: {str(raw)[:40]!r} is not an amount")
+    if amount < 0:
+        return SaleValue(None, f"negative: {amount:g}")
+    return SaleValue(amount, None)

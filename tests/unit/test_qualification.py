@@ -1,0 +1,126 @@
+"""The contract's qualification rule and the sale value's parsing, as plain values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from shared import qualification as q
+
+QUALIFYING = ["paid", "active"]
+
+
+def decide(**overrides: Any) -> q.Decision:
+    facts: dict[str, Any] = {
+        "status": "pending",
+        "can_qualify": True,
+        "intercom_status": "created",
+        "qualifying_values": QUALIFYING,
+        "initial_value": "trial",
+        "value": "paid",
+        "seen_value": None,
+        **overrides,
+    }
+    return q.decide(**facts)
+
+
+def test_a_created_contact_qualifies_on_any_qualifying_value_after_creation():
+    assert decide(value="paid") == q.Decision(True, q.QUALIFY_AFTER_CREATION)
+    assert decide(value="active", initial_value=None) == q.Decision(True, q.QUALIFY_AFTER_CREATION)
+
+
+@pytest.mark.parametrize("value", ["trial", "churned", None, "", "Paid ", {"not": "a value"}])
+def test_other_values_do_not_qualify_a_created_contact(value):
+    # Trimmed, but case matters: list options are exact.
+    assert decide(value=value) == q.Decision(False, q.NOT_QUALIFYING)
+
+
+def test_the_echo_of_our_own_creation_never_qualifies_even_with_a_qualifying_initial_value():
+    assert decide(initial_value="active", value="active") == q.Decision(False, q.INITIAL_VALUE)
+
+
+def test_once_per_referral_ever():
+    assert decide(status="qualified") == q.Decision(False, q.ALREADY_QUALIFIED)
+
+
+@pytest.mark.parametrize(
+    ("can_qualify", "intercom_status"),
+    [(False, "created"), (False, "existing_skipped"), (True, "existing_skipped"), (True, "not_pushed")],
+)
+def test_referrals_that_cannot_qualify_never_do(can_qualify, intercom_status):
+    decision = decide(can_qualify=can_qualify, intercom_status=intercom_status)
+    assert decision == q.Decision(False, q.CANNOT_QUALIFY)
+
+
+def test_an_existing_contact_qualifies_only_on_a_change_from_a_non_qualifying_value_seen_first():
+    existing = {"intercom_status": "existing_updated"}
+    assert decide(**existing, seen_value="churned", value="paid") == q.Decision(True, q.QUALIFY_CHANGED)
+    # An empty attribute is a non-qualifying value too.
+    assert decide(**existing, seen_value=None, value="active").qualify is True
+    assert decide(**existing, seen_value="paid", value="paid") == q.Decision(False, q.NO_CHANGE_SEEN)
+    assert decide(**existing, seen_value="paid", value="active").qualify is False
+
+
+def test_a_non_qualifying_value_on_an_existing_contact_is_remembered_as_seen():
+    existing = {"intercom_status": "existing_updated"}
+    churned = decide(**existing, seen_value="paid", value="churned")
+    assert churned == q.Decision(False, q.NOT_QUALIFYING, remember_seen=True)
+    # Then a change back to a qualifying value counts.
+    assert decide(**existing, seen_value="churned", value="paid").qualify is True
+    assert decide(**existing, seen_value="churned", value="churned").remember_seen is False
+
+
+def test_an_observation_older_than_what_was_seen_is_stale():
+    existing = {"intercom_status": "existing_updated", "seen_value": "trial"}
+    assert decide(**existing, observed_at=1000, seen_at=2000) == q.Decision(False, q.STALE)
+    # Within the clocks' tolerance it still counts.
+    assert decide(**existing, observed_at=1999, seen_at=2000).qualify is True
+    assert decide(**existing, observed_at=None, seen_at=2000).qualify is True
+
+
+def test_values_are_compared_as_the_settings_name_them():
+    assert q.is_qualifying(" paid", QUALIFYING)
+    assert q.is_qualifying(3.0, ["3"])
+    assert q.is_qualifying(True, ["true"])
+    assert not q.is_qualifying(["paid"], QUALIFYING)
+    assert q.normalise("  ") is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "amount"),
+    [
+        (120, 120.0),
+        (99.5, 99.5),
+        ("250", 250.0),
+        (" 1,250.00 ", 1250.0),
+        ("1.250,50", 1250.5),
+        ("12,5", 12.5),
+        ("$ 40", 40.0),
+        ("EUR 99.90", 99.9),
+        ("75 USD", 75.0),
+        ("0", 0.0),
+    ],
+)
+def test_sale_values_arrive_as_numbers_or_strings(raw, amount):
+    assert q.parse_sale_value(raw) == q.SaleValue(amount, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "note"),
+    [
+        (None, "missing"),
+        ("   ", "missing"),
+        ("soon", "unparsable"),
+        ("nan", "unparsable"),
+        (float("inf"), "unparsable"),
+        (True, "unparsable"),
+        ({"amount": 3}, "unparsable"),
+        (-5, "negative"),
+        ("-12.5", "negative"),
+    ],
+)
+def test_a_missing_or_unreadable_sale_value_says_why(raw, note):
+    parsed = q.parse_sale_value(raw)
+    assert parsed.amount is None
+    assert parsed.note is not None and parsed.note.startswith(note)
