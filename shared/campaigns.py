@@ -30,6 +30,21 @@ def catch_up_work_id(account_id: str, campaign_id: str) -> str:
     return f"catchup:{account_id}:{campaign_id}"
 
 
+# Intercom delivers a notification at most twice and drops some: this often, each campaign with a
+# qualification searches Intercom for qualifying contacts the webhooks missed (shared/qualification_sweep.py).
+QUALIFICATION_SWEEP_INTERVAL_S = 300
+QUALIFICATION_SWEEP_KIND = "qualification.sweep"
+
+
+def qualification_sweep_work_id(account_id: str, campaign_id: str) -> str:
+    return f"qualsweep:{account_id}:{campaign_id}"
+
+
+def has_qualification(settings: dict[str, Any]) -> bool:
+    people = ("person_invited", "person_referring")
+    return any((settings.get(person) or {}).get("qualification") for person in people)
+
+
 def ongoing_sync_work_id(account_id: str, campaign_id: str) -> str:
     """The due-work id of a campaign's ongoing sync (see shared/due_work.py)."""
     return f"sync:{account_id}:{campaign_id}"
@@ -68,12 +83,32 @@ class CampaignStore:
         )
         with contextlib.suppress(ConditionFailed):  # already scheduled: keep its rhythm
             self.store.put(item, if_absent=True)
+        self._schedule_qualification_sweep(account_id, campaign_id, settings)
+
+    def _schedule_qualification_sweep(
+        self, account_id: str, campaign_id: str, settings: dict[str, Any]
+    ) -> None:
+        work_id = qualification_sweep_work_id(account_id, campaign_id)
+        if not has_qualification(settings):
+            self.store.delete(f"DUE#{work_id}", "DUE")
+            return
+        item = due_item(
+            work_id,
+            kind=QUALIFICATION_SWEEP_KIND,
+            queue="intercom_events",
+            message={"account_id": account_id, "campaign_id": campaign_id},
+            interval_s=QUALIFICATION_SWEEP_INTERVAL_S,
+            next_run_at=int(self.clock()) + QUALIFICATION_SWEEP_INTERVAL_S,
+        )
+        with contextlib.suppress(ConditionFailed):  # already scheduled: keep its rhythm
+            self.store.put(item, if_absent=True)
 
     def delete_settings(self, account_id: str, campaign_id: str) -> bool:
         """Remove the settings and turn the campaign's ongoing sync off; True if there were settings."""
         old = self.store.delete(*settings_key(account_id, campaign_id))
         self.turn_ongoing_sync_off(account_id, campaign_id)
         self.store.delete(f"DUE#{catch_up_work_id(account_id, campaign_id)}", "DUE")
+        self.store.delete(f"DUE#{qualification_sweep_work_id(account_id, campaign_id)}", "DUE")
         return old is not None
 
     def turn_ongoing_sync_off(self, account_id: str, campaign_id: str) -> None:

@@ -179,3 +179,30 @@ class Referrals:
         except ConditionFailed:
             return False
         return True
+
+    def mark_qualified(
+        self, record: dict[str, Any], changes: dict[str, Any], event: dict[str, Any], *, attempts: int = 5
+    ) -> dict[str, Any] | None:
+        """Move a pending referral to qualified with `changes` and `event`, in one conditional write:
+        None if it was qualified already (by another worker). The history is appended only to the
+        version it was read from, so a concurrent writer's event is never overwritten."""
+        current: dict[str, Any] | None = record
+        for _ in range(attempts):
+            if current is None or current.get("status") != PENDING:
+                return None
+            events = list(current.get("events") or [])
+            sets = {
+                **changes,
+                "status": QUALIFIED,
+                "events": [*events, {"at": int(self.clock()), **event}],
+            }
+            try:
+                return self.store.update(
+                    current["pk"],
+                    current["sk"],
+                    sets,
+                    condition=Attr("status").eq(PENDING) & Attr("events").size().eq(len(events)),
+                )
+            except ConditionFailed:
+                current = self.store.get(current["pk"], current["sk"])
+        raise ConditionFailed("the referral kept changing while it was being marked qualified")

@@ -74,6 +74,8 @@ class IntercomEventsSettings(SecretsSettings):
     idempotency_table_name: str = Field(alias="IDEMPOTENCY_TABLE_NAME")
     signup_queue_url: str = Field(alias="SIGNUP_QUEUE_URL")
     sync_queue_url: str = Field(alias="SYNC_QUEUE_URL")
+    # Work handed back with a delay, and the rest of a long sweep, go back to the function's own queue.
+    intercom_events_queue_url: str = Field(alias="INTERCOM_EVENTS_QUEUE_URL")
 
 
 class SignupReceiverSettings(BaseSettings):

@@ -18,8 +18,6 @@ SETTINGS = settings.load(settings.IntercomWebhookSettings)
 
 app = ProductResolver()
 app.include_router(intercom_webhooks.router)
-# Issue #9 (qualification) owns the topic notifications.
-app.placeholder("/webhooks/intercom", ["POST"], issue=9)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -1,4 +1,5 @@
-"""Intercom events behind the queue: uninstall notices now; topic notifications with issue #9."""
+"""Intercom events behind the queue: contact notifications (qualification, merges, removals), the
+scheduled qualification sweeps and uninstall notices."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-from shared import settings
+from shared import qualifier, settings
 from shared.intercom_events import handle_record
 from shared.observability import logger, metrics, tracer
 
@@ -21,6 +22,8 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # Before any record: an in-progress qualification then expires when this invocation would time out.
+    qualifier.register_lambda_context(context)
     return dict(
         process_partial_response(
             event=event,

@@ -1,14 +1,20 @@
 """Intercom → product webhooks: verified over the raw body, enqueued, answered at once.
 
 Never answers 410 (Intercom would disable the subscription): unknown things get 200.
+
+Topic notifications are routed to the account by `app_id` and deduplicated by notification id (a
+conditional put that expires after days: Intercom retries once, a minute later) before they are
+queued; everything else happens behind the queue. boto3 is imported on the first request, not at
+import, so the receiver's cold start stays small.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
@@ -19,9 +25,35 @@ from shared.http_api import raw_body
 from shared.observability import logger, metrics
 from shared.signatures import valid_body_signature, valid_hub_signature
 
+if TYPE_CHECKING:
+    from shared.crypto import SecretBox
+
 router = APIGatewayRouter()
 
 UNINSTALL_KIND = "intercom.uninstall"
+NOTIFICATION_KIND = "intercom.notification"
+# What the processor acts on (qualification, merges, removals); other topics are answered and dropped.
+HANDLED_TOPICS = frozenset(
+    {
+        "contact.user.created",
+        "contact.user.updated",
+        "contact.lead.updated",
+        "contact.lead.signed_up",
+        "contact.merged",
+        "contact.deleted",
+        "contact.archived",
+    }
+)
+DEDUPE_TTL_S = 3 * 86400
+# A workspace's account, remembered this long by a warm receiver (routing changes only on connect or
+# disconnect; the processor re-checks the connection before writing to Intercom).
+ROUTE_CACHE_S = 60.0
+# SQS takes 256 KiB; a bigger contact travels without its attributes and is read back from Intercom.
+MAX_ITEM_BYTES = 200_000
+# Sub-objects Intercom sends as lists with their own URLs: nothing here needs them.
+_DROPPED_KEYS = ("tags", "notes", "companies", "social_profiles", "opted_in_subscription_types")
+
+_routes: dict[str, tuple[str, float]] = {}
 
 
 @cache
@@ -37,6 +69,110 @@ def _parse(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.", code="malformed_body")
     return data
+
+
+def _account_for(app_id: str) -> str | None:
+    cached = _routes.get(app_id)
+    now = time.monotonic()
+    if cached and cached[1] > now:
+        return cached[0]
+    from shared.connections import Connections
+    from shared.store import Store
+
+    # Routing reads no token: the connection's key box is never touched.
+    connections = Connections(Store(_settings().table_name), cast("SecretBox", None), lambda _e: None)
+    account_id = connections.account_for_workspace(app_id)
+    if account_id is not None:
+        _routes[app_id] = (account_id, now + ROUTE_CACHE_S)
+    return account_id
+
+
+def _first_sight(notification_id: str) -> bool:
+    """Record the notification id; False when it was recorded before (a repeat)."""
+    from shared.store import ConditionFailed, Store
+
+    try:
+        Store(_settings().table_name).put(
+            {
+                "pk": f"NOTIFICATION#{notification_id}",
+                "sk": "SEEN",
+                "expires_at": int(time.time()) + DEDUPE_TTL_S,
+            },
+            if_absent=True,
+        )
+    except ConditionFailed:
+        return False
+    return True
+
+
+def _forget(notification_id: str) -> None:
+    from shared.store import Store
+
+    Store(_settings().table_name).delete(f"NOTIFICATION#{notification_id}", "SEEN")
+
+
+def _slim(item: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The contact as the processor needs it, and whether its attributes had to be left out."""
+    slim = {k: v for k, v in item.items() if k not in _DROPPED_KEYS}
+    if len(json.dumps(slim, separators=(",", ":"))) <= MAX_ITEM_BYTES:
+        return slim, False
+    keep = ("type", "id", "role", "email", "created_at", "updated_at", "merged_from", "deleted", "archived")
+    return {k: slim[k] for k in keep if k in slim}, True
+
+
+def _notification(data: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]]:
+    topic, app_id, notification_id = data.get("topic"), data.get("app_id"), data.get("id")
+    item = (data.get("data") or {}).get("item") if isinstance(data.get("data"), dict) else None
+    if not all(isinstance(v, str) and v for v in (topic, app_id, notification_id)):
+        raise BadRequest("The notification needs topic, app_id and id.", code="malformed_body")
+    if not isinstance(item, dict) or not item.get("id"):
+        raise BadRequest("The notification has no data.item with an id.", code="malformed_body")
+    return str(topic), str(app_id), str(notification_id), item
+
+
+@router.post("/webhooks/intercom")
+def notification() -> dict[str, str]:
+    body = raw_body(router.current_event.raw_event)
+    secret = app_credentials(_settings().intercom_app_secret_arn).client_secret
+    if not valid_hub_signature(body, router.current_event.headers.get("x-hub-signature"), secret):
+        metrics.add_metric(name="WebhookBadSignature", unit="Count", value=1)
+        raise Unauthorized("The notification's X-Hub-Signature does not match.", code="bad_signature")
+    data = _parse(body)
+    if data.get("topic") == "ping":
+        return {"status": "pong"}
+    topic, app_id, notification_id, item = _notification(data)
+    if topic not in HANDLED_TOPICS:
+        metrics.add_metric(name="WebhookTopicIgnored", unit="Count", value=1)
+        return {"status": "ignored"}
+    account_id = _account_for(app_id)
+    if account_id is None:
+        # Not ours (any more): 200, so Intercom neither retries nor disables the subscription.
+        metrics.add_metric(name="WebhookUnknownWorkspace", unit="Count", value=1)
+        logger.info("notification for an unknown workspace", extra={"app_id": app_id, "topic": topic})
+        return {"status": "ignored"}
+    if not _first_sight(notification_id):
+        metrics.add_metric(name="WebhookDuplicate", unit="Count", value=1)
+        return {"status": "duplicate"}
+    contact, trimmed = _slim(item)
+    message = {
+        "kind": NOTIFICATION_KIND,
+        "account_id": account_id,
+        "app_id": app_id,
+        "notification_id": notification_id,
+        "topic": topic,
+        "item": contact,
+        "trimmed": trimmed,
+        "created_at": data.get("created_at"),
+        "received_at": time.time(),
+    }
+    try:
+        queues.send(_settings().intercom_events_queue_url, message)
+    except Exception:
+        # Not queued: Intercom's retry (after our 5xx) must not be dropped as a repeat.
+        with contextlib.suppress(Exception):
+            _forget(notification_id)
+        raise
+    return {"status": "queued"}
 
 
 @router.post("/webhooks/intercom/uninstall")
