@@ -430,3 +430,52 @@ def run_demo(info: dict[str, str], stack: Stack | None, stop: threading.Event | 
     )
     demo.out.flush()
     return ok
+
+
+QUALIFY_TIMEOUT_S = 30.0
+# Two of the friends become paying customers in Intercom, each with the deal's value.
+DEMO_FLIPS = ((DEMO_FRIENDS[0][1], "paid", 249.0), (DEMO_FRIENDS[1][1], "active", 99.5))
+
+
+@step("Two friends become paying customers in Intercom: each referral qualifies once, with its amount")
+def friends_qualify(demo: Demo) -> None:
+    rf_key = demo.state["rf_api_key"]
+    found = _contacts_by_email(demo)
+    started = time.perf_counter()
+    for email, status, deal in DEMO_FLIPS:
+        contact_id = found[email]["id"]
+        # A person editing the contact in Intercom: Intercom notifies the product's webhook.
+        body = {"custom_attributes": {"customer_status": status, "deal_value": deal}}
+        _expect(demo.http.patch(f"{demo.intercom}/_emulator/contacts/{contact_id}", json=body), 200)
+        demo.say(f"PATCH /_emulator/contacts/{contact_id} ({email}): {body['custom_attributes']}")
+    wanted = {email for email, _, _ in DEMO_FLIPS}
+    deadline = time.monotonic() + QUALIFY_TIMEOUT_S
+    while True:
+        users = _expect(demo.http.get(f"{demo.rf}/_emulator/accounts/{rf_key}/users"), 200)["data"]
+        done = {u["email"]: u for u in users if u["email"] in wanted and u.get("qualified_at")}
+        if len(done) == len(wanted):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"after {QUALIFY_TIMEOUT_S:.0f} s only {sorted(done)} qualified")
+        time.sleep(POLL_S)
+    demo.say(f"qualified in Referral Factory {time.perf_counter() - started:.1f} s after the edits:")
+    for email, _, _ in DEMO_FLIPS:
+        user = done[email]
+        demo.say(
+            f"  user {user['id']} {email:<28} qualified_at={user['qualified_at']} amount={user['amount']}"
+            f" qualify_calls={user['qualify_calls']}"
+        )
+    others = sorted(u["email"] for u in users if u.get("qualified_at") and u["email"] not in wanted)
+    demo.say(f"  other users qualified: {others or 'none'}")
+    for email, _, _ in DEMO_FLIPS:
+        response = demo.http.get(f"{demo.api}/v1/referrals", params={"email": email}, headers=demo.account())
+        view = _expect(response, 200)["data"][0]
+        history = "; ".join(
+            f"{e['kind']} via {e['via']}"
+            + (f" (sale_value {e['details'].get('sale_value')})" if e["kind"] == "qualified" else "")
+            for e in view["events"]
+        )
+        demo.say(
+            f"  GET /v1/referrals?email={email}: status={view['status']} sale_value={view['sale_value']}"
+        )
+        demo.say(f"    history: {history}")
