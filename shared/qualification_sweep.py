@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shared.intercom import SEARCH_PAGE_SIZE
 from shared.observability import logger, metrics
 from shared.qualification import QUALIFY_AFTER_CREATION, QUALIFY_CHANGED
 from shared.referrals import PENDING
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 DAY_S = 86400
 PAGES_PER_MESSAGE = 5
+PAGE_SIZE = SEARCH_PAGE_SIZE
 
 
 def mark_key(account_id: str, campaign_id: str) -> tuple[str, str]:
@@ -87,6 +89,7 @@ def sweep(
         page = intercom.search_page(
             search_query(q, since),
             starting_after=cursor,
+            per_page=PAGE_SIZE,
             sort={"field": "updated_at", "order": "ascending"},
         )
         for contact in page.contacts:
