@@ -6,8 +6,11 @@ then queues its own continuation. A coordinator that dies anywhere in between is
 resumes from the checkpoint; a page sent twice is counted once (chunk markers).
 
 Workers (SyncPagesQueue) link each contact to a Referral Factory user and write back only what
-differs. A rate budget that runs out hands the rest of the chunk back with a delay; a contact that
-keeps failing is recorded in the sync's errors and sent to the DLQ, and its page still completes.
+differs. A rate budget that runs out hands the rest of the chunk back with a delay, and a contact
+that failed goes along with that rest for another attempt (a contact that keeps failing is recorded
+in the sync's errors and sent to the DLQ). A page is one chain of chunks, each handing on at most one
+rest, so the page is finished exactly once, by the chunk that hands on nothing; the rest is kept
+with the chunk's marker, so a chunk delivered again after it was counted hands on the same rest.
 """
 
 from __future__ import annotations
@@ -239,7 +242,7 @@ class Engine:
                 sync["sync_id"],
                 chunk["chunk_id"],
                 {"skipped": len(chunk["contacts"])},
-                page_finished=not chunk.get("retry_of"),
+                page_finished=True,
                 errors=[],
             )
             return
@@ -269,68 +272,101 @@ class ChunkWorker:
         self.errors: list[dict[str, Any]] = []
         self._campaign_name: str | None = None
 
+    def _already_counted(self, chunk: dict[str, Any]) -> bool:
+        marker = self.engine.syncs.chunk_marker(self.sync["sync_id"], chunk["chunk_id"])
+        if marker is None:
+            return False
+        # Delivered again after it was counted: only the rest it handed on may not have gone out.
+        if marker.get("rest"):
+            self._send_rest(chunk, marker["rest"])
+        return True
+
     def run(self, chunk: dict[str, Any]) -> None:
+        syncs, sync_id = self.engine.syncs, self.sync["sync_id"]
+        if self._already_counted(chunk):
+            return
         contacts = chunk["contacts"]
+        attempts = {str(k): int(v) for k, v in (chunk.get("attempts") or {}).items()}
+        retries: list[str] = []
+        stop, delay_s = len(contacts), 0
         for index, contact in enumerate(contacts):
             try:
                 self.link(contact)
             except RateLimited as exc:
-                self._hand_back(chunk, index, int((exc.retry_after or 1) + 1))
-                return
+                stop, delay_s = index, int((exc.retry_after or 1) + 1)
+                break
             except ConnectionRevoked:
                 self.engine.connections().mark_revoked(self.sync["account_id"], "401 from Intercom")
-                rest = {**chunk, "chunk_id": f"{chunk['chunk_id']}+{index}", "contacts": contacts[index:]}
-                self._commit(chunk, page_finished=False)
-                self.engine.syncs.park(self.sync["sync_id"], rest)
-                self.engine.syncs.set_status(self.sync, PAUSED)
+                parked = self._rest(chunk, index, retries, attempts, 0)
+                if self._commit(chunk, parked):
+                    syncs.park(sync_id, rest_message(chunk, parked))
+                syncs.set_status(self.sync, PAUSED)
                 return
             except (UpstreamError, ConditionFailed, ValueError, KeyError) as exc:
-                self._contact_failed(chunk, contact, exc)
-        self._commit(chunk, page_finished=True)
-        self.engine.syncs.complete_if_done(self.sync["sync_id"])
+                if self._retry_later(chunk, contact, exc, attempts):
+                    retries.append(str(contact["id"]))
+        if stop == len(contacts) and retries:
+            delay_s = 2 * max(attempts[r] for r in retries)
+        rest = None
+        if stop < len(contacts) or retries:
+            rest = self._rest(chunk, stop, retries, attempts, delay_s)
+        if not self._commit(chunk, rest):
+            return
+        if rest is not None:
+            self._send_rest(chunk, rest)
+        else:
+            syncs.complete_if_done(sync_id)
 
-    def _commit(self, chunk: dict[str, Any], *, page_finished: bool) -> None:
+    def _rest(
+        self, chunk: dict[str, Any], stop: int, retries: list[str], attempts: dict[str, int], delay_s: int
+    ) -> dict[str, Any]:
+        """What a chunk hands on: the contacts from `stop` and those to retry, as a small record that
+        is kept with the chunk's marker, so a redelivered chunk hands on exactly the same rest."""
+        requeues = int(chunk.get("requeues") or 0) + 1 if stop == 0 and not retries else 0
+        if requeues > MAX_REQUEUES:
+            raise RuntimeError(f"chunk {chunk['chunk_id']} handed back {MAX_REQUEUES} times without progress")
+        kept = {str(c["id"]) for c in chunk["contacts"][stop:]} | set(retries)
+        return {
+            "from": stop,
+            "retry": retries,
+            "attempts": {k: v for k, v in attempts.items() if k in kept},
+            "delay_s": delay_s,
+            "requeues": requeues,
+        }
+
+    def _commit(self, chunk: dict[str, Any], rest: dict[str, Any] | None) -> bool:
+        """Count the chunk once; a chunk with a rest leaves its page open for that rest to finish."""
         counted = self.engine.syncs.record_chunk(
             self.sync["sync_id"],
             chunk["chunk_id"],
             self.counts,
-            page_finished=page_finished and not chunk.get("retry_of"),
+            page_finished=rest is None,
             errors=self.errors,
+            rest=rest,
         )
         if not counted:
             logger.info(
                 "chunk already counted", extra={"sync_id": self.sync["sync_id"], "chunk": chunk["chunk_id"]}
             )
+        return counted
 
-    def _hand_back(self, chunk: dict[str, Any], index: int, delay_s: int) -> None:
-        """Count what is done; the rest goes back to the queue, due when the budget allows."""
-        rest = {
-            **chunk,
-            "chunk_id": f"{chunk['chunk_id']}+{index}",
-            "contacts": chunk["contacts"][index:],
-            "requeues": int(chunk.get("requeues") or 0) + 1,
-        }
-        if rest["requeues"] > MAX_REQUEUES:
-            raise RuntimeError(f"chunk {chunk['chunk_id']} handed back {MAX_REQUEUES} times")
-        queues.send(self.engine.settings.sync_pages_queue_url, rest, delay_seconds=delay_s)
-        counted = dict(self.counts)
-        self.engine.syncs.record_chunk(
-            self.sync["sync_id"], chunk["chunk_id"], counted, page_finished=False, errors=self.errors
+    def _send_rest(self, chunk: dict[str, Any], rest: dict[str, Any]) -> None:
+        queues.send(
+            self.engine.settings.sync_pages_queue_url,
+            rest_message(chunk, rest),
+            delay_seconds=int(rest.get("delay_s") or 0),
         )
 
-    def _contact_failed(self, chunk: dict[str, Any], contact: dict[str, Any], exc: Exception) -> None:
-        attempt = int(chunk.get("attempt") or 0) + 1
+    def _retry_later(
+        self, chunk: dict[str, Any], contact: dict[str, Any], exc: Exception, attempts: dict[str, int]
+    ) -> bool:
+        """True if the contact goes along with the chunk's rest for another attempt; otherwise it is
+        recorded as failed and sent to the DLQ."""
+        contact_id = str(contact["id"])
+        attempt = attempts.get(contact_id, 0) + 1
         if attempt < CONTACT_ATTEMPTS and not isinstance(exc, Invalid):
-            # Retried on its own, so the rest of the page is not held up by one contact.
-            retry = {
-                **chunk,
-                "chunk_id": f"{chunk['chunk_id']}!{contact['id']}#{attempt}",
-                "contacts": [contact],
-                "attempt": attempt,
-                "retry_of": chunk["chunk_id"],
-            }
-            queues.send(self.engine.settings.sync_pages_queue_url, retry, delay_seconds=2 * attempt)
-            return
+            attempts[contact_id] = attempt
+            return True
         code = getattr(exc, "code", None) or type(exc).__name__
         self.counts["failed"] += 1
         self.counts["processed"] += 1
@@ -340,6 +376,7 @@ class ChunkWorker:
             {**chunk, "contacts": [contact], "error": {"code": str(code), "message": str(exc)[:300]}},
         )
         metrics.add_metric(name="SyncContactFailed", unit="Count", value=1)
+        return False
 
     # -- one contact ----------------------------------------------------------------------------
     def link(self, contact: dict[str, Any]) -> None:
@@ -421,6 +458,22 @@ class ChunkWorker:
         self.counts["created"] += int(created)
         self.counts["updated"] += int(updated)
         self.counts["skipped"] += int(skipped)
+
+
+def rest_message(chunk: dict[str, Any], rest: dict[str, Any]) -> dict[str, Any]:
+    """The chunk message for what `chunk` handed on (`ChunkWorker._rest`)."""
+    stop = int(rest["from"])
+    retry = set(rest.get("retry") or [])
+    contacts = chunk["contacts"]
+    return {
+        "kind": CHUNK,
+        "sync_id": chunk["sync_id"],
+        "chunk_id": f"{chunk['chunk_id']}+{stop}",
+        "page": chunk.get("page"),
+        "contacts": [*contacts[stop:], *(c for c in contacts[:stop] if str(c["id"]) in retry)],
+        "attempts": dict(rest.get("attempts") or {}),
+        "requeues": int(rest.get("requeues") or 0),
+    }
 
 
 # -- connection changes -------------------------------------------------------------------------

@@ -180,16 +180,20 @@ class Syncs:
         *,
         page_finished: bool,
         errors: list[dict[str, Any]],
+        rest: dict[str, Any] | None = None,
     ) -> bool:
-        """Count a chunk of a page exactly once (a marker and the counters in one transaction)."""
+        """Count a chunk of a page exactly once (a marker and the counters in one transaction); the
+        marker keeps what the chunk handed on (`rest`)."""
         adds = {k: v for k, v in counts.items() if v}
         if page_finished:
             adds["pages_done"] = 1
-        marker = {
+        marker: dict[str, Any] = {
             "pk": f"SYNC#{sync_id}",
             "sk": f"CHUNK#{chunk_id}",
             "expires_at": int(self.clock()) + 14 * 86_400,
         }
+        if rest is not None:
+            marker["rest"] = rest
         ops: list[dict[str, Any]] = [{"put": marker, "if_absent": True}]
         if adds:
             ops.append({"update": sync_key(sync_id), "add": adds})
@@ -202,6 +206,10 @@ class Syncs:
             kept = [*(current.get("errors") or []), *errors][:MAX_ERRORS_KEPT]
             self.store.update(*sync_key(sync_id), {"errors": kept})
         return True
+
+    def chunk_marker(self, sync_id: str, chunk_id: str) -> dict[str, Any] | None:
+        """The marker of a chunk already counted, or None."""
+        return self.store.get(f"SYNC#{sync_id}", f"CHUNK#{chunk_id}")
 
     def complete_if_done(self, sync_id: str) -> bool:
         """Completed once enumeration ended and every page was counted (coordinator or last worker)."""

@@ -9,7 +9,9 @@ import boto3
 import httpx
 import pytest
 
+from shared import sync_engine
 from shared import syncs as syncs_module
+from shared.api_errors import RateLimited, Transient
 from tests.factories import LambdaContext
 from tests.functional.oauth_flow import connect
 from tests.functional.signup_flow import configure, contacts
@@ -158,6 +160,66 @@ def test_a_killed_coordinator_and_worker_resume(
     linked = links(emulators, setup["workspace"])
     assert all(linked[i] for i in ids)
     assert len(rf_users(emulators, setup["rf_key"])) == 320
+
+
+def test_a_contact_retried_after_its_page_ran_on_is_still_synced(
+    call, lambda_module, aws, emulators, connected_account, campaign, monkeypatch
+):
+    """A contact that failed goes along with its page's rest: the page, and so the sync, is not
+    finished until that retry is done (it used to be retried on its own and dropped once the page
+    completed before it)."""
+    setup = connected_account
+    ids = generate(emulators, setup["workspace"], 5, "user")
+    real_link = sync_engine.ChunkWorker.link
+    failures = {ids[1]: 1}
+
+    def flaky_link(self, contact):
+        if failures.get(contact["id"]):
+            failures[contact["id"]] -= 1
+            raise Transient("500 from Referral Factory", service="referral_factory", status=500)
+        return real_link(self, contact)
+
+    monkeypatch.setattr(sync_engine.ChunkWorker, "link", flaky_link)
+    sync_id = start(call, setup, {"audience": "users"})
+    pump(lambda_module, aws, timeout_s=60)
+    result = status(call, setup, sync_id)
+    assert failures == {ids[1]: 0}
+    assert result["status"] == "completed", result
+    assert (result["processed"], result["created"], result["failed"]) == (5, 5, 0)
+    assert all(links(emulators, setup["workspace"])[i] for i in ids)
+
+
+def test_a_hand_back_delivered_again_after_it_was_counted_hands_on_the_same_rest(
+    call, lambda_module, aws, emulators, connected_account, campaign, monkeypatch
+):
+    setup = connected_account
+    ids = generate(emulators, setup["workspace"], 6, "user")
+    real_link = sync_engine.ChunkWorker.link
+    real_send = sync_engine.queues.send
+    budget = {"spent": 1}
+    crashes = {"send": 1}
+
+    def budget_spent_once(self, contact):
+        if contact["id"] == ids[3] and budget["spent"]:
+            budget["spent"] -= 1
+            raise RateLimited("budget spent", retry_after=0.1, service="referral_factory")
+        return real_link(self, contact)
+
+    def crashing_send(url, body, **kwargs):
+        if body.get("kind") == sync_engine.CHUNK and "+" in body["chunk_id"] and crashes["send"]:
+            crashes["send"] -= 1
+            raise RuntimeError("worker killed after counting, before handing on its rest")
+        return real_send(url, body, **kwargs)
+
+    monkeypatch.setattr(sync_engine.ChunkWorker, "link", budget_spent_once)
+    monkeypatch.setattr(sync_engine.queues, "send", crashing_send)
+    sync_id = start(call, setup, {"audience": "users"})
+    pump(lambda_module, aws, timeout_s=60)
+    result = status(call, setup, sync_id)
+    assert (budget, crashes) == ({"spent": 0}, {"send": 0})
+    assert result["status"] == "completed", result
+    assert (result["processed"], result["created"]) == (6, 6)
+    assert all(links(emulators, setup["workspace"])[i] for i in ids)
 
 
 def test_ongoing_sync_links_new_contacts_without_anyone_starting_it(
