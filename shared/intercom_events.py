@@ -73,15 +73,15 @@ def _qualifier(
 
     def get() -> Qualifier:
         if not built:
-            account = svc.accounts.get(account_id)
             built.append(
                 Qualifier(
                     QualifyContext(
-                        account=account,
+                        account_id=account_id,
+                        account_loader=lambda: svc.accounts.get(account_id),
                         referrals=Referrals(svc.store),
                         campaigns=CampaignStore(svc.store),
                         connections=connections,
-                        rf_factory=lambda: _rf_client(svc, account),
+                        rf_factory=lambda account: _rf_client(svc, account),
                         intercom_for=svc.intercom_for,
                         idempotency_table=settings.idempotency_table_name,
                     )

@@ -31,7 +31,14 @@ from shared.campaign_settings import CampaignSettings
 from shared.field_mapping import get_attribute
 from shared.intercom import parse_timestamp
 from shared.observability import logger, metrics
-from shared.qualification import ALREADY_QUALIFIED, SaleValue, decide, normalise, parse_sale_value
+from shared.qualification import (
+    ALREADY_QUALIFIED,
+    Decision,
+    SaleValue,
+    decide,
+    normalise,
+    parse_sale_value,
+)
 from shared.referrals import QUALIFIED, Referrals
 from shared.signup_push import Deferred, PushContext, SignupPusher
 
@@ -115,35 +122,52 @@ def qualification_key(account_id: str, campaign_id: str, rf_user_id: str) -> str
 
 @dataclass
 class QualifyContext:
-    account: dict[str, Any]
+    account_id: str
+    # The account's record and its Referral Factory client are read on first need: most
+    # observations never reach Referral Factory.
+    account_loader: Callable[[], dict[str, Any]]
     referrals: Referrals
     campaigns: CampaignStore
     connections: Connections
-    # Built on first need: most observations never reach Referral Factory.
-    rf_factory: Callable[[], ReferralFactoryClient]
+    rf_factory: Callable[[dict[str, Any]], ReferralFactoryClient]
     intercom_for: Callable[[dict[str, Any]], IntercomClient]
     idempotency_table: str
     clock: Callable[[], float] = time.time
+    _account: dict[str, Any] | None = field(default=None, init=False, repr=False)
     _rf: ReferralFactoryClient | None = field(default=None, init=False, repr=False)
+
+    @property
+    def account(self) -> dict[str, Any]:
+        if self._account is None:
+            self._account = self.account_loader()
+        return self._account
 
     @property
     def rf(self) -> ReferralFactoryClient:
         if self._rf is None:
-            self._rf = self.rf_factory()
+            self._rf = self.rf_factory(self.account)
         return self._rf
+
+
+# Campaign settings as a warm process last read them: a change applies within this many seconds.
+SETTINGS_TTL_S = 30.0
+_settings_cache: dict[tuple[str, str], tuple[float, CampaignSettings | None]] = {}
 
 
 class Qualifier:
     def __init__(self, ctx: QualifyContext) -> None:
         self.ctx = ctx
-        self.account_id = str(ctx.account["account_id"])
-        self._settings: dict[str, CampaignSettings | None] = {}
+        self.account_id = ctx.account_id
 
     def settings(self, campaign_id: str) -> CampaignSettings | None:
-        if campaign_id not in self._settings:
-            raw = self.ctx.campaigns.get_settings(self.account_id, campaign_id)
-            self._settings[campaign_id] = CampaignSettings.model_validate(raw) if raw else None
-        return self._settings[campaign_id]
+        key, now = (self.account_id, campaign_id), time.monotonic()
+        cached = _settings_cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        raw = self.ctx.campaigns.get_settings(self.account_id, campaign_id)
+        settings = CampaignSettings.model_validate(raw) if raw else None
+        _settings_cache[key] = (now + SETTINGS_TTL_S, settings)
+        return settings
 
     def qualification_for(self, record: dict[str, Any]) -> Qualification | None:
         settings = self.settings(str(record["campaign_id"]))
@@ -155,43 +179,62 @@ class Qualifier:
     ) -> str:
         """Act on the referral's contact as observed (a notification's item, a search result); returns
         why it did or did not qualify. `observed_at` orders webhook observations; the sweep, which
-        sees the contact as it is now, passes None."""
-        fresh = self.ctx.referrals.get(self.account_id, str(record["campaign_id"]), str(record["rf_user_id"]))
-        if fresh is None:
-            return NO_REFERRAL
-        if fresh.get("status") == QUALIFIED:
+        sees the contact as it is now, passes None.
+
+        `record` may be a copy from the contact index, which lags the table: what it says is trusted
+        only to rule a change out (a qualified referral never goes back to pending); anything that
+        writes is decided again on the record read from the table."""
+        decision, value = self._decide(record, contact, observed_at)
+        uncounted = bool(record.get("referrer_rf_user_id")) and not record.get("converted_count_written")
+        if decision.qualify or decision.remember_seen or (decision.reason == ALREADY_QUALIFIED and uncounted):
+            fresh = self.ctx.referrals.get(
+                self.account_id, str(record["campaign_id"]), str(record["rf_user_id"])
+            )
+            if fresh is None:
+                return NO_REFERRAL
+            decision, value = self._decide(fresh, contact, observed_at)
+            record = fresh
+        if decision.reason == ALREADY_QUALIFIED and uncounted and not record.get("converted_count_written"):
             # A retry after a crash between marking and counting still counts (at most once).
-            self._count(fresh)
-            return ALREADY_QUALIFIED
-        q = self.qualification_for(fresh)
-        if q is None:
-            return NO_QUALIFICATION
-        value = get_attribute(contact, q.attribute)
-        seen_at = fresh.get("qualification_seen_at") or fresh.get("pushed_at")
-        decision = decide(
-            status=fresh.get("status"),
-            can_qualify=bool(fresh.get("can_qualify")),
-            intercom_status=fresh.get("intercom_status"),
-            qualifying_values=q.qualifying_values,
-            initial_value=q.initial_value,
-            value=value,
-            seen_value=fresh.get("qualification_seen_value"),
-            observed_at=observed_at,
-            # Only an existing contact has a value the product saw; a created one has no earlier state.
-            seen_at=seen_at if fresh.get("intercom_status") == "existing_updated" else None,
-        )
-        if decision.remember_seen and (observed_at is None or observed_at >= int(seen_at or 0)):
+            self._count(record)
+        seen_at = int(record.get("qualification_seen_at") or record.get("pushed_at") or 0)
+        if decision.remember_seen and (observed_at is None or observed_at >= seen_at):
             self.ctx.referrals.update(
-                fresh,
+                record,
                 {
                     "qualification_seen_value": normalise(value),
                     "qualification_seen_at": observed_at or int(self.ctx.clock()),
                 },
             )
         if decision.qualify:
-            self._qualify(fresh, contact, value=value, via=via, reason=decision.reason)
+            self._qualify(record, contact, value=value, via=via, reason=decision.reason)
         metrics.add_metric(name=f"Qualification_{decision.reason}", unit="Count", value=1)
         return decision.reason
+
+    def _decide(
+        self, record: dict[str, Any], contact: dict[str, Any], observed_at: int | None
+    ) -> tuple[Decision, Any]:
+        if record.get("status") == QUALIFIED:
+            return Decision(False, ALREADY_QUALIFIED), None
+        q = self.qualification_for(record)
+        if q is None:
+            return Decision(False, NO_QUALIFICATION), None
+        value = get_attribute(contact, q.attribute)
+        existing = record.get("intercom_status") == "existing_updated"
+        seen_at = record.get("qualification_seen_at") or record.get("pushed_at")
+        decision = decide(
+            status=record.get("status"),
+            can_qualify=bool(record.get("can_qualify")),
+            intercom_status=record.get("intercom_status"),
+            qualifying_values=q.qualifying_values,
+            initial_value=q.initial_value,
+            value=value,
+            seen_value=record.get("qualification_seen_value"),
+            observed_at=observed_at,
+            # Only an existing contact has a value the product saw; a created one has no earlier state.
+            seen_at=int(seen_at) if existing and seen_at else None,
+        )
+        return decision, value
 
     def _sale_value(self, campaign_id: str, contact: dict[str, Any]) -> SaleValue:
         settings = self.settings(campaign_id)
@@ -283,3 +326,4 @@ class Qualifier:
             pusher.write_counts(referrals.get(self.account_id, campaign_id, str(referrer_id)))
         except ConnectionRevoked:
             self.ctx.connections.mark_revoked(self.account_id, "401 from Intercom")
+        referrals.update(invited, {"converted_count_written": True})
