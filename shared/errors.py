@@ -66,12 +66,5 @@ class ValidationFailed(ApiError):
     code = "validation_failed"
 
 
-class NotImplementedYet(ApiError):
-    """A route whose issue has not landed: a visible placeholder, never called done."""
-
-    status = 501
-    code = "not_implemented"
-
-
 def field_error(field: str, message: str) -> dict[str, str]:
     return {"field": field, "message": message}

@@ -1,11 +1,9 @@
-"""The REST resolver every API function uses: the contract's error envelope for every error,
-405 for a known path with a wrong method, and 501 placeholders for routes whose issue has not landed."""
+"""The REST resolver every API function uses: the contract's error envelope for every error, and
+405 for a known path with a wrong method."""
 
 from __future__ import annotations
 
 import base64
-import inspect
-import re
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +11,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from shared.errors import ApiError, MethodNotAllowed, NotFound, NotImplementedYet, field_error
+from shared.errors import ApiError, MethodNotAllowed, NotFound, field_error
 from shared.observability import logger
 
 if TYPE_CHECKING:
@@ -97,19 +95,6 @@ class ProductResolver(APIGatewayRestResolver):
     def _unexpected(exc: Exception) -> Response:
         logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
         return error_response(ApiError("Something went wrong on our side; it has been logged."))
-
-    def placeholder(self, path: str, methods: list[str], issue: int) -> None:
-        """Register `path` for `methods` answering 501 until issue `issue` lands."""
-
-        def not_implemented(**_params: str) -> Response[Any]:
-            raise NotImplementedYet(f"This route arrives with issue #{issue}; it is not implemented yet.")
-
-        # The resolver matches parameters by signature: declare the path's own, as a route would.
-        names = re.findall(r"<(\w+)>", path)
-        not_implemented.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-            [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=str) for n in names]
-        )
-        self.route(path, methods)(not_implemented)
 
 
 def public_base_url(event: dict[str, Any], configured: str) -> str:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_TEMPLATE = Path(__file__).parent / "stack" / "template.yaml"
-READY_TIMEOUT_S = 60
+READY_TIMEOUT_S = 180  # generous: shared CI machines can be slow to spawn processes
 
 
 def free_ports(count: int) -> list[int]:

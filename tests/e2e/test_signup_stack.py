@@ -18,7 +18,7 @@ import pytest
 from local.demo import Demo, ready_for_signups
 from tests.e2e.conftest import RunningStack, boto3_client
 
-ARRIVAL_TIMEOUT_S = 15.0
+ARRIVAL_TIMEOUT_S = 90.0  # a liveness bound, not a performance goal (bench.signup measures that)
 POLL_S = 0.2
 
 

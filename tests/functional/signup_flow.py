@@ -85,7 +85,7 @@ def deliver(call: Any, setup: dict[str, Any], user: dict[str, Any], event: str =
     assert response["statusCode"] == 200, response
 
 
-def drain(lambda_module: Any, aws: Any, *, timeout_s: float = 20.0) -> list[dict[str, Any]]:
+def drain(lambda_module: Any, aws: Any, *, timeout_s: float = 120.0) -> list[dict[str, Any]]:
     """Run the signup processor until the queue is empty (delayed messages included)."""
     sqs = boto3.client("sqs")
     url = aws.refs["SignupQueue"]

@@ -45,7 +45,7 @@ def status(call: Any, setup: dict[str, Any], sync_id: str) -> dict[str, Any]:
     return dict(json.loads(response["body"]))
 
 
-def pump(lambda_module: Any, aws: Any, *, timeout_s: float = 60.0, settle_s: float = 0.5) -> None:
+def pump(lambda_module: Any, aws: Any, *, timeout_s: float = 240.0, settle_s: float = 0.5) -> None:
     """Feed both sync queues to their handlers until both stay empty (delayed messages included)."""
     sqs = boto3.client("sqs")
     deadline = time.monotonic() + timeout_s

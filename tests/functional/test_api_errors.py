@@ -1,4 +1,4 @@
-"""The contract's error envelope from real handlers: 400, 401, 404, 405, 422 and 501, never a trace."""
+"""The contract's error envelope from real handlers: 400, 401, 404, 405 and 422, never a trace."""
 
 from __future__ import annotations
 
@@ -72,18 +72,6 @@ def test_admin_route_needs_the_admin_token(call, headers):
     body = {"name": "Acme", "referral_factory_api_key": "rf-key"}
     event = api_event("POST", "/admin/accounts", body=body, headers=headers)
     assert_envelope(call("AccountApiFunction", event), 401, "unauthorized")
-
-
-@pytest.mark.parametrize(
-    ("function", "method", "path"),
-    [
-        ("ContactSyncFunction", "GET", "/v1/syncs/s-1"),
-        ("IntercomWebhookFunction", "POST", "/webhooks/intercom"),
-    ],
-)
-def test_routes_whose_issue_has_not_landed_answer_501(call, function, method, path):
-    error = assert_envelope(call(function, api_event(method, path)), 501, "not_implemented")
-    assert "issue #" in error["message"]
 
 
 def test_unexpected_errors_are_500_in_the_envelope_without_details(call, monkeypatch):

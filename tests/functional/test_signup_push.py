@@ -222,10 +222,10 @@ def test_intercom_errors_during_creation_still_make_one_contact(
     try:
         for person in people:
             deliver(call, setup, person)
-        drain(lambda_module, aws, timeout_s=60)
+        drain(lambda_module, aws, timeout_s=300)
     finally:
         httpx.put(f"{emulators.intercom}/_emulator/config", json={"faults": {}})
-    drain(lambda_module, aws, timeout_s=60)
+    drain(lambda_module, aws, timeout_s=300)
     for i in range(6):
         assert len(by_email(emulators, setup, f"p{i}-{fault}@example.com")) == 1
     assert all(

@@ -114,11 +114,11 @@ def test_faults_do_not_lose_or_double_anything(
     httpx.put(f"{emulators.referral_factory}/_emulator/config", json=faults)
     try:
         sync_id = start(call, setup, {"audience": "users"})
-        pump(lambda_module, aws, timeout_s=120)
+        pump(lambda_module, aws, timeout_s=300)
     finally:
         httpx.put(f"{emulators.intercom}/_emulator/config", json={"faults": {}})
         httpx.put(f"{emulators.referral_factory}/_emulator/config", json={"faults": {}})
-    pump(lambda_module, aws, timeout_s=120)
+    pump(lambda_module, aws, timeout_s=300)
     result = status(call, setup, sync_id)
     assert result["status"] == "completed", result
     assert result["processed"] == 60
@@ -152,7 +152,7 @@ def test_a_killed_coordinator_and_worker_resume(
     monkeypatch.setattr(syncs_module.Syncs, "checkpoint", crashing_checkpoint)
     monkeypatch.setattr(syncs_module.Syncs, "record_chunk", crashing_record)
     sync_id = start(call, setup, {"audience": "users"})
-    pump(lambda_module, aws, timeout_s=90)
+    pump(lambda_module, aws, timeout_s=300)
     result = status(call, setup, sync_id)
     assert crashes == {"checkpoint": 0, "record": 0}
     assert result["status"] == "completed", result
