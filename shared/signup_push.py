@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 PUSH_LEASE_S = 120
 # How long after a claim a contact created by it may still be missing from Intercom's search.
 SEARCH_TRUST_DELAY_S = 90
+# A warm Lambda reuses a campaign's name this long before asking Referral Factory again.
+CAMPAIGN_NAME_MAX_AGE_S = 300
+_CAMPAIGN_NAMES: dict[tuple[str, str], tuple[str | None, float]] = {}
 ROLE_FOR_ACTION = {"create_lead": "lead", "create_user": "user"}
 
 
@@ -69,17 +72,17 @@ class SignupPusher:
     def __init__(self, ctx: PushContext) -> None:
         self.ctx = ctx
         self.account_id = str(ctx.account["account_id"])
-        self._campaign_names: dict[str, str | None] = {}
+        self._users: dict[str, dict[str, Any]] = {}
 
     # -- entry points ---------------------------------------------------------------------------
     def on_join(self, rf_user_id: str, *, via: str) -> dict[str, Any]:
-        user = self.ctx.rf.get_user(int(rf_user_id))
+        user = self._rf_user(rf_user_id)
         return self.push(user, via=via)
 
     def on_counts_changed(self, rf_user_id: str, event: str) -> dict[str, Any] | None:
         """`user.qualified` / `reward.issued`: record it and refresh the referrer's counts; never
         create a contact."""
-        user = self.ctx.rf.get_user(int(rf_user_id))
+        user = self._rf_user(rf_user_id)
         campaign_id = str(user["campaign_id"])
         record = self.ctx.referrals.ensure(self.account_id, campaign_id, user)
         record = self.ctx.referrals.update(
@@ -286,19 +289,33 @@ class SignupPusher:
         )
 
     # -- referrers ----------------------------------------------------------------------------
+    def _rf_user(self, rf_user_id: str | int) -> dict[str, Any]:
+        """A Referral Factory user, read once per message (the source of truth, within its budget)."""
+        key = str(rf_user_id)
+        if key not in self._users:
+            self._users[key] = self.ctx.rf.get_user(int(rf_user_id))
+        return self._users[key]
+
     def _referrer_user(self, record: dict[str, Any], user: dict[str, Any]) -> dict[str, Any] | None:
         if record["type"] != PERSON_INVITED or not user.get("referrer_id"):
             return None
-        return self.ctx.rf.get_user(int(user["referrer_id"]))
+        return self._rf_user(user["referrer_id"])
 
     def _campaign_name(self, campaign_id: str) -> str | None:
-        if campaign_id not in self._campaign_names:
-            self._campaign_names[campaign_id] = self.ctx.rf.get_campaign(campaign_id).get("name")
-        return self._campaign_names[campaign_id]
+        key = (self.account_id, campaign_id)
+        cached = _CAMPAIGN_NAMES.get(key)
+        if cached is None or cached[1] < self.ctx.clock():
+            name = self.ctx.rf.get_campaign(campaign_id).get("name")
+            cached = (name, self.ctx.clock() + CAMPAIGN_NAME_MAX_AGE_S)
+            _CAMPAIGN_NAMES[key] = cached
+        return cached[0]
 
     def _count(self, invited: dict[str, Any], *, converted: bool) -> None:
-        referrer_user = self.ctx.rf.get_user(int(invited["referrer_rf_user_id"]))
-        referrer = self.ctx.referrals.ensure(self.account_id, str(invited["campaign_id"]), referrer_user)
+        campaign_id = str(invited["campaign_id"])
+        referrer = self.ctx.referrals.get(self.account_id, campaign_id, str(invited["referrer_rf_user_id"]))
+        if referrer is None:
+            referrer_user = self._rf_user(invited["referrer_rf_user_id"])
+            referrer = self.ctx.referrals.ensure(self.account_id, campaign_id, referrer_user)
         if self.ctx.referrals.count_for_referrer(invited, referrer, converted=converted):
             self.write_counts(
                 self.ctx.referrals.get(self.account_id, str(invited["campaign_id"]), referrer["rf_user_id"])
@@ -309,6 +326,8 @@ class SignupPusher:
         `sync.return_mapping` maps them; only values that changed are written."""
         if not referrer or not referrer.get("intercom_contact_id"):
             return False
+        if referrer.get("intercom_status") == EXISTING_SKIPPED:
+            return False  # `duplicates: skip` never touches an existing contact, counts included
         raw = self.ctx.campaigns.get_settings(self.account_id, str(referrer["campaign_id"]))
         settings = CampaignSettings.model_validate(raw) if raw else None
         mapping = settings.sync.return_mapping if settings and settings.sync else {}

@@ -318,3 +318,23 @@ def test_a_friend_counted_before_the_referrer_arrives_is_written_when_it_does(
     drain(lambda_module, aws)
     [rhea] = by_email(emulators, setup, "rhea@example.com")
     assert rhea["custom_attributes"]["referrals_count"] == 1
+
+
+def test_a_skipped_referrers_contact_never_gets_counts(
+    call, lambda_module, aws, emulators, connected_account
+):
+    setup = connected_account
+    configure(call, setup)
+    httpx.post(
+        f"{emulators.intercom}/_emulator/workspaces/{setup['workspace']}/contacts",
+        json={"contacts": [{"role": "user", "email": "kept@example.com", "name": "Kept As Is"}]},
+    )
+    referrer = join(emulators, setup, "Kept", "kept@example.com")
+    deliver(call, setup, referrer)
+    friend = join(emulators, setup, "Fern", "fern@example.com", referrer_code=referrer["code"])
+    deliver(call, setup, friend)
+    drain(lambda_module, aws)
+    [kept] = by_email(emulators, setup, "kept@example.com")
+    assert kept["name"] == "Kept As Is" and not kept.get("custom_attributes")
+    [record] = referrals(call, setup, email="kept@example.com")
+    assert record["intercom_status"] == "existing_skipped"
