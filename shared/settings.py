@@ -68,6 +68,8 @@ class ContactSyncSettings(SecretsSettings):
 class IntercomWebhookSettings(BaseSettings):
     intercom_app_secret_arn: str = Field(alias="INTERCOM_APP_SECRET_ARN")
     intercom_events_queue_url: str = Field(alias="INTERCOM_EVENTS_QUEUE_URL")
+    # Notification ids already seen (repeats are dropped before they are queued).
+    idempotency_table_name: str = Field(alias="IDEMPOTENCY_TABLE_NAME")
 
 
 class IntercomEventsSettings(SecretsSettings):

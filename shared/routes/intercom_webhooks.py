@@ -3,9 +3,9 @@
 Never answers 410 (Intercom would disable the subscription): unknown things get 200.
 
 Topic notifications are routed to the account by `app_id` and deduplicated by notification id (a
-conditional put that expires after days: Intercom retries once, a minute later) before they are
-queued; everything else happens behind the queue. boto3 is imported on the first request, not at
-import, so the receiver's cold start stays small.
+conditional put in the idempotency table that expires after days: Intercom retries once, a minute
+later) before they are queued; everything else happens behind the queue. boto3 is imported on the
+first request, not at import, so the receiver's cold start stays small.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from shared.signatures import valid_body_signature, valid_hub_signature
 
 if TYPE_CHECKING:
     from shared.crypto import SecretBox
+    from shared.seen import SeenIds
 
 router = APIGatewayRouter()
 
@@ -87,28 +88,19 @@ def _account_for(app_id: str) -> str | None:
     return account_id
 
 
+def _seen() -> SeenIds:
+    from shared.seen import SeenIds
+
+    return SeenIds(_settings().idempotency_table_name, "intercom-notification")
+
+
 def _first_sight(notification_id: str) -> bool:
     """Record the notification id; False when it was recorded before (a repeat)."""
-    from shared.store import ConditionFailed, Store
-
-    try:
-        Store(_settings().table_name).put(
-            {
-                "pk": f"NOTIFICATION#{notification_id}",
-                "sk": "SEEN",
-                "expires_at": int(time.time()) + DEDUPE_TTL_S,
-            },
-            if_absent=True,
-        )
-    except ConditionFailed:
-        return False
-    return True
+    return _seen().first_sight(notification_id, DEDUPE_TTL_S)
 
 
 def _forget(notification_id: str) -> None:
-    from shared.store import Store
-
-    Store(_settings().table_name).delete(f"NOTIFICATION#{notification_id}", "SEEN")
+    _seen().forget(notification_id)
 
 
 def _slim(item: dict[str, Any]) -> tuple[dict[str, Any], bool]:
