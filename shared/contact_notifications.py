@@ -1,6 +1,7 @@
 """What a queued Intercom contact notification does to the referrals linked to its contact.
 
-Updates and creations are observations for the qualifier; `contact.merged` moves the referral to the
+Updates and creations are observations for the qualifier (a contact holding no qualifying value of
+any campaign is not even looked up); `contact.merged` moves the referral to the
 surviving contact; `contact.deleted` and `contact.archived` (minimal bodies) are recorded in the
 referral's history. A contact no referral is linked to ends here, at no cost to either service.
 """
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from shared.referrals import Referrals
 
 MERGED = "contact.merged"
+NOTHING_TO_LOOK_AT = "no_qualifying_value"
 REMOVED = {"contact.deleted": "contact_deleted", "contact.archived": "contact_archived"}
 
 
@@ -37,6 +39,9 @@ def handle_notification(
     item: dict[str, Any] = message["item"]
     if topic == MERGED:
         return _merged(message, referrals, workspace, account_id)
+    if topic not in REMOVED and not message.get("trimmed") and not qualifier().worth_a_look(item):
+        # No qualifying value for any campaign: nothing to look up (most updates end here).
+        return NOTHING_TO_LOOK_AT
     linked = [
         r for r in referrals.by_contact(workspace, str(item["id"])) if r.get("account_id") == account_id
     ]

@@ -157,3 +157,19 @@ def parse_sale_value(raw: Any) -> SaleValue:
     if amount < 0:
         return SaleValue(None, f"negative: {amount:g}")
     return SaleValue(amount, None)
+
+
+@dataclass(frozen=True)
+class Watch:
+    """One campaign's qualification as the notifications see it."""
+
+    attribute: str
+    qualifying_values: tuple[str, ...]
+    # An existing contact marked by `update` needs its non-qualifying values seen too.
+    every_change: bool
+
+
+def worth_a_look(values: dict[str, Any], watches: Sequence[Watch]) -> bool:
+    """Whether a contact whose attributes are `values` (attribute → value) can matter to any referral:
+    it holds a qualifying value of some campaign, or some campaign follows every change."""
+    return any(w.every_change or is_qualifying(values.get(w.attribute), w.qualifying_values) for w in watches)

@@ -35,9 +35,11 @@ from shared.qualification import (
     ALREADY_QUALIFIED,
     Decision,
     SaleValue,
+    Watch,
     decide,
     normalise,
     parse_sale_value,
+    worth_a_look,
 )
 from shared.referrals import QUALIFIED, Referrals
 from shared.signup_push import Deferred, PushContext, SignupPusher
@@ -152,6 +154,7 @@ class QualifyContext:
 # Campaign settings as a warm process last read them: a change applies within this many seconds.
 SETTINGS_TTL_S = 30.0
 _settings_cache: dict[tuple[str, str], tuple[float, CampaignSettings | None]] = {}
+_watch_cache: dict[str, tuple[float, tuple[Watch, ...]]] = {}
 
 
 class Qualifier:
@@ -162,12 +165,36 @@ class Qualifier:
     def settings(self, campaign_id: str) -> CampaignSettings | None:
         key, now = (self.account_id, campaign_id), time.monotonic()
         cached = _settings_cache.get(key)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] + SETTINGS_TTL_S > now:
             return cached[1]
         raw = self.ctx.campaigns.get_settings(self.account_id, campaign_id)
         settings = CampaignSettings.model_validate(raw) if raw else None
-        _settings_cache[key] = (now + SETTINGS_TTL_S, settings)
+        _settings_cache[key] = (now, settings)
         return settings
+
+    def watches(self) -> tuple[Watch, ...]:
+        """Every qualification the account's campaigns have, as notifications are filtered by."""
+        now = time.monotonic()
+        cached = _watch_cache.get(self.account_id)
+        if cached is not None and cached[0] + SETTINGS_TTL_S > now:
+            return cached[1]
+        found: list[Watch] = []
+        for campaign_id in sorted(self.ctx.campaigns.configured(self.account_id)):
+            settings = self.settings(campaign_id)
+            for person in (settings.person_invited, settings.person_referring) if settings else ():
+                if person is not None and person.qualification is not None:
+                    q = person.qualification
+                    found.append(
+                        Watch(q.attribute, tuple(q.qualifying_values), person.duplicates == "update")
+                    )
+        _watch_cache[self.account_id] = (now, tuple(found))
+        return tuple(found)
+
+    def worth_a_look(self, contact: dict[str, Any]) -> bool:
+        """Whether a notified contact can matter to any of the account's referrals: without a qualifying
+        value (and no campaign following every change), it is not looked up at all."""
+        watches = self.watches()
+        return worth_a_look({w.attribute: get_attribute(contact, w.attribute) for w in watches}, watches)
 
     def qualification_for(self, record: dict[str, Any]) -> Qualification | None:
         settings = self.settings(str(record["campaign_id"]))

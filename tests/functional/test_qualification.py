@@ -571,7 +571,11 @@ def test_merges_move_the_referral_and_removals_are_recorded(world: World, monkey
     assert kinds[-2:] == ["contact_archived", "contact_deleted"]
 
 
-def test_an_existing_contact_qualifies_only_after_a_change_from_a_value_seen_first(world: World):
+def test_an_existing_contact_qualifies_only_after_a_change_from_a_value_seen_first(world: World, monkeypatch):
+    from shared import qualifier
+
+    # Warm processes take up to half a minute to see new settings; here, at once.
+    monkeypatch.setattr(qualifier, "SETTINGS_TTL_S", 0)
     settings = copy.deepcopy(CONTRACT_EXAMPLE)
     settings["person_invited"]["duplicates"] = "update"
     campaign = world.setup["campaigns"][1]

@@ -124,3 +124,14 @@ def test_a_missing_or_unreadable_sale_value_says_why(raw, note):
     parsed = q.parse_sale_value(raw)
     assert parsed.amount is None
     assert parsed.note is not None and parsed.note.startswith(note)
+
+
+def test_only_a_contact_with_a_qualifying_value_is_worth_looking_up():
+    watches = [q.Watch("custom_attributes.customer_status", ("paid", "active"), every_change=False)]
+    assert q.worth_a_look({"custom_attributes.customer_status": "paid"}, watches)
+    assert not q.worth_a_look({"custom_attributes.customer_status": "trial"}, watches)
+    assert not q.worth_a_look({}, watches)
+    assert not q.worth_a_look({"custom_attributes.customer_status": "paid"}, [])
+    # A campaign that marks existing contacts must see their non-qualifying values too.
+    following = [*watches, q.Watch("custom_attributes.tier", ("gold",), every_change=True)]
+    assert q.worth_a_look({"custom_attributes.customer_status": "trial"}, following)
