@@ -9,6 +9,7 @@ billed Lambda or waiting out the queue's visibility timeout.
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from shared import queues
@@ -125,6 +126,8 @@ def _notification(message: dict[str, Any], svc: Services, settings: IntercomEven
             "topic": message.get("topic"),
             "notification_id": message.get("notification_id"),
             "outcome": outcome,
+            # From the receiver's answer to now: how far behind the queue is.
+            "waited_s": round(time.time() - float(message.get("received_at") or time.time()), 3),
         },
     )
     metrics.add_metric(name="NotificationHandled", unit="Count", value=1)
