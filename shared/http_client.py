@@ -61,6 +61,9 @@ class RetryPolicy:
     max_attempts: int = 6
     # One wait longer than this is handed back to the caller (`RateLimited`) rather than slept.
     max_wait_s: float = 12.0
+    # The same for a wait on our own rate budget, when it should differ (None: `max_wait_s`). A queue
+    # worker that can hand its message back sets it low: a spent window is not slept through.
+    max_budget_wait_s: float | None = None
     # All the sleeping one call may do, budget waits included.
     max_total_wait_s: float = 30.0
     backoff_base_s: float = 0.5
@@ -241,7 +244,9 @@ class HttpClient:
             wait = budget.acquire()
             if wait <= 0:
                 return waited
-            if wait > self.policy.max_wait_s or waited + wait > self.policy.max_total_wait_s:
+            policy = self.policy
+            longest = policy.max_wait_s if policy.max_budget_wait_s is None else policy.max_budget_wait_s
+            if wait > longest or waited + wait > policy.max_total_wait_s:
                 raise RateLimited(
                     f"{method} {path}: {self.service} rate budget spent",
                     retry_after=wait,

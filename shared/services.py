@@ -14,6 +14,7 @@ from shared.accounts import Accounts
 from shared.app_secret import AppCredentials, app_credentials
 from shared.connections import Connections
 from shared.crypto import SecretBox
+from shared.http_client import DEFAULT_POLICY, RetryPolicy
 from shared.intercom import IntercomClient, api_base_for_region, regional_api_bases
 from shared.rate_budget import intercom_budget, referral_factory_budget
 from shared.referral_factory import ReferralFactoryClient
@@ -51,7 +52,9 @@ class Services:
     def app(self) -> AppCredentials:
         return app_credentials(self.settings.intercom_app_secret_arn)
 
-    def intercom_for(self, connection: dict[str, Any]) -> IntercomClient:
+    def intercom_for(
+        self, connection: dict[str, Any], *, policy: RetryPolicy = DEFAULT_POLICY
+    ) -> IntercomClient:
         """A client for a stored connection: its token, its region's base, its workspace's budget."""
         token = self.box.decrypt(connection["token"], connection["account_id"])
         bases = regional_api_bases(self.settings.intercom_api_base)
@@ -59,9 +62,12 @@ class Services:
             token,
             base_url=api_base_for_region(connection.get("region"), bases),
             budget=intercom_budget(self.settings.table_name, connection["workspace_id"]),
+            policy=policy,
         )
 
-    def referral_factory_for(self, account: dict[str, Any]) -> ReferralFactoryClient:
+    def referral_factory_for(
+        self, account: dict[str, Any], *, policy: RetryPolicy = DEFAULT_POLICY
+    ) -> ReferralFactoryClient:
         api_key, api_base = self.accounts.referral_factory_credentials(account)
         return ReferralFactoryClient(
             api_key,
@@ -69,6 +75,7 @@ class Services:
             budget=referral_factory_budget(
                 self.settings.table_name, api_key, per_minute=account.get("rf_rate_limit_per_minute")
             ),
+            policy=policy,
         )
 
 

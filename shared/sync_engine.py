@@ -11,12 +11,20 @@ that failed goes along with that rest for another attempt (a contact that keeps 
 in the sync's errors and sent to the DLQ). A page is one chain of chunks, each handing on at most one
 rest, so the page is finished exactly once, by the chunk that hands on nothing; the rest is kept
 with the chunk's marker, so a chunk delivered again after it was counted hands on the same rest.
+
+Pacing is the shared rate budgets' (`shared.rate_budget`): a budget wait of up to a second is slept,
+a longer one (a spent Referral Factory minute) hands the rest back with an SQS delay, never billed
+Lambda time. A worker also hands its rest back after a slice of work (`SLICE_S`, at most half the
+time the invocation has left): no invocation nears the function's timeout however slow the services
+are, and the pages in flight take turns on the workers, so the last pages of a sync are worked on by
+every worker rather than by one each while the others idle.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +34,7 @@ from shared.campaign_settings import CampaignSettings
 from shared.campaigns import CampaignStore, ongoing_sync_work_id
 from shared.connections import CONNECTED
 from shared.due_work import due_item
+from shared.http_client import RetryPolicy
 from shared.intercom import SEARCH_PAGE_SIZE
 from shared.observability import logger, metrics
 from shared.referrals import EXISTING_UPDATED, Referrals
@@ -43,12 +52,18 @@ CONTINUE, SCHEDULED, CHUNK = "sync.page", "sync.scheduled", "sync.chunk"
 ONGOING_INTERVAL_S = 900
 CONTACT_ATTEMPTS = 3
 MAX_REQUEUES = 60
+# A worker hands the rest of its chunk back after this much work (or half the time it has left).
+SLICE_S = 20.0
+# Budget waits up to a second are slept; a longer one hands the chunk back with that delay.
+SYNC_POLICY = RetryPolicy(max_budget_wait_s=1.0)
 
 
 @dataclass
 class Engine:
     svc: Services
     settings: ContactSyncSettings
+    # The invocation's `context.get_remaining_time_in_millis`: workers slice their work by it.
+    remaining_ms: Callable[[], int] | None = None
 
     @property
     def syncs(self) -> Syncs:
@@ -266,11 +281,17 @@ class ChunkWorker:
         self.connection = connection
         self.settings = settings
         self.referrals = Referrals(engine.svc.store)
-        self.rf = engine.svc.referral_factory_for(account)
-        self.intercom = engine.svc.intercom_for(connection)
+        self.rf = engine.svc.referral_factory_for(account, policy=SYNC_POLICY)
+        self.intercom = engine.svc.intercom_for(connection, policy=SYNC_POLICY)
         self.counts = {"processed": 0, "created": 0, "updated": 0, "skipped": 0, "failed": 0}
         self.errors: list[dict[str, Any]] = []
         self._campaign_name: str | None = None
+
+    def _slice_ends_at(self) -> float:
+        slice_s = SLICE_S
+        if self.engine.remaining_ms is not None:
+            slice_s = min(slice_s, self.engine.remaining_ms() / 1000 / 2)
+        return time.monotonic() + slice_s
 
     def _already_counted(self, chunk: dict[str, Any]) -> bool:
         marker = self.engine.syncs.chunk_marker(self.sync["sync_id"], chunk["chunk_id"])
@@ -289,7 +310,11 @@ class ChunkWorker:
         attempts = {str(k): int(v) for k, v in (chunk.get("attempts") or {}).items()}
         retries: list[str] = []
         stop, delay_s = len(contacts), 0
+        slice_ends_at = self._slice_ends_at()
         for index, contact in enumerate(contacts):
+            if index and time.monotonic() >= slice_ends_at:
+                stop = index
+                break
             try:
                 self.link(contact)
             except RateLimited as exc:
@@ -305,17 +330,23 @@ class ChunkWorker:
             except (UpstreamError, ConditionFailed, ValueError, KeyError) as exc:
                 if self._retry_later(chunk, contact, exc, attempts):
                     retries.append(str(contact["id"]))
-        if stop == len(contacts) and retries:
+        self._finish(chunk, stop, retries, attempts, delay_s)
+
+    def _finish(
+        self, chunk: dict[str, Any], stop: int, retries: list[str], attempts: dict[str, int], delay_s: int
+    ) -> None:
+        """Count the chunk, then hand on its rest, if any; otherwise its page is finished."""
+        if stop == len(chunk["contacts"]) and retries:
             delay_s = 2 * max(attempts[r] for r in retries)
         rest = None
-        if stop < len(contacts) or retries:
+        if stop < len(chunk["contacts"]) or retries:
             rest = self._rest(chunk, stop, retries, attempts, delay_s)
         if not self._commit(chunk, rest):
             return
         if rest is not None:
             self._send_rest(chunk, rest)
         else:
-            syncs.complete_if_done(sync_id)
+            self.engine.syncs.complete_if_done(self.sync["sync_id"])
 
     def _rest(
         self, chunk: dict[str, Any], stop: int, retries: list[str], attempts: dict[str, int], delay_s: int

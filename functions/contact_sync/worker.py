@@ -22,7 +22,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    engine = Engine(services(SETTINGS), SETTINGS)
+    engine = Engine(services(SETTINGS), SETTINGS, remaining_ms=context.get_remaining_time_in_millis)
     return dict(
         process_partial_response(
             event=event,

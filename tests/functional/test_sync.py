@@ -222,6 +222,31 @@ def test_a_hand_back_delivered_again_after_it_was_counted_hands_on_the_same_rest
     assert all(links(emulators, setup["workspace"])[i] for i in ids)
 
 
+def test_a_worker_hands_on_the_rest_after_its_slice_and_the_page_still_counts_once(
+    call, lambda_module, aws, emulators, connected_account, campaign, monkeypatch
+):
+    setup = connected_account
+    ids = generate(emulators, setup["workspace"], 4, "user")
+    monkeypatch.setattr(sync_engine, "SLICE_S", 0.0)  # one contact per invocation
+    sync_id = start(call, setup, {"audience": "users"})
+    pump(lambda_module, aws, timeout_s=60)
+    result = status(call, setup, sync_id)
+    assert result["status"] == "completed", result
+    assert (result["processed"], result["created"], result["updated"]) == (4, 4, 4)
+    assert all(links(emulators, setup["workspace"])[i] for i in ids)
+    table = boto3.resource("dynamodb").Table(aws.refs["MainTable"])
+    markers = table.query(
+        KeyConditionExpression="pk = :pk AND begins_with(sk, :c)",
+        ExpressionAttributeValues={":pk": f"SYNC#{sync_id}", ":c": "CHUNK#"},
+    )["Items"]
+    assert sorted(m["sk"] for m in markers) == [
+        "CHUNK#0:0",
+        "CHUNK#0:0+1",
+        "CHUNK#0:0+1+1",
+        "CHUNK#0:0+1+1+1",
+    ]
+
+
 def test_ongoing_sync_links_new_contacts_without_anyone_starting_it(
     call, lambda_module, aws, emulators, connected_account, campaign
 ):

@@ -214,6 +214,20 @@ def test_a_budget_that_needs_a_long_wait_raises_before_sending() -> None:
     assert seen == []
 
 
+def test_a_budget_wait_has_its_own_limit_while_service_waits_keep_theirs() -> None:
+    """A queue worker hands a spent window back rather than sleep through it, yet still sleeps a
+    service's short Retry-After."""
+    t = FakeTime()
+    policy = RetryPolicy(max_wait_s=12, max_budget_wait_s=1)
+    handler, seen = scripted(ok())
+    with pytest.raises(RateLimited) as info:
+        make(handler, t, budget=FakeBudget([5.0]), policy=policy).request("GET", "/x")
+    assert (info.value.retry_after, t.sleeps, seen) == (5.0, [], [])
+    handler, seen = scripted(httpx.Response(429, headers={"Retry-After": "5"}), ok())
+    make(handler, t, budget=FakeBudget([0.5]), policy=policy).request("GET", "/x")
+    assert t.sleeps == [0.5, 5.0] and len(seen) == 2
+
+
 def test_the_budget_can_be_bypassed() -> None:
     t = FakeTime()
     budget = FakeBudget([40.0])
