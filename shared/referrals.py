@@ -69,6 +69,43 @@ class Referrals:
 
     def ensure(self, account_id: str, campaign_id: str, user: dict[str, Any]) -> dict[str, Any]:
         """The record for a Referral Factory user, created (pending, not pushed) on first sight."""
+        item = self._new(account_id, campaign_id, user)
+        try:
+            self.store.put(item, if_absent=True)
+        except ConditionFailed:
+            # Records are never deleted, so the one that refused our put is there to read.
+            return self.store.get(item["pk"], item["sk"]) or item
+        return item
+
+    def create_linked(
+        self,
+        account_id: str,
+        campaign_id: str,
+        user: dict[str, Any],
+        *,
+        workspace_id: str,
+        contact_id: str,
+        changes: dict[str, Any],
+        event: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """A new record already linked to its Intercom contact, in one write (what `ensure` then
+        `update` would make in two); None when the user's record exists, to be updated instead."""
+        item = {
+            **self._new(account_id, campaign_id, user),
+            **changes,
+            "intercom_contact_id": contact_id,
+            "workspace_id": workspace_id,
+        }
+        item["gsi1pk"] = contact_index_key(workspace_id, contact_id)
+        item["gsi1sk"] = f"{account_id}#{campaign_id}#{item['rf_user_id']}"
+        item["events"] = [{"at": int(self.clock()), **event}]
+        try:
+            self.store.put(item, if_absent=True)
+        except ConditionFailed:
+            return None
+        return item
+
+    def _new(self, account_id: str, campaign_id: str, user: dict[str, Any]) -> dict[str, Any]:
         rf_user_id = str(user["id"])
         pk, sk = referral_key(account_id, campaign_id, rf_user_id)
         email = str(user.get("email") or "")
@@ -94,11 +131,6 @@ class Referrals:
             "gsi2pk": email_index_key(account_id, email),
             "gsi2sk": f"{campaign_id}#{rf_user_id}",
         }
-        try:
-            self.store.put(item, if_absent=True)
-        except ConditionFailed:
-            # Records are never deleted, so the one that refused our put is there to read.
-            return self.store.get(pk, sk) or item
         return item
 
     def update(

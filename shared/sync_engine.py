@@ -39,7 +39,14 @@ from shared.intercom import SEARCH_PAGE_SIZE
 from shared.observability import logger, metrics
 from shared.referrals import EXISTING_UPDATED, Referrals
 from shared.store import ConditionFailed
-from shared.sync_plan import audience_query, changed_since, inbound_fields, page_contact, return_write
+from shared.sync_plan import (
+    ReturnWrite,
+    audience_query,
+    changed_since,
+    inbound_fields,
+    page_contact,
+    return_write,
+)
 from shared.syncs import ACTIVE, CANCELLED, COMPLETED, FAILED, PAUSED, QUEUED, RUNNING, Syncs
 
 if TYPE_CHECKING:
@@ -432,6 +439,7 @@ class ChunkWorker:
             }
             # A retry after a crash counts what this sync already did, not what is left to do.
             created = record.get("created_by_sync") == sync_id
+            write = None
         else:
             fields = inbound_fields(contact, sync_settings.inbound_mapping)
             if not fields.get("email"):
@@ -442,42 +450,73 @@ class ChunkWorker:
                 str(fields["email"]),
                 str(fields.get("first_name") or fields["email"]).strip(),
             )
-            record = self.referrals.ensure(account_id, campaign_id, user)
-            record = self.referrals.update(
-                record,
-                {
-                    "intercom_contact_id": str(contact["id"]),
-                    "workspace_id": self.connection["workspace_id"],
-                    "intercom_status": record["intercom_status"]
-                    if record.get("intercom_contact_id")
-                    else EXISTING_UPDATED,
-                    "rf_url": user.get("url"),
-                    "rf_code": user.get("code"),
-                    "first_name": user.get("first_name"),
-                    "created_by_sync": sync_id if created else record.get("created_by_sync"),
-                },
-                {
-                    "kind": "linked",
-                    "via": "sync",
-                    "details": {"contact_id": str(contact["id"]), "sync_id": sync_id},
-                },
-            )
+            record, write = self._link_new(contact, user, created)
+        if write is None:
+            write = self._write(contact, user, record)
+        if write.needed:
+            self.intercom.update_contact(str(contact["id"]), write.body, email=contact.get("email"))
+            if record.get("written_by_sync") != sync_id:
+                self.referrals.update(record, {"written_by_sync": sync_id})
+        updated = write.needed or record.get("written_by_sync") == sync_id
+        self._count(created=created, updated=updated, skipped=not created and not updated)
+
+    def _link_new(
+        self, contact: dict[str, Any], user: dict[str, Any], created: bool
+    ) -> tuple[dict[str, Any], ReturnWrite | None]:
+        """The user's record linked to the contact: one write when the record is new, the usual case
+        (it says already that this sync writes the contact back, when it must); a read and a write
+        when it exists (a signup got there first), and then its counts decide the write-back."""
+        account_id, campaign_id = str(self.account["account_id"]), str(self.sync["campaign_id"])
+        sync_id, contact_id = self.sync["sync_id"], str(contact["id"])
+        event = {"kind": "linked", "via": "sync", "details": {"contact_id": contact_id, "sync_id": sync_id}}
+        link = {"rf_url": user.get("url"), "rf_code": user.get("code"), "first_name": user.get("first_name")}
+        write = self._write(contact, user, {})
+        record = self.referrals.create_linked(
+            account_id,
+            campaign_id,
+            user,
+            workspace_id=self.connection["workspace_id"],
+            contact_id=contact_id,
+            changes={
+                **link,
+                "intercom_status": EXISTING_UPDATED,
+                "created_by_sync": sync_id if created else None,
+                **({"written_by_sync": sync_id} if write.needed else {}),
+            },
+            event=event,
+        )
+        if record is not None:
+            return record, write
+        record = self.referrals.ensure(account_id, campaign_id, user)
+        record = self.referrals.update(
+            record,
+            {
+                **link,
+                "intercom_contact_id": contact_id,
+                "workspace_id": self.connection["workspace_id"],
+                "intercom_status": record["intercom_status"]
+                if record.get("intercom_contact_id")
+                else EXISTING_UPDATED,
+                "created_by_sync": sync_id if created else record.get("created_by_sync"),
+            },
+            event,
+        )
+        return record, None
+
+    def _write(self, contact: dict[str, Any], user: dict[str, Any], record: dict[str, Any]) -> ReturnWrite:
+        sync_settings = self.settings.sync
+        assert sync_settings is not None
         counts = {
             "referrals_count": int(record.get("referrals_count") or 0),
             "converted_referrals_count": int(record.get("converted_referrals_count") or 0),
         }
-        write = return_write(
+        return return_write(
             contact,
             user,
             counts,
             sync_settings.return_mapping,
             campaign_name=self._name() if "campaign_name" in sync_settings.return_mapping else None,
         )
-        if write.needed:
-            self.intercom.update_contact(str(contact["id"]), write.body, email=contact.get("email"))
-            self.referrals.update(record, {"written_by_sync": sync_id})
-        updated = write.needed or record.get("written_by_sync") == sync_id
-        self._count(created=created, updated=updated, skipped=not created and not updated)
 
     def _name(self) -> str | None:
         if self._campaign_name is None:
