@@ -691,3 +691,45 @@ def test_a_sweep_for_an_account_without_a_connection_waits_for_it(world: World):
     # What the queue does not know stays on it (and ends in the DLQ), never acknowledged.
     mixed = process(world, sweep, {"kind": "something.else"})
     assert mixed == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
+
+
+def test_a_referral_qualified_by_hand_in_referral_factory_is_recorded_not_qualified_again(world: World):
+    [una] = friends(world, "Una")
+    httpx.put(
+        f"{world.emulators.referral_factory}/api/v2/users/qualification",
+        headers={"Authorization": f"Bearer {world.setup['rf_key']}"},
+        json={"id": una["id"], "qualified": True},
+    ).raise_for_status()
+    receive(world, edit(world, una["contact"]["id"], **{STATUS: "paid", DEAL: 80}))
+    drain_events(world)
+    assert rf_users(world)[una["id"]]["qualify_calls"] == 1  # the one by hand
+    record = referral(world, una)
+    assert record["status"] == "qualified" and record["sale_value"] is None
+    [event] = qualified_events(record)
+    assert event["details"]["sale_value_note"].startswith("qualified in Referral Factory before the product")
+
+
+def test_a_notification_that_could_not_be_queued_is_not_dropped_as_a_repeat_on_retry(
+    world: World, monkeypatch
+):
+    from shared import queues
+
+    [val] = friends(world, "Val")
+    note = edit(world, val["contact"]["id"], **{STATUS: "paid", DEAL: 12})
+    real_send = queues.send
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("SQS is unavailable")
+
+    monkeypatch.setattr(queues, "send", refuse)
+    event = api_event(
+        "POST", "/webhooks/intercom", body=note.body.decode(), headers={"X-Hub-Signature": note.signature}
+    )
+    assert world.call("IntercomWebhookFunction", event)["statusCode"] == 500  # never 410
+    monkeypatch.setattr(queues, "send", real_send)
+    assert receive(world, note) == {"status": "queued"}  # Intercom's retry, a minute later
+    [message] = pull(world)
+    # Delivered twice to the processor (SQS at least once): the second changes nothing.
+    assert process(world, message, message) == {"batchItemFailures": []}
+    assert rf_users(world)[val["id"]]["qualify_calls"] == 1
+    assert len(qualified_events(referral(world, val))) == 1
