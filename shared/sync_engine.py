@@ -1,16 +1,18 @@
 """Contact sync behind the queues.
 
 The coordinator (SyncQueue) pages Intercom's search for the audience, one page per invocation: it
-sends the page to the workers, then moves its checkpoint past that page with a conditional write,
-then queues its own continuation. A coordinator that dies anywhere in between is redelivered and
-resumes from the checkpoint; a page sent twice is counted once (chunk markers).
+sends the page to the workers as PAGE_PARTS chunks (so even a one-page sync keeps several workers
+busy), then moves its checkpoint past that page with a conditional write, then queues its own
+continuation. A coordinator that dies anywhere in between is redelivered and resumes from the
+checkpoint; a page sent twice is counted once (chunk markers).
 
 Workers (SyncPagesQueue) link each contact to a Referral Factory user and write back only what
 differs. A rate budget that runs out hands the rest of the chunk back with a delay, and a contact
 that failed goes along with that rest for another attempt (a contact that keeps failing is recorded
-in the sync's errors and sent to the DLQ). A page is one chain of chunks, each handing on at most one
-rest, so the page is finished exactly once, by the chunk that hands on nothing; the rest is kept
-with the chunk's marker, so a chunk delivered again after it was counted hands on the same rest.
+in the sync's errors and sent to the DLQ). Each chunk starts a chain in which each link hands on at
+most one rest, so each part of a page is finished exactly once, by the last link of its chain; the
+rest is kept with the chunk's marker, so a chunk delivered again after it was counted hands on the
+same rest. The sync completes once enumeration ended and every part of every page is finished.
 
 Pacing is the shared rate budgets' (`shared.rate_budget`): a budget wait of up to a second is slept,
 a longer one (a spent Referral Factory minute) hands the rest back with an SQS delay, never billed
@@ -47,7 +49,17 @@ from shared.sync_plan import (
     page_contact,
     return_write,
 )
-from shared.syncs import ACTIVE, CANCELLED, COMPLETED, FAILED, PAUSED, QUEUED, RUNNING, Syncs
+from shared.syncs import (
+    ACTIVE,
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PAGE_PARTS,
+    PAUSED,
+    QUEUED,
+    RUNNING,
+    Syncs,
+)
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -220,14 +232,20 @@ class Engine:
         attributes = tuple(settings.sync.return_mapping.values()) if settings.sync else ()
         since = sync.get("updated_since")
         contacts = [page_contact(c, attributes) for c in result.contacts if changed_since(c, since)]
-        chunk = {
-            "kind": CHUNK,
-            "sync_id": sync_id,
-            "chunk_id": f"{page}:0",
-            "page": page,
-            "contacts": contacts,
-        }
-        queues.send(self.settings.sync_pages_queue_url, chunk)
+        # Always PAGE_PARTS chunks, some maybe empty: a page sent again after a crash has the same
+        # chunk ids whatever it holds now, and the sync knows how many chunks to wait for.
+        n = len(contacts)
+        chunks = [
+            {
+                "kind": CHUNK,
+                "sync_id": sync_id,
+                "chunk_id": f"{page}:{part}",
+                "page": page,
+                "contacts": contacts[part * n // PAGE_PARTS : (part + 1) * n // PAGE_PARTS],
+            }
+            for part in range(PAGE_PARTS)
+        ]
+        queues.send_batch(self.settings.sync_pages_queue_url, chunks)
         if not self.syncs.checkpoint(sync, page, result.next_cursor, result.total_count):
             return  # another coordinator moved past this page; its continuation carries on
         if result.next_cursor:
@@ -264,7 +282,7 @@ class Engine:
                 sync["sync_id"],
                 chunk["chunk_id"],
                 {"skipped": len(chunk["contacts"])},
-                page_finished=True,
+                part_finished=True,
                 errors=[],
             )
             return
@@ -378,7 +396,7 @@ class ChunkWorker:
             self.sync["sync_id"],
             chunk["chunk_id"],
             self.counts,
-            page_finished=rest is None,
+            part_finished=rest is None,
             errors=self.errors,
             rest=rest,
         )

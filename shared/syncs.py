@@ -27,6 +27,8 @@ QUEUED, RUNNING, COMPLETED, FAILED, PAUSED, CANCELLED = (
 )
 ACTIVE = (QUEUED, RUNNING, PAUSED)
 COUNTERS = ("processed", "created", "updated", "skipped", "failed")
+# The chunks each search page is sent to the workers in.
+PAGE_PARTS = 3
 MAX_ERRORS_KEPT = 100
 
 PUBLIC_FIELDS = (
@@ -115,7 +117,7 @@ class Syncs:
             "updated_since": updated_since,
             "cursor": None,
             "next_page": 0,
-            "pages_done": 0,
+            "parts_done": 0,
             "enumerated": False,
             "gsi1pk": campaign_syncs_key(account_id, campaign_id),
             "gsi1sk": f"{now:012d}#{sync_id}",
@@ -178,15 +180,15 @@ class Syncs:
         chunk_id: str,
         counts: dict[str, int],
         *,
-        page_finished: bool,
+        part_finished: bool,
         errors: list[dict[str, Any]],
         rest: dict[str, Any] | None = None,
     ) -> bool:
         """Count a chunk of a page exactly once (a marker and the counters in one transaction); the
         marker keeps what the chunk handed on (`rest`)."""
         adds = {k: v for k, v in counts.items() if v}
-        if page_finished:
-            adds["pages_done"] = 1
+        if part_finished:
+            adds["parts_done"] = 1
         marker: dict[str, Any] = {
             "pk": f"SYNC#{sync_id}",
             "sk": f"CHUNK#{chunk_id}",
@@ -212,11 +214,12 @@ class Syncs:
         return self.store.get(f"SYNC#{sync_id}", f"CHUNK#{chunk_id}")
 
     def complete_if_done(self, sync_id: str) -> bool:
-        """Completed once enumeration ended and every page was counted (coordinator or last worker)."""
+        """Completed once enumeration ended and every part of every page was counted (coordinator or
+        last worker)."""
         sync = self.get(sync_id)
         if not sync or not sync.get("enumerated") or sync.get("status") != RUNNING:
             return False
-        if int(sync.get("pages_done") or 0) < int(sync.get("pages_total") or 0):
+        if int(sync.get("parts_done") or 0) < int(sync.get("pages_total") or 0) * PAGE_PARTS:
             return False
         return self.set_status(sync, COMPLETED, only_from=(RUNNING,))
 
