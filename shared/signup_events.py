@@ -47,14 +47,15 @@ def _pusher(svc: Services, account: dict[str, Any], settings: SignupProcessorSet
 
 
 def _rf_event(message: dict[str, Any], svc: Services, settings: SignupProcessorSettings) -> None:
+    rf_user_id = message.get("rf_user_id")
+    if rf_user_id and message.get("campaign_id") and message["event"] == "user.join":
+        # Duplicates end here, at no cost to Referral Factory's budget, and before the account is
+        # read and its key decrypted: every user a contact sync creates comes back this way.
+        known = Referrals(svc.store).get(message["account_id"], message["campaign_id"], rf_user_id)
+        if known and known["intercom_status"] in PUSHED:
+            return
     account = svc.accounts.get(message["account_id"])
     pusher = _pusher(svc, account, settings)
-    rf_user_id = message.get("rf_user_id")
-    if rf_user_id and message.get("campaign_id"):
-        # Duplicates end here, at no cost to Referral Factory's budget.
-        known = Referrals(svc.store).get(account["account_id"], message["campaign_id"], rf_user_id)
-        if known and known["intercom_status"] in PUSHED and message["event"] == "user.join":
-            return
     if not rf_user_id:
         found = pusher.ctx.rf.get_user(message["email"], campaign_id=int(message["campaign_id"]))
         rf_user_id = str(found["id"])
