@@ -8,6 +8,7 @@ bar) and a step that fails is reported and does not stop the stack.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import time
@@ -479,3 +480,73 @@ def friends_qualify(demo: Demo) -> None:
             f"  GET /v1/referrals?email={email}: status={view['status']} sale_value={view['sale_value']}"
         )
         demo.say(f"    history: {history}")
+
+
+# The contact sync (issue 8). Referral Factory's 600 calls a minute pace it: 1,000 users take about
+# 100 s, which the bar shows; DEMO_SYNC_CONTACTS makes the demo smaller (the e2e test of the demo).
+SYNC_CONTACTS = int(os.environ.get("DEMO_SYNC_CONTACTS", "1000"))
+SYNC_TIMEOUT_S = 600.0
+
+
+@step(f"Syncing {SYNC_CONTACTS:,} Intercom users to Referral Factory, paced by its 600 calls a minute")
+def contact_sync(demo: Demo) -> None:
+    if "campaign_id" not in demo.state:
+        campaign_settings(demo)
+    campaign_id, workspace = demo.state["campaign_id"], demo.state["workspace"]
+    segment = _expect(
+        demo.http.post(
+            f"{demo.intercom}/_emulator/workspaces/{workspace}/segments",
+            json={"name": "Customers to sync", "person_type": "user"},
+        ),
+        200,
+        201,
+    )["id"]
+    contacts_url = f"{demo.intercom}/_emulator/workspaces/{workspace}/contacts"
+    for start in range(0, SYNC_CONTACTS, 500):
+        count = min(500, SYNC_CONTACTS - start)
+        body = {"generate": {"count": count, "role": "user", "segment_ids": [segment]}}
+        _expect(demo.http.post(contacts_url, json=body), 200, 201)
+    demo.say(f"{SYNC_CONTACTS:,} users in the Intercom segment 'Customers to sync' ({segment})")
+    rf_before = _expect(demo.http.get(f"{demo.rf}/_emulator/stats"), 200)
+    started = time.perf_counter()
+    response = demo.http.post(
+        f"{demo.api}/v1/campaigns/{campaign_id}/syncs",
+        json={"audience": "segment", "segment_id": segment},
+        headers=demo.account(),
+    )
+    sync_id = _expect(response, 202)["sync_id"]
+    demo.say(f"POST /v1/campaigns/{campaign_id}/syncs -> 202: {sync_id}")
+    demo.say("each user becomes a Referral Factory user and gets its referral link written back;")
+    demo.say("GET /v1/syncs/{id} says how far it got:")
+    bar = demo.progress(SYNC_CONTACTS, "contacts synced")
+    deadline = time.monotonic() + SYNC_TIMEOUT_S
+    while True:
+        sync = _expect(demo.http.get(f"{demo.api}/v1/syncs/{sync_id}", headers=demo.account()), 200)
+        bar.advance(sync["processed"] - bar.done)
+        if sync["status"] not in ("queued", "running"):
+            break
+        if time.monotonic() > deadline:
+            bar.finish()
+            raise RuntimeError(f"the sync did not finish in {SYNC_TIMEOUT_S:.0f} s: {sync}")
+        time.sleep(0.5)
+    bar.finish()
+    elapsed = time.perf_counter() - started
+    names = ("total", "processed", "created", "updated", "skipped", "failed")
+    counters = ", ".join(f"{k} {sync[k]}" for k in names)
+    demo.say(f"{sync['status']}: {counters}")
+    if sync["status"] != "completed" or sync["processed"] != SYNC_CONTACTS or sync["failed"]:
+        raise RuntimeError(f"the sync ended {sync['status']} with {counters}; errors: {sync['errors'][:3]}")
+    rf_after = _expect(demo.http.get(f"{demo.rf}/_emulator/stats"), 200)
+    rf_calls = sum(rf_after["requests"].values()) - sum(rf_before["requests"].values())
+    limit = _expect(demo.http.get(f"{demo.rf}/_emulator/config"), 200)["rate_limit_per_minute"]
+    pace = f"{rf_calls / elapsed * 60:.0f} a minute against a limit of {limit}" if limit else "unlimited"
+    demo.say(
+        f"Referral Factory: {rf_calls} calls in {elapsed:.0f} s ({pace}),"
+        f" {rf_after['responses_429'] - rf_before['responses_429']} answered 429"
+    )
+    everyone = _expect(demo.http.get(contacts_url), 200)["data"]
+    members = [c for c in everyone if segment in (c.get("segment_ids") or [])]
+    linked = [c for c in members if (c.get("custom_attributes") or {}).get("referral_link")]
+    demo.say(f"{len(linked)} of {len(members)} contacts in the segment now carry their referral link, e.g.:")
+    for contact in linked[:2]:
+        _show_contact(demo, contact)
