@@ -41,9 +41,11 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 def _start_aws(port: int, _config: dict[str, Any]) -> Callable[[], None]:
     from moto.server import ThreadedMotoServer
 
-    from local import moto_dynamodb
+    from local import moto_dynamodb, moto_server, moto_sqs
 
     moto_dynamodb.apply()
+    moto_sqs.apply()
+    moto_server.apply()
 
     # moto's werkzeug logs every request at INFO; the stack's stderr is for what matters.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
