@@ -147,9 +147,8 @@ class Referrals:
             if workspace:
                 sets["gsi1pk"] = contact_index_key(workspace, changes["intercom_contact_id"])
                 sets["gsi1sk"] = f"{record['account_id']}#{record['campaign_id']}#{record['rf_user_id']}"
-        if event is not None:
-            sets["events"] = [*(record.get("events") or []), {"at": int(self.clock()), **event}]
-        return self.store.update(record["pk"], record["sk"], sets)
+        appended = {"events": [{"at": int(self.clock()), **event}]} if event is not None else None
+        return self.store.update(record["pk"], record["sk"], sets, append=appended)
 
     def claim_push(self, record: dict[str, Any], lease_s: int) -> dict[str, Any] | None:
         """Take the right to create this record's contact. Returns the record as it was before (its
@@ -213,28 +212,20 @@ class Referrals:
         return True
 
     def mark_qualified(
-        self, record: dict[str, Any], changes: dict[str, Any], event: dict[str, Any], *, attempts: int = 5
+        self, record: dict[str, Any], changes: dict[str, Any], event: dict[str, Any]
     ) -> dict[str, Any] | None:
         """Move a pending referral to qualified with `changes` and `event`, in one conditional write:
-        None if it was qualified already (by another worker). The history is appended only to the
-        version it was read from, so a concurrent writer's event is never overwritten."""
-        current: dict[str, Any] | None = record
-        for _ in range(attempts):
-            if current is None or current.get("status") != PENDING:
-                return None
-            events = list(current.get("events") or [])
-            sets = {
-                **changes,
-                "status": QUALIFIED,
-                "events": [*events, {"at": int(self.clock()), **event}],
-            }
-            try:
-                return self.store.update(
-                    current["pk"],
-                    current["sk"],
-                    sets,
-                    condition=Attr("status").eq(PENDING) & Attr("events").size().eq(len(events)),
-                )
-            except ConditionFailed:
-                current = self.store.get(current["pk"], current["sk"])
-        raise ConditionFailed("the referral kept changing while it was being marked qualified")
+        None if it was qualified already (by another worker). The event is appended in the same write,
+        so a concurrent writer's event is never overwritten."""
+        if record.get("status") != PENDING:
+            return None
+        try:
+            return self.store.update(
+                record["pk"],
+                record["sk"],
+                {**changes, "status": QUALIFIED},
+                condition=Attr("status").eq(PENDING),
+                append={"events": [{"at": int(self.clock()), **event}]},
+            )
+        except ConditionFailed:
+            return None

@@ -85,11 +85,19 @@ class Store:
         condition: ConditionBase | None = None,
         must_exist: bool = True,
         remove: tuple[str, ...] = (),
+        append: Mapping[str, list[Any]] | None = None,
     ) -> dict[str, Any]:
-        """Set `changes` (and remove `remove`) on one item; returns the item after the update."""
+        """Set `changes`, append to the lists in `append` (in the same write, so two writers appending
+        at once both keep their entries) and remove `remove` on one item; returns the item after."""
         names = {f"#set{i}": k for i, k in enumerate(changes)}
         values = {f":setv{i}": _dynamo(v) for i, v in enumerate(changes.values())}
-        expression = "SET " + ", ".join(f"#set{i} = :setv{i}" for i in range(len(changes))) if changes else ""
+        clauses = [f"#set{i} = :setv{i}" for i in range(len(changes))]
+        for i, (name, entries) in enumerate((append or {}).items()):
+            names[f"#app{i}"] = name
+            values[f":appv{i}"] = _dynamo(list(entries))
+            values[":empty_list"] = []
+            clauses.append(f"#app{i} = list_append(if_not_exists(#app{i}, :empty_list), :appv{i})")
+        expression = "SET " + ", ".join(clauses) if clauses else ""
         if remove:
             names.update({f"#rm{i}": k for i, k in enumerate(remove)})
             expression += " REMOVE " + ", ".join(f"#rm{i}" for i in range(len(remove)))
