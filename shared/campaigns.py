@@ -85,6 +85,13 @@ class CampaignStore:
             self.store.put(item, if_absent=True)
         self._schedule_qualification_sweep(account_id, campaign_id, settings)
 
+    def ensure_qualification_sweep(self, account_id: str, campaign_id: str) -> None:
+        """Schedule the campaign's sweep if its settings qualify and it has none (settings saved before
+        sweeps existed); an existing one keeps its rhythm. The campaign's catch-up calls this."""
+        settings = self.get_settings(account_id, campaign_id)
+        if settings is not None:
+            self._schedule_qualification_sweep(account_id, campaign_id, settings)
+
     def _schedule_qualification_sweep(
         self, account_id: str, campaign_id: str, settings: dict[str, Any]
     ) -> None:

@@ -134,6 +134,7 @@ def _catch_up(message: dict[str, Any], svc: Services, settings: SignupProcessorS
         ],
     )
     svc.store.put({"pk": mark_pk, "sk": mark_sk, "last_run_at": started})
+    CampaignStore(svc.store).ensure_qualification_sweep(account_id, campaign_id)
     logger.info(
         "catch-up done", extra={"account_id": account_id, "campaign_id": campaign_id, "queued": len(missed)}
     )

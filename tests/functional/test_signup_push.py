@@ -168,6 +168,23 @@ def test_a_dropped_webhook_is_caught_up(call, lambda_module, aws, emulators, con
     assert record["events"][-1]["via"] == "catch_up"
 
 
+def test_the_catch_up_schedules_a_missing_qualification_sweep(lambda_module, aws, call, connected_account):
+    from shared.campaigns import qualification_sweep_work_id
+    from shared.store import Store
+
+    setup = connected_account
+    campaign = configure(call, setup)  # the contract's example qualifies on customer_status
+    store = Store(aws.refs["MainTable"])
+    due_pk = f"DUE#{qualification_sweep_work_id(setup['account']['account_id'], campaign)}"
+    store.delete(due_pk, "DUE")  # as for settings saved before sweeps existed
+
+    run_catch_up(lambda_module, aws, setup, campaign)
+
+    scheduled = store.get(due_pk, "DUE")
+    assert scheduled is not None
+    assert scheduled["kind"] == "qualification.sweep"
+
+
 def test_a_revoked_connection_holds_signups_until_reconnect(
     call, lambda_module, aws, emulators, connected_account
 ):
