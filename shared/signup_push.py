@@ -22,6 +22,7 @@ from shared.api_errors import Conflict, ConnectionRevoked, NotFound
 from shared.campaign_settings import CampaignSettings, PersonSettings
 from shared.connections import CONNECTED
 from shared.field_mapping import contact_body, get_attribute, merge_bodies, rf_values, set_attribute
+from shared.observability import logger
 from shared.referrals import (
     CREATED,
     EXISTING_SKIPPED,
@@ -46,6 +47,8 @@ SEARCH_TRUST_DELAY_S = 90
 # A warm Lambda reuses a campaign's name this long before asking Referral Factory again.
 CAMPAIGN_NAME_MAX_AGE_S = 300
 _CAMPAIGN_NAMES: dict[tuple[str, str], tuple[str | None, float]] = {}
+# Writes of one referrer's counts before leaving the rest to the next change (see `write_counts`).
+COUNT_WRITE_ROUNDS = 3
 ROLE_FOR_ACTION = {"create_lead": "lead", "create_user": "user"}
 
 
@@ -323,7 +326,12 @@ class SignupPusher:
 
     def write_counts(self, referrer: dict[str, Any] | None) -> bool:
         """The one writer of referral counts to a referrer's Intercom contact, where the campaign's
-        `sync.return_mapping` maps them; only values that changed are written."""
+        `sync.return_mapping` maps them; only values that changed are written.
+
+        Two writers for the same referrer (two friends processed at once) may each read a different
+        count, and the older one's PUT may land last. So after its PUT a writer reads the record
+        again and writes once more if the counts moved on: whichever PUT lands last, its writer
+        then saw the latest counts, and a count that changes later brings its own writer."""
         if not referrer or not referrer.get("intercom_contact_id"):
             return False
         if referrer.get("intercom_status") == EXISTING_SKIPPED:
@@ -331,19 +339,30 @@ class SignupPusher:
         raw = self.ctx.campaigns.get_settings(self.account_id, str(referrer["campaign_id"]))
         settings = CampaignSettings.model_validate(raw) if raw else None
         mapping = settings.sync.return_mapping if settings and settings.sync else {}
-        wanted = {
-            mapping[field]: int(referrer.get(field) or 0)
-            for field in ("referrals_count", "converted_referrals_count")
-            if field in mapping
-        }
-        written = referrer.get("written_counts") or {}
+        fields = {f: mapping[f] for f in ("referrals_count", "converted_referrals_count") if f in mapping}
+        written: dict[str, Any] = referrer.get("written_counts") or {}
+        wanted = {attribute: int(referrer.get(f) or 0) for f, attribute in fields.items()}
         changed = {k: v for k, v in wanted.items() if written.get(k) != v}
         connection = self.ctx.connections.get(self.account_id)
         if not changed or connection is None or connection.get("status") != CONNECTED:
             return False
-        body: dict[str, Any] = {}
-        for attribute, value in changed.items():
-            set_attribute(body, attribute, value)
-        self.ctx.intercom_for(connection).update_contact(str(referrer["intercom_contact_id"]), body)
-        self.ctx.referrals.update(referrer, {"written_counts": {**written, **changed}})
+        client = self.ctx.intercom_for(connection)
+        for _ in range(COUNT_WRITE_ROUNDS):
+            body: dict[str, Any] = {}
+            for attribute, value in changed.items():
+                set_attribute(body, attribute, value)
+            client.update_contact(str(referrer["intercom_contact_id"]), body)
+            written = {**written, **changed}
+            referrer = self.ctx.referrals.update(referrer, {"written_counts": written})
+            now = {attribute: int(referrer.get(f) or 0) for f, attribute in fields.items()}
+            # Compared with what this writer sent, not with `written_counts`: another writer may have
+            # recorded the latest counts before this writer's older PUT landed.
+            changed = {k: v for k, v in now.items() if wanted.get(k) != v}
+            if not changed:
+                return True
+            wanted = now
+        logger.warning(
+            "referrer's counts kept changing while being written; the next change writes them",
+            extra={"account_id": self.account_id, "rf_user_id": referrer.get("rf_user_id")},
+        )
         return True

@@ -1,14 +1,19 @@
-"""A referral's history keeps every writer's event: two workers that read the same version and each
-append one (a signup's `user.qualified` and a webhook's qualification, a merge and a removal) both
-land, because the event is appended in the write itself, not to the list as it was read."""
+"""Concurrent writers of one referral: its history keeps every writer's event (a signup's
+`user.qualified` and a webhook's qualification, a merge and a removal, each appended in the write
+itself, not to the list as it was read), and a referrer's counts in Intercom end at the latest value
+whichever writer's PUT lands last."""
 
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
+from shared.connections import CONNECTED
 from shared.referrals import PENDING, QUALIFIED, Referrals
+from shared.signup_push import PushContext, SignupPusher
 from shared.store import Store
+from tests.unit.test_campaign_settings import CONTRACT_EXAMPLE
 
 if TYPE_CHECKING:
     from local.provision import Provisioned
@@ -60,3 +65,59 @@ def test_a_referral_is_marked_qualified_once(aws: Provisioned) -> None:
     current = referrals.get(str(stale["account_id"]), "1", "7")
     assert current is not None
     assert [e["via"] for e in current["events"] if e["kind"] == "qualified"] == ["webhook"]
+
+
+class _Settings:
+    def get_settings(self, _account_id: str, _campaign_id: str) -> dict[str, Any]:
+        return CONTRACT_EXAMPLE
+
+
+class _Connected:
+    def get(self, _account_id: str) -> dict[str, Any]:
+        return {"status": CONNECTED}
+
+
+@dataclass
+class _Intercom:
+    puts: list[dict[str, Any]] = field(default_factory=list)
+
+    def update_contact(self, contact_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.puts.append(body)
+        return {"id": contact_id}
+
+
+def test_a_count_written_from_a_stale_read_is_corrected_by_its_writer(aws: Provisioned) -> None:
+    """Writer A counted the second friend and wrote 2; writer B read the referrer before that, and
+    its PUT of 1 lands after A's. B sees the count moved on and writes 2 again."""
+    referrals = _referrals(aws)
+    account_id = f"acct_{uuid.uuid4().hex[:8]}"
+    referrer = referrals.ensure(account_id, "1", {"id": 3, "email": "rita@example.com"})
+    referrer = referrals.update(referrer, {"intercom_contact_id": "c-rita", "workspace_id": "w1"})
+    for friend_id in (7, 8):
+        friend_user = {"id": friend_id, "email": f"f{friend_id}@example.com", "referrer_id": 3}
+        friend = referrals.ensure(account_id, "1", friend_user)
+        referrals.count_for_referrer(friend, referrer, converted=False)
+    stale = {**referrer, "referrals_count": 1}  # as B read it between the two counts
+    intercom = _Intercom()
+    pusher = SignupPusher(
+        PushContext(
+            account={"account_id": account_id},
+            referrals=referrals,
+            campaigns=cast("Any", _Settings()),
+            connections=cast("Any", _Connected()),
+            rf=cast("Any", None),
+            intercom_for=lambda _connection: cast("Any", intercom),
+        )
+    )
+
+    assert pusher.write_counts(stale) is True
+
+    written = [body["custom_attributes"]["referrals_count"] for body in intercom.puts]
+    assert written == [1, 2]  # the stale PUT, then the correction: the last PUT holds the count
+    current = referrals.get(account_id, "1", "3")
+    assert current is not None
+    assert current["written_counts"] == {
+        "custom_attributes.referrals_count": 2,
+        "custom_attributes.converted_referrals": 0,
+    }
+    assert pusher.write_counts(current) is False  # nothing left to write
