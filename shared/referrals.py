@@ -2,13 +2,16 @@
 linked to the Intercom contact, with its push outcome, qualification state, counts and history.
 
 Keys (docs/data-model.md): `REFERRALS#{account}` / `{campaign}#{rf_user_id}`; GSI1 finds a record by
-its Intercom contact (`REFCONTACT#{workspace}#{contact}`), GSI2 by email (`REFEMAIL#{account}#{email}`).
+its Intercom contact (`REFCONTACT#{workspace}#{contact}`), GSI2 by email (`REFEMAIL#{account}#{email}`),
+and the sparse GSI3 lists a campaign's referrers whose counts are not yet written to Intercom
+(`COUNTSPENDING#{account}#{campaign}`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr
@@ -50,6 +53,14 @@ def contact_index_key(workspace_id: str, contact_id: str) -> str:
 
 def email_index_key(account_id: str, email: str) -> str:
     return f"REFEMAIL#{account_id}#{email.strip().lower()}"
+
+
+def counts_pending_key(account_id: str, campaign_id: str) -> str:
+    """The sparse gsi3 partition of a campaign's referrers whose counts are not yet in Intercom."""
+    return f"COUNTSPENDING#{account_id}#{campaign_id}"
+
+
+COUNTS = ("referrals_count", "converted_referrals_count")
 
 
 def public_view(item: dict[str, Any]) -> dict[str, Any]:
@@ -200,16 +211,41 @@ class Referrals:
         invited record as counted). True if this call counted it."""
         flag = "counted_converted" if converted else "counted_referral"
         counter = "converted_referrals_count" if converted else "referrals_count"
+        # The referrer joins its campaign's pending counts (gsi3) until the writer has them in Intercom.
+        pending = {
+            "gsi3pk": counts_pending_key(str(referrer["account_id"]), str(referrer["campaign_id"])),
+            "gsi3sk": str(referrer["rf_user_id"]),
+        }
         try:
             self.store.transact(
                 [
                     {"update": (invited["pk"], invited["sk"]), "set": {flag: True}, "unless": flag},
-                    {"update": (referrer["pk"], referrer["sk"]), "add": {counter: 1}},
+                    {"update": (referrer["pk"], referrer["sk"]), "add": {counter: 1}, "set": pending},
                 ]
             )
         except ConditionFailed:
             return False
         return True
+
+    def counts_pending(self, account_id: str, campaign_id: str) -> Iterator[dict[str, Any]]:
+        """The campaign's referrers whose counts changed since they were last written, as they are now."""
+        for key in self.store.query_all(counts_pending_key(account_id, campaign_id), index="gsi3"):
+            record = self.store.get(key["pk"], key["sk"])
+            if record is not None:
+                yield record
+
+    def counts_settled(self, referrer: dict[str, Any]) -> None:
+        """Take the referrer out of the pending counts, unless its counts changed since it was read (the
+        change's own writer then has it to do, and the next pass finds it still pending)."""
+        if not referrer.get("gsi3pk"):
+            return
+        unchanged = Attr(COUNTS[0]).eq(int(referrer.get(COUNTS[0]) or 0)) & Attr(COUNTS[1]).eq(
+            int(referrer.get(COUNTS[1]) or 0)
+        )
+        with contextlib.suppress(ConditionFailed):
+            self.store.update(
+                referrer["pk"], referrer["sk"], {}, remove=("gsi3pk", "gsi3sk"), condition=unchanged
+            )
 
     def mark_qualified(
         self, record: dict[str, Any], changes: dict[str, Any], event: dict[str, Any]

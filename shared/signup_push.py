@@ -24,6 +24,7 @@ from shared.connections import CONNECTED
 from shared.field_mapping import contact_body, get_attribute, merge_bodies, rf_values, set_attribute
 from shared.observability import logger
 from shared.referrals import (
+    COUNTS,
     CREATED,
     EXISTING_SKIPPED,
     EXISTING_UPDATED,
@@ -333,19 +334,24 @@ class SignupPusher:
         again and writes once more if the counts moved on: whichever PUT lands last, its writer
         then saw the latest counts, and a count that changes later brings its own writer."""
         if not referrer or not referrer.get("intercom_contact_id"):
-            return False
+            return False  # pending until the referrer has a contact
         if referrer.get("intercom_status") == EXISTING_SKIPPED:
-            return False  # `duplicates: skip` never touches an existing contact, counts included
+            # `duplicates: skip` never touches an existing contact, counts included.
+            self.ctx.referrals.counts_settled(referrer)
+            return False
         raw = self.ctx.campaigns.get_settings(self.account_id, str(referrer["campaign_id"]))
         settings = CampaignSettings.model_validate(raw) if raw else None
         mapping = settings.sync.return_mapping if settings and settings.sync else {}
-        fields = {f: mapping[f] for f in ("referrals_count", "converted_referrals_count") if f in mapping}
+        fields = {f: mapping[f] for f in COUNTS if f in mapping}
         written: dict[str, Any] = referrer.get("written_counts") or {}
         wanted = {attribute: int(referrer.get(f) or 0) for f, attribute in fields.items()}
         changed = {k: v for k, v in wanted.items() if written.get(k) != v}
-        connection = self.ctx.connections.get(self.account_id)
-        if not changed or connection is None or connection.get("status") != CONNECTED:
+        if not changed:
+            self.ctx.referrals.counts_settled(referrer)
             return False
+        connection = self.ctx.connections.get(self.account_id)
+        if connection is None or connection.get("status") != CONNECTED:
+            return False  # pending: the first pass after a reconnect writes them
         client = self.ctx.intercom_for(connection)
         for _ in range(COUNT_WRITE_ROUNDS):
             body: dict[str, Any] = {}
@@ -359,6 +365,7 @@ class SignupPusher:
             # recorded the latest counts before this writer's older PUT landed.
             changed = {k: v for k, v in now.items() if wanted.get(k) != v}
             if not changed:
+                self.ctx.referrals.counts_settled(referrer)
                 return True
             wanted = now
         logger.warning(

@@ -190,9 +190,8 @@ class Engine:
                 intercom_for=self.svc.intercom_for,
             )
         )
-        for record in self.svc.store.query_all(f"REFERRALS#{account_id}", sk_prefix=f"{campaign_id}#"):
-            if int(record.get("referrals_count") or 0) or int(record.get("converted_referrals_count") or 0):
-                pusher.write_counts(record)
+        for referrer in pusher.ctx.referrals.counts_pending(account_id, campaign_id):
+            pusher.write_counts(referrer)
 
     # -- the coordinator ------------------------------------------------------------------------
     def coordinate(self, sync_id: str) -> None:

@@ -72,9 +72,12 @@ class _Settings:
         return CONTRACT_EXAMPLE
 
 
-class _Connected:
+@dataclass
+class _Connection:
+    status: str = CONNECTED
+
     def get(self, _account_id: str) -> dict[str, Any]:
-        return {"status": CONNECTED}
+        return {"status": self.status}
 
 
 @dataclass
@@ -86,29 +89,45 @@ class _Intercom:
         return {"id": contact_id}
 
 
-def test_a_count_written_from_a_stale_read_is_corrected_by_its_writer(aws: Provisioned) -> None:
-    """Writer A counted the second friend and wrote 2; writer B read the referrer before that, and
-    its PUT of 1 lands after A's. B sees the count moved on and writes 2 again."""
-    referrals = _referrals(aws)
+def _referrer_with_friends(referrals: Referrals, friends: int) -> dict[str, Any]:
     account_id = f"acct_{uuid.uuid4().hex[:8]}"
     referrer = referrals.ensure(account_id, "1", {"id": 3, "email": "rita@example.com"})
     referrer = referrals.update(referrer, {"intercom_contact_id": "c-rita", "workspace_id": "w1"})
-    for friend_id in (7, 8):
+    for friend_id in range(7, 7 + friends):
         friend_user = {"id": friend_id, "email": f"f{friend_id}@example.com", "referrer_id": 3}
         friend = referrals.ensure(account_id, "1", friend_user)
         referrals.count_for_referrer(friend, referrer, converted=False)
-    stale = {**referrer, "referrals_count": 1}  # as B read it between the two counts
-    intercom = _Intercom()
-    pusher = SignupPusher(
+    return referrer
+
+
+def _pusher(
+    referrals: Referrals, account_id: str, intercom: _Intercom, connection: _Connection
+) -> SignupPusher:
+    return SignupPusher(
         PushContext(
             account={"account_id": account_id},
             referrals=referrals,
             campaigns=cast("Any", _Settings()),
-            connections=cast("Any", _Connected()),
+            connections=cast("Any", connection),
             rf=cast("Any", None),
             intercom_for=lambda _connection: cast("Any", intercom),
         )
     )
+
+
+def _pending(referrals: Referrals, account_id: str) -> list[str]:
+    return [str(r["rf_user_id"]) for r in referrals.counts_pending(account_id, "1")]
+
+
+def test_a_count_written_from_a_stale_read_is_corrected_by_its_writer(aws: Provisioned) -> None:
+    """Writer A counted the second friend and wrote 2; writer B read the referrer before that, and
+    its PUT of 1 lands after A's. B sees the count moved on and writes 2 again."""
+    referrals = _referrals(aws)
+    referrer = _referrer_with_friends(referrals, 2)
+    account_id = str(referrer["account_id"])
+    stale = {**referrer, "referrals_count": 1}  # as B read it between the two counts
+    intercom = _Intercom()
+    pusher = _pusher(referrals, account_id, intercom, _Connection())
 
     assert pusher.write_counts(stale) is True
 
@@ -121,3 +140,41 @@ def test_a_count_written_from_a_stale_read_is_corrected_by_its_writer(aws: Provi
         "custom_attributes.converted_referrals": 0,
     }
     assert pusher.write_counts(current) is False  # nothing left to write
+
+
+def test_referrers_are_pending_from_their_count_until_it_is_in_intercom(aws: Provisioned) -> None:
+    referrals = _referrals(aws)
+    referrer = _referrer_with_friends(referrals, 1)
+    account_id = str(referrer["account_id"])
+    assert _pending(referrals, account_id) == ["3"]
+    intercom, connection = _Intercom(), _Connection(status="revoked")
+    pusher = _pusher(referrals, account_id, intercom, connection)
+
+    [current] = referrals.counts_pending(account_id, "1")
+    assert pusher.write_counts(current) is False  # not connected: nothing written, still pending
+    assert intercom.puts == []
+    assert _pending(referrals, account_id) == ["3"]
+
+    connection.status = CONNECTED
+    [current] = referrals.counts_pending(account_id, "1")  # what an ongoing pass does
+    assert pusher.write_counts(current) is True
+    assert intercom.puts[-1]["custom_attributes"]["referrals_count"] == 1
+    assert _pending(referrals, account_id) == []
+
+    friend = referrals.ensure(account_id, "1", {"id": 99, "email": "late@example.com", "referrer_id": 3})
+    referrals.count_for_referrer(friend, current, converted=False)
+    assert _pending(referrals, account_id) == ["3"]  # a new count makes it pending again
+
+
+def test_a_referrer_counted_again_meanwhile_stays_pending(aws: Provisioned) -> None:
+    referrals = _referrals(aws)
+    referrer = _referrer_with_friends(referrals, 1)
+    account_id = str(referrer["account_id"])
+    read = referrals.get(account_id, "1", "3")
+    assert read is not None
+    friend = referrals.ensure(account_id, "1", {"id": 50, "email": "b@example.com", "referrer_id": 3})
+    referrals.count_for_referrer(friend, read, converted=False)
+
+    referrals.counts_settled(read)  # read at 1, the count is 2 now: its writer has work to do
+
+    assert _pending(referrals, account_id) == ["3"]
