@@ -7,49 +7,11 @@ import copy
 import pytest
 from pydantic import ValidationError
 
+from local.demo import DEMO_SETTINGS
 from shared.campaign_settings import CampaignSettings, named_attributes, validate
 
-CONTRACT_EXAMPLE = {
-    "sync": {
-        "inbound_mapping": {"first_name": "name", "email": "email"},
-        "return_mapping": {
-            "referral_link": "custom_attributes.referral_link",
-            "referrals_count": "custom_attributes.referrals_count",
-            "converted_referrals_count": "custom_attributes.converted_referrals",
-        },
-    },
-    "person_invited": {
-        "action": "create_lead",
-        "mapping": {
-            "first_name": "name",
-            "email": "email",
-            "campaign_name": "custom_attributes.referral_campaign",
-            "source": "custom_attributes.referral_source",
-        },
-        "defaults": {"custom_attributes.plan": "trial"},
-        "referrer_mapping": {
-            "referrer_first_name": "custom_attributes.referrer_name",
-            "referrer_email": "custom_attributes.referrer_email",
-        },
-        "qualification": {
-            "attribute": "custom_attributes.customer_status",
-            "initial_value": "trial",
-            "qualifying_values": ["paid", "active"],
-        },
-        "duplicates": "skip",
-    },
-    "person_referring": {
-        "action": "create_user",
-        "mapping": {
-            "referrer_first_name": "name",
-            "referrer_email": "email",
-            "referral_link": "custom_attributes.referral_link",
-        },
-        "defaults": {},
-        "duplicates": "skip",
-    },
-    "commission": {"sale_value_attribute": "custom_attributes.deal_value"},
-}
+# The contract's example settings (interfaces.md §1), as the demo saves them.
+CONTRACT_EXAMPLE = DEMO_SETTINGS
 
 
 def attr(full_name: str, data_type: str = "string", *, writable: bool = True, options=None) -> dict:
