@@ -33,21 +33,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import os
 import random
 import secrets
-import select
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,55 +52,43 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bench.signup import FAKE_AWS, free_ports, lift_limits, percentile, queue_settled
-from local import template as tmpl
+from bench.harness import (
+    DRAIN_EVERY,
+    WARM_UP,
+    drain,
+    emulator_stats,
+    in_process,
+    lift_limits,
+    ms,
+    print_json,
+    process_cpu,
+    queue_settled,
+    rest_event,
+    running_stack,
+    stack_aws,
+)
 from local.demo import Demo
 
 RECEIVER = "IntercomWebhookFunction"
 RECEIVER_GOAL_P99_MS = 50.0
 LATENCY_GOAL_P95_S = 5.0
 SWEEP_INTERVAL_S = 300
-READY_TIMEOUT_S = 90.0
 ARRIVAL_TIMEOUT_S = 180.0
-WARM_UP = 20
-DRAIN_EVERY = 20
 CLIENT_SECRET = "bench-client-secret"
 STATUS, DEAL = "customer_status", "deal_value"
-
-
-def _ms(values: list[float], *pcts: int) -> dict[str, float]:
-    return {f"p{p}": round(percentile(values, p) * 1000, 2) for p in pcts}
 
 
 # -- in process ------------------------------------------------------------------------------------
 def notification_event(envelope: dict[str, Any]) -> dict[str, Any]:
     """The REST proxy event the local API Gateway builds for one of Intercom's signed notifications."""
-    from starlette.requests import Request
-
-    from local.apigw import ApiRoute, build_event
     from shared.signatures import hub_signature
 
     body = json.dumps(envelope, separators=(",", ":")).encode()
     headers = {
-        "host": "127.0.0.1:3000",
-        "content-type": "application/json",
         "user-agent": "intercom-parrot-service-client/1.0",
         "x-hub-signature": hub_signature(body, CLIENT_SECRET),
     }
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/webhooks/intercom",
-        "raw_path": b"/webhooks/intercom",
-        "query_string": b"",
-        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
-        "scheme": "http",
-        "server": ("127.0.0.1", 3000),
-        "client": ("127.0.0.1", 50000),
-        "http_version": "1.1",
-    }
-    route = ApiRoute.of("/webhooks/intercom", "ANY", RECEIVER)
-    return build_event(Request(scope), body, route, {}, str(uuid.uuid4()))
+    return rest_event(RECEIVER, "/webhooks/intercom", "/webhooks/intercom", headers, body)
 
 
 def envelope_for(workspace: str, n: int) -> dict[str, Any]:
@@ -144,60 +127,19 @@ def envelope_for(workspace: str, n: int) -> dict[str, Any]:
     }
 
 
-def lambda_context() -> Any:
-    from local.lambda_runtime import LambdaContext
-
-    return LambdaContext(
-        function_name=RECEIVER,
-        invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{RECEIVER}",
-        memory_limit_in_mb=512,
-        aws_request_id=str(uuid.uuid4()),
-        deadline_ms=int(time.time() * 1000) + 5000,
-    )
-
-
-def drain(sqs: Any, queue_url: str) -> None:
-    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages"):
-        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
-        sqs.delete_message_batch(QueueUrl=queue_url, Entries=entries)
-
-
 def measure_in_process(invocations: int, duplicates: float) -> dict[str, Any]:
     """The receiver and a decorated no-op, interleaved, against moto in this process."""
-    os.environ.update(FAKE_AWS)
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    from moto import mock_aws
-
-    from local.provision import parameter_defaults, provision, resolve_environment
-
-    with mock_aws():
+    with in_process(RECEIVER) as rig:
         import boto3
 
-        provisioned = provision(boto3.session.Session(), stack="bench")
-        boto3.client("secretsmanager").put_secret_value(
-            SecretId=provisioned.refs["IntercomAppSecret"],
-            SecretString=json.dumps({"client_id": "bench", "client_secret": CLIENT_SECRET}),
-        )
-        fn = tmpl.functions()[RECEIVER]
-        os.environ.update(resolve_environment(fn, provisioned, parameter_defaults()))
-        package = fn.code_uri.strip("/").replace("/", ".")
-        receiver = importlib.import_module(f"{package}.{fn.handler.rpartition('.')[0]}").handler
-        from aws_lambda_powertools.logging import correlation_paths
-
-        from shared import aws
-        from shared.observability import logger, metrics
         from shared.store import Store
 
-        aws.reset()
-
-        @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-        @metrics.log_metrics
-        def noop(event: dict[str, Any], context: Any) -> dict[str, Any]:
-            return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": "{}"}
-
+        boto3.client("secretsmanager").put_secret_value(
+            SecretId=rig.provisioned.refs["IntercomAppSecret"],
+            SecretString=json.dumps({"client_id": "bench", "client_secret": CLIENT_SECRET}),
+        )
         workspace = "benchws"
-        Store(provisioned.refs["MainTable"]).put(
+        Store(rig.provisioned.refs["MainTable"]).put(
             {
                 "pk": f"WORKSPACE#{workspace}",
                 "sk": "OWNER",
@@ -205,45 +147,30 @@ def measure_in_process(invocations: int, duplicates: float) -> dict[str, Any]:
                 "workspace_id": workspace,
             }
         )
-        queue_url = provisioned.refs["IntercomEventsQueue"]
-
-        answers: dict[str, int] = {}
-
-        def timed(handler: Callable[[dict[str, Any], Any], Any], event: dict[str, Any]) -> float:
-            ctx = lambda_context()
-            started = time.perf_counter()
-            result = handler(event, ctx)
-            elapsed = time.perf_counter() - started
-            if result["statusCode"] != 200:
-                raise RuntimeError(f"the handler answered {result}")
-            status = json.loads(result["body"]).get("status", "?")
-            answers[status] = answers.get(status, 0) + 1
-            return elapsed
-
+        queue_url = rig.provisioned.refs["IntercomEventsQueue"]
         rng = random.Random(7)
         sent: list[dict[str, Any]] = []
-        sqs = boto3.client("sqs")
         for n in range(WARM_UP):
-            timed(receiver, notification_event(envelope_for(workspace, n)))
-        drain(sqs, queue_url)
-        answers.clear()
+            rig.timed(rig.handler, notification_event(envelope_for(workspace, n)))
+        drain(rig.sqs, queue_url)
+        rig.answers.clear()
         samples: dict[str, list[float]] = {"receiver": [], "noop": []}
         for i in range(invocations):
             if i % DRAIN_EVERY == 0:
-                # moto's SendMessage slows as a queue grows (a real queue does not): keep it short.
-                drain(sqs, queue_url)
+                drain(rig.sqs, queue_url)
             if sent and rng.random() < duplicates:
                 event = rng.choice(sent)  # Intercom sending the same notification again
             else:
                 event = notification_event(envelope_for(workspace, WARM_UP + i))
                 sent.append(event)
             # Interleaved so machine noise hits both alike.
-            samples["receiver"].append(timed(receiver, event))
-            samples["noop"].append(timed(noop, event))
-    receiver_ms, noop_ms = _ms(samples["receiver"], 50, 99), _ms(samples["noop"], 50, 99)
+            samples["receiver"].append(rig.timed(rig.handler, event))
+            samples["noop"].append(rig.timed(rig.noop, event))
+        answers = dict(rig.answers)
+    receiver_ms, noop_ms = ms(samples["receiver"], 50, 99), ms(samples["noop"], 50, 99)
     return {
         "invocations": invocations,
-        "answers": {k: v for k, v in answers.items() if k != "?"},
+        "answers": answers,
         "receiver_ms": receiver_ms,
         "noop_ms": noop_ms,
         "goal_p99_ms": RECEIVER_GOAL_P99_MS,
@@ -252,33 +179,6 @@ def measure_in_process(invocations: int, duplicates: float) -> dict[str, Any]:
 
 
 # -- through the stack -----------------------------------------------------------------------------
-@contextlib.contextmanager
-def running_stack(log_path: Path, env: dict[str, str]) -> Iterator[dict[str, str]]:
-    """`python -m local up` on free ports, schedules every 300 s, until the block ends."""
-    api, intercom, rf, aws = free_ports(4)
-    command = [sys.executable, "-m", "local", "up", "--api-port", str(api), "--intercom-port", str(intercom)]
-    command += ["--rf-port", str(rf), "--aws-port", str(aws), "--schedule-interval", str(SWEEP_INTERVAL_S)]
-    # DEBUG: the runtime's REPORT lines (each invocation's duration) are read back from the log.
-    command += ["--log-level", "DEBUG"]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=tmpl.ROOT, stdout=subprocess.PIPE, stderr=log, env=env)
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], READY_TIMEOUT_S)
-        line = process.stdout.readline() if ready else b""
-        if not line:
-            raise RuntimeError(f"the stack did not start; its log: {log_path}")
-        yield {**json.loads(line), "pid": str(process.pid)}
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 @dataclass
 class Edit:
     contact_id: str
@@ -399,13 +299,6 @@ def send_edits(http: httpx.Client, demo: Demo, run: Run, rate: float) -> None:
     run.finished_at = time.time()
 
 
-def stats(http: httpx.Client, demo: Demo) -> dict[str, dict[str, Any]]:
-    return {
-        name: http.get(f"{base}/_emulator/stats").json()
-        for name, base in (("rf", demo.rf), ("ic", demo.intercom))
-    }
-
-
 def metric_counts(log_path: Path, names: tuple[str, ...]) -> dict[str, int]:
     """How often the product emitted each metric (its EMF lines in the stack's log)."""
     counts = dict.fromkeys(names, 0)
@@ -433,28 +326,6 @@ def durations(log_path: Path, since: str) -> dict[str, list[float]]:
                 name = parts[parts.index("REPORT") + 1]
                 found.setdefault(name, []).append(float(parts[parts.index("Duration:") + 1]))
     return found
-
-
-def process_cpu(root: int) -> dict[int, float]:
-    """CPU seconds (user + system) so far of `root` and every live process under it, by pid."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = (entry / "stat").read_text()
-                fields = stat[stat.rindex(")") + 2 :].split()
-                parents[int(entry.name)] = int(fields[1])
-                times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
-    tree, pending = {root}, [root]
-    while pending:
-        parent = pending.pop()
-        for child, its_parent in parents.items():
-            if its_parent == parent and child not in tree:
-                tree.add(child)
-                pending.append(child)
-    return {pid: times[pid] for pid in tree if pid in times}
 
 
 def roles(root: int, info: dict[str, str], log_path: Path) -> dict[int, str]:
@@ -508,11 +379,12 @@ def measure_stack(args: argparse.Namespace, env: dict[str, str]) -> dict[str, An
 
     log_path = Path(tempfile.mkdtemp(prefix="bench-qualify-")) / "stack.log"
     print(f"starting the stack (its log: {log_path})", file=sys.stderr)
-    with running_stack(log_path, env) as info, httpx.Client(timeout=30) as http:
+    # DEBUG: the runtime's REPORT lines (each invocation's duration) are read back from the log.
+    stack = running_stack(log_path, env, "--schedule-interval", str(SWEEP_INTERVAL_S), "--log-level", "DEBUG")
+    with stack as info, httpx.Client(timeout=30) as http:
         demo = Demo(info, None, http)
         ready_for_signups(demo)
-        aws = {"endpoint_url": info["aws"], "region_name": "us-east-1"}
-        aws |= {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+        aws = stack_aws(info)
         lift_limits(http, demo, aws, args.product_rf_limit)
         sqs = boto3.client("sqs", **aws)
         queue_urls = [
@@ -534,7 +406,7 @@ def measure_stack(args: argparse.Namespace, env: dict[str, str]) -> dict[str, An
         http.put(
             f"{demo.intercom}/_emulator/config", json={"faults": {"webhook_duplicate_rate": duplicate_rate}}
         )
-        before, cpu_before = stats(http, demo), process_cpu(int(info["pid"]))
+        before, cpu_before = emulator_stats(http, demo), process_cpu(int(info["pid"]))
         metrics_before = metric_counts(log_path, METRICS)
         since = time.strftime("%H:%M:%S")
         run.load_at_start = os.getloadavg()[0]
@@ -550,12 +422,12 @@ def measure_stack(args: argparse.Namespace, env: dict[str, str]) -> dict[str, An
         cpu_after = process_cpu(int(info["pid"]))
         run.cpu = cpu_by_role(cpu_before, cpu_after, roles(int(info["pid"]), info, log_path))
         users = rf_users(http, demo)
-        after = stats(http, demo)
+        after = emulator_stats(http, demo)
         metrics_after = metric_counts(log_path, METRICS)
     handled = {k: metrics_after[k] - metrics_before[k] for k in METRICS}
     timings = durations(log_path, since)
     run.invocations = {
-        name: {"invocations": len(values), **{k: round(v / 1000, 1) for k, v in _ms(values, 50, 99).items()}}
+        name: {"invocations": len(values), **{k: round(v / 1000, 1) for k, v in ms(values, 50, 99).items()}}
         for name, values in timings.items()
         if name in (RECEIVER, "IntercomEventsFunction") and values
     }
@@ -628,7 +500,7 @@ def summarise(
             if n - int(before[service]["requests"].get(route, 0))
         }
 
-    latency = {k: round(v / 1000, 2) for k, v in _ms(latencies, 50, 95).items()} if latencies else {}
+    latency = {k: round(v / 1000, 2) for k, v in ms(latencies, 50, 95).items()} if latencies else {}
     seconds = max(run.finished_at - run.started_at, 1e-9)
     deliveries = delta("ic", "webhooks_sent")
     return {
@@ -693,24 +565,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-stack", action="store_true")
     args = parser.parse_args(argv)
     stack_env = dict(os.environ)
-    # The receiver logs and prints its metrics to stdout, as Lambda wants; this JSON document owns it.
-    out = os.fdopen(os.dup(1), "w")
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    result: dict[str, Any] = {}
-    try:
+
+    def measure() -> dict[str, Any]:
+        result: dict[str, Any] = {}
         if not args.skip_in_process:
             print(f"in process: {args.invocations} notifications", file=sys.stderr)
             result["in_process"] = measure_in_process(args.invocations, args.duplicates)
         if not args.skip_stack:
             result["stack"] = measure_stack(args, stack_env)
-    except Exception:
-        # Powertools' logger takes over uncaught exceptions and would log this one to stdout.
-        traceback.print_exc()
-        return 1
-    out.write(json.dumps(result, indent=2) + "\n")
-    out.flush()
-    return 0
+        return result
+
+    return print_json(measure)
 
 
 if __name__ == "__main__":

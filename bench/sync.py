@@ -54,7 +54,6 @@ import itertools
 import json
 import math
 import os
-import socket
 import sys
 import tempfile
 import threading
@@ -111,19 +110,6 @@ DYNAMODB_READS = {"GetItem", "Query", "Scan"}
 def log(text: str) -> None:
     sys.stderr.write(f"bench.sync: {text}\n")
     sys.stderr.flush()
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 # -- Lambda invocations --------------------------------------------------------------------------
@@ -678,6 +664,7 @@ def running_stack(
     record_path: Path | None, function_log_level: str
 ) -> Iterator[tuple[Stack, dict[str, str]]]:
     from local import template as tmpl
+    from local.services import free_ports
     from local.stack import Stack, StackOptions
 
     class BenchStack(Stack):

@@ -17,25 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from local.services import free_ports
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_TEMPLATE = Path(__file__).parent / "stack" / "template.yaml"
 READY_TIMEOUT_S = 180  # generous: shared CI machines can be slow to spawn processes
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def descendants(pid: int) -> set[int]:

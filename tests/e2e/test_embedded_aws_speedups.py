@@ -12,8 +12,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from local.services import Service
-from tests.e2e.conftest import free_ports
+from local.services import Service, free_ports
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

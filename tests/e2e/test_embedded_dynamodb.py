@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from local.services import Service
-from tests.e2e.conftest import free_ports
+from local.services import Service, free_ports
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
