@@ -68,6 +68,7 @@ from bench.harness import (
     stack_aws,
 )
 from local.demo import Demo
+from local.demo import join as demo_join
 
 RECEIVER = "IntercomWebhookFunction"
 RECEIVER_GOAL_P99_MS = 50.0
@@ -214,21 +215,10 @@ def rf_users(http: httpx.Client, demo: Demo) -> list[dict[str, Any]]:
 def sign_up_friends(http: httpx.Client, demo: Demo, count: int, per_referrer: int) -> dict[int, str]:
     """`count` friends (and their referrers) join; returns the friends' user ids and emails once every
     one of them is a lead in Intercom."""
-    campaign_id = int(demo.state["campaign_id"])
 
     def join(first_name: str, referrer_code: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "api_key": demo.state["rf_api_key"],
-            "campaign_id": campaign_id,
-            "first_name": first_name,
-            "email": f"{first_name.lower()}.{secrets.token_hex(3)}@bench-qualify.example",
-        }
-        if referrer_code:
-            body["referrer_code"] = referrer_code
-        response = http.post(f"{demo.rf}/_emulator/signups", json=body)
-        response.raise_for_status()
-        data = response.json()
-        return dict(data.get("data") or data)
+        email = f"{first_name.lower()}.{secrets.token_hex(3)}@bench-qualify.example"
+        return demo_join(demo, first_name, email, referrer_code)
 
     friends: dict[int, str] = {}
     referrer: dict[str, Any] = {}

@@ -324,33 +324,39 @@ def _show_contact(demo: Demo, contact: dict[str, Any]) -> None:
     demo.say(f"{contact['role']:<4} {contact['name']:<5} {contact['email']:<28} {attributes}")
 
 
+def join(demo: Demo, first_name: str, email: str, referrer_code: str | None = None) -> dict[str, Any]:
+    """Someone signs up on the demo campaign's page (through a friend's link when `referrer_code` is
+    given), as the Referral Factory emulator lets a test or a benchmark do; returns the new user."""
+    body: dict[str, Any] = {
+        "api_key": demo.state["rf_api_key"],
+        "campaign_id": int(demo.state["campaign_id"]),
+        "first_name": first_name,
+        "email": email,
+    }
+    if referrer_code:
+        body["referrer_code"] = referrer_code
+    user: dict[str, Any] = _expect(demo.http.post(f"{demo.rf}/_emulator/signups", json=body), 201)
+    return dict(user.get("data") or user)
+
+
 @step("A referrer and three friends sign up on the campaign page and arrive in Intercom")
 def signups_arrive(demo: Demo) -> None:
-    rf_key, campaign_id = demo.state["rf_api_key"], int(demo.state["campaign_id"])
+    rf_key = demo.state["rf_api_key"]
     hook = _expect(demo.http.get(f"{demo.rf}/_emulator/accounts/{rf_key}/webhooks"), 200)
     expected = f"{demo.api}/webhooks/referral-factory/{demo.state['account_id']}"
     if not hook or hook.get("url") != expected:
         raise RuntimeError(f"Referral Factory's webhooks do not point at the product: {hook}")
     demo.say(f"Referral Factory posts {', '.join(hook['events'])} to {hook['url']}")
 
-    def join(first_name: str, email: str, referrer_code: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "api_key": rf_key,
-            "campaign_id": campaign_id,
-            "first_name": first_name,
-            "email": email,
-        }
-        if referrer_code:
-            body["referrer_code"] = referrer_code
-        user: dict[str, Any] = _expect(demo.http.post(f"{demo.rf}/_emulator/signups", json=body), 201)
-        user = dict(user.get("data") or user)
+    def join_and_say(first_name: str, email: str, referrer_code: str | None = None) -> dict[str, Any]:
+        user = join(demo, first_name, email, referrer_code)
         demo.say(f"POST /_emulator/signups {first_name} <{email}> -> user {user['id']}, code {user['code']}")
         return user
 
     started = time.perf_counter()
-    referrer = join(*DEMO_REFERRER)
+    referrer = join_and_say(*DEMO_REFERRER)
     for name, email in DEMO_FRIENDS:
-        join(name, email, referrer["code"])
+        join_and_say(name, email, referrer["code"])
     emails = [DEMO_REFERRER[1], *(email for _, email in DEMO_FRIENDS)]
     bar = demo.progress(len(emails), "contacts in Intercom")
     deadline = time.monotonic() + SIGNUP_TIMEOUT_S

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from local.demo import Demo, ready_for_signups
+from local.demo import join as demo_join
 from tests.e2e.conftest import RunningStack
 
 TIMEOUT_S = 15.0
@@ -40,18 +41,8 @@ def wait_for(check: Callable[[], Any], what: str) -> Any:
 
 
 def join(demo: Demo, first_name: str, referrer_code: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "api_key": demo.state["rf_api_key"],
-        "campaign_id": int(demo.state["campaign_id"]),
-        "first_name": first_name,
-        "email": f"{first_name.lower()}.{secrets.token_hex(3)}@qualify-stack.example",
-    }
-    if referrer_code:
-        body["referrer_code"] = referrer_code
-    response = demo.http.post(f"{demo.rf}/_emulator/signups", json=body)
-    assert response.status_code == 201, response.text
-    data = response.json()
-    return dict(data.get("data") or data)
+    email = f"{first_name.lower()}.{secrets.token_hex(3)}@qualify-stack.example"
+    return demo_join(demo, first_name, email, referrer_code)
 
 
 def contact(demo: Demo, email: str) -> dict[str, Any] | None:
