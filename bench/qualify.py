@@ -42,7 +42,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,6 +68,7 @@ from bench.harness import (
 )
 from local.demo import Demo
 from local.demo import join as demo_join
+from local.emulators.intercom.core import notification_envelope
 
 RECEIVER = "IntercomWebhookFunction"
 RECEIVER_GOAL_P99_MS = 50.0
@@ -112,20 +112,7 @@ def envelope_for(workspace: str, n: int) -> dict[str, Any]:
             "has_more": False,
         },
     }
-    return {
-        "type": "notification_event",
-        "app_id": workspace,
-        "data": {"type": "notification_event_data", "item": item},
-        "links": {},
-        "id": f"notif_{uuid.uuid4()}",
-        "topic": "contact.lead.updated",
-        "delivery_status": "pending",
-        "delivery_attempts": 1,
-        "delivered_at": 0,
-        "first_sent_at": now,
-        "created_at": now,
-        "self": None,
-    }
+    return notification_envelope(workspace, "contact.lead.updated", item)
 
 
 def measure_in_process(invocations: int, duplicates: float) -> dict[str, Any]:

@@ -101,6 +101,25 @@ def _scalars(body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def notification_envelope(app_id: str, topic: str, item: dict[str, Any]) -> dict[str, Any]:
+    """A topic notification in Intercom's envelope (reference §6.3, §6.4), as first sent now."""
+    now = int(time.time())
+    return {
+        "type": "notification_event",
+        "app_id": app_id,
+        "data": {"type": "notification_event_data", "item": item},
+        "links": {},
+        "id": f"notif_{uuid.uuid4()}",
+        "topic": topic,
+        "delivery_status": "pending",
+        "delivery_attempts": 1,
+        "delivered_at": 0,
+        "first_sent_at": now,
+        "created_at": now,
+        "self": None,
+    }
+
+
 class IntercomEmulator:
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         self.initial_config = merge_config(DEFAULT_CONFIG, config or {})
@@ -313,22 +332,7 @@ class IntercomEmulator:
                 if item.get(name) is not None:
                     item[name] = datetime.fromtimestamp(item[name], UTC).isoformat(timespec="milliseconds")
         item.update(extra or {})
-        now = int(time.time())
-        envelope = {
-            "type": "notification_event",
-            "app_id": ws.id_code,
-            "data": {"type": "notification_event_data", "item": item},
-            "links": {},
-            "id": f"notif_{uuid.uuid4()}",
-            "topic": topic,
-            "delivery_status": "pending",
-            "delivery_attempts": 1,
-            "delivered_at": 0,
-            "first_sent_at": now,
-            "created_at": now,
-            "self": None,
-        }
-        body = json.dumps(envelope, separators=(",", ":")).encode()
+        body = json.dumps(notification_envelope(ws.id_code, topic, item), separators=(",", ":")).encode()
         secret = str(self.config.get("client_secret") or "").encode()
         signature = "sha1=" + hmac.new(secret, body, hashlib.sha1).hexdigest()
         self.sender.send(
