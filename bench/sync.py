@@ -583,25 +583,11 @@ def describe(
         rf_limit, ic_limit = limits["rf_per_minute"], limits["intercom_per_10s"]
         if rf_limit:
             bounds.append(
-                {
-                    "service": "referral_factory",
-                    "calls": rf_calls,
-                    "limit": f"{rf_limit}/60s",
-                    "bound_s": round(rf_calls * RF_WINDOW_S / rf_limit, 1),
-                    "window_floor_s": (math.ceil(rf_calls / rf_limit) - 1) * RF_WINDOW_S,
-                    "calls_per_window": calls_per_window(run.rf_samples, RF_WINDOW_S),
-                }
+                rate_bound("referral_factory", rf_calls, rf_limit, RF_WINDOW_S)
+                | {"calls_per_window": calls_per_window(run.rf_samples, RF_WINDOW_S)}
             )
         if ic_limit:
-            bounds.append(
-                {
-                    "service": "intercom",
-                    "calls": ic_calls,
-                    "limit": f"{ic_limit}/10s",
-                    "bound_s": round(ic_calls * INTERCOM_WINDOW_S / ic_limit, 1),
-                    "window_floor_s": (math.ceil(ic_calls / ic_limit) - 1) * INTERCOM_WINDOW_S,
-                }
-            )
+            bounds.append(rate_bound("intercom", ic_calls, ic_limit, INTERCOM_WINDOW_S))
         if bounds:
             binding = max(bounds, key=lambda b: b["bound_s"])
             result["bound"] = {"binding": binding["service"], "services": bounds}
@@ -619,6 +605,17 @@ def describe(
             result["dynamodb"] = run.aws["dynamodb"]
             result["estimated_cost_per_100k_usd"] = cost_per_100k(result["lambda"], run.aws, n)
     return result
+
+
+def rate_bound(service: str, calls: int, limit: int, window_s: float) -> dict[str, Any]:
+    """The least time `calls` can take at `limit` a fixed window, and the floor a burst allows."""
+    return {
+        "service": service,
+        "calls": calls,
+        "limit": f"{limit}/{window_s:g}s",
+        "bound_s": round(calls * window_s / limit, 1),
+        "window_floor_s": (math.ceil(calls / limit) - 1) * window_s,
+    }
 
 
 def cost_per_100k(lam: dict[str, Any], aws: dict[str, Any], contacts: int) -> dict[str, Any]:
