@@ -733,3 +733,24 @@ def test_a_notification_that_could_not_be_queued_is_not_dropped_as_a_repeat_on_r
     assert process(world, message, message) == {"batchItemFailures": []}
     assert rf_users(world)[val["id"]]["qualify_calls"] == 1
     assert len(qualified_events(referral(world, val))) == 1
+
+
+def test_idempotency_keys_are_pinned_so_moving_code_keeps_deduplication(world: World):
+    """Powertools derives an idempotency record's id from the function's module and name unless a
+    prefix is given; moving the qualifier would then forget every qualification in flight. The ids
+    written here are the ones a deployed stack already holds, character for character."""
+    import hashlib
+
+    [ivy] = friends(world, "Ivy")
+    note = edit(world, ivy["contact"]["id"], **{STATUS: "paid", DEAL: 10})
+    assert receive(world, note) == {"status": "queued"}
+    drain_events(world)
+    assert rf_users(world)[ivy["id"]]["qualify_calls"] == 1
+
+    table = boto3.resource("dynamodb").Table(world.aws.refs["IdempotencyTable"])
+    business_key = f"{world.account_id}:qualify:{world.campaign}:{ivy['id']}"
+    digest = hashlib.md5(json.dumps(business_key).encode()).hexdigest()  # Powertools' own hash
+    record = table.get_item(Key={"id": f"referral-qualification#{digest}"}).get("Item")
+    assert record is not None and record["status"] == "COMPLETED"
+    seen = table.get_item(Key={"id": f"intercom-notification#{note.data['id']}"}).get("Item")
+    assert seen is not None
