@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from shared.api_errors import RateLimited
+from shared.clients.errors import RateLimited
 
 INTERCOM = "intercom"
 REFERRAL_FACTORY = "referral_factory"
@@ -69,9 +69,9 @@ class WorkerResult:
 
 def _call(spec: WorkerSpec) -> Callable[[], Any]:
     # Imported here so the spawned process reads AWS_ENDPOINT_URL before any boto3 session exists.
-    from shared.intercom import IntercomClient
-    from shared.rate_budget import intercom_budget, referral_factory_budget
-    from shared.referral_factory import ReferralFactoryClient
+    from shared.clients.intercom import IntercomClient
+    from shared.clients.rate_budget import intercom_budget, referral_factory_budget
+    from shared.clients.referral_factory import ReferralFactoryClient
 
     if spec.service == INTERCOM:
         intercom = IntercomClient(
@@ -122,7 +122,7 @@ def next_boundary(window_s: float, at_least: float) -> float:
 
 def intercom_token(control: httpx.Client) -> str:
     """A workspace token through the emulator's scripted OAuth path and the client's own exchange."""
-    from shared.intercom import exchange_code
+    from shared.clients.intercom import exchange_code
 
     r = control.get(
         "/oauth",

@@ -152,10 +152,10 @@ def in_process(function: str) -> Iterator[InProcess]:
         handler = importlib.import_module(f"{package}.{fn.handler.rpartition('.')[0]}").handler
         from aws_lambda_powertools.logging import correlation_paths
 
-        from shared import aws
+        from shared.aws import boto
         from shared.observability import logger, metrics
 
-        aws.reset()
+        boto.reset()
 
         @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
         @metrics.log_metrics

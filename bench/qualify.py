@@ -82,7 +82,7 @@ STATUS, DEAL = "customer_status", "deal_value"
 # -- in process ------------------------------------------------------------------------------------
 def notification_event(envelope: dict[str, Any]) -> dict[str, Any]:
     """The REST proxy event the local API Gateway builds for one of Intercom's signed notifications."""
-    from shared.signatures import hub_signature
+    from shared.domain.signatures import hub_signature
 
     body = json.dumps(envelope, separators=(",", ":")).encode()
     headers = {
@@ -120,7 +120,7 @@ def measure_in_process(invocations: int, duplicates: float) -> dict[str, Any]:
     with in_process(RECEIVER) as rig:
         import boto3
 
-        from shared.store import Store
+        from shared.aws.store import Store
 
         boto3.client("secretsmanager").put_secret_value(
             SecretId=rig.provisioned.refs["IntercomAppSecret"],

@@ -63,7 +63,7 @@ LATENCY_GOAL_P95_S = 5.0
 # -- in process ------------------------------------------------------------------------------------
 def webhook_event(account_id: str, secret: str) -> dict[str, Any]:
     """The REST proxy event the local API Gateway builds for the Referral Factory emulator's webhook."""
-    from shared.accounts import WEBHOOK_HEADER_NAME
+    from shared.records.accounts import WEBHOOK_HEADER_NAME
 
     user = {
         "id": 4242,
@@ -95,10 +95,10 @@ def measure_in_process(invocations: int) -> dict[str, Any]:
     with in_process(RECEIVER) as rig:
         from aws_lambda_powertools.logging import correlation_paths
 
-        from shared import queues
-        from shared.accounts import hash_secret
+        from shared.aws import queues
+        from shared.aws.store import Store
         from shared.observability import logger, metrics
-        from shared.store import Store
+        from shared.records.accounts import hash_secret
 
         account_id, secret = "acc_bench", secrets.token_urlsafe(24)
         store, queue_url = Store(rig.provisioned.refs["MainTable"]), rig.provisioned.refs["SignupQueue"]

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.logging import correlation_paths
 
 from shared import settings
-from shared.http_api import ProductResolver
+from shared.api.resolver import ProductResolver
+from shared.api.routes import syncs
 from shared.observability import logger, metrics, tracer
-from shared.routes import syncs
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

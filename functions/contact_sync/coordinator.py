@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from shared import settings
+from shared.flows.sync import Engine, handle_coordinator_record
 from shared.observability import logger, metrics, tracer
-from shared.services import services
-from shared.sync_engine import Engine, handle_coordinator_record
+from shared.wiring import services
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-from shared import qualifier, settings
-from shared.intercom_events import handle_record
+from shared import settings
+from shared.consumers.intercom_events import handle_record
+from shared.flows import qualify as qualifier
 from shared.observability import logger, metrics, tracer
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from shared import settings
+from shared.consumers.signups import handle_record
 from shared.observability import logger, metrics, tracer
-from shared.signup_events import handle_record
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

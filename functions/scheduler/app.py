@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from shared import queues, settings
-from shared.due_work import fire_due
+from shared import messages, settings
+from shared.aws import queues
+from shared.aws.store import Store
 from shared.observability import logger, metrics, tracer
-from shared.store import Store
+from shared.records.due_work import fire_due
 
 SETTINGS = settings.load(settings.SchedulerSettings)
 
@@ -26,9 +27,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
         int(time.time()),
         queues.send,
         {
-            "signup": s.signup_queue_url,
-            "sync": s.sync_queue_url,
-            "intercom_events": s.intercom_events_queue_url,
+            messages.SIGNUP_QUEUE: s.signup_queue_url,
+            messages.SYNC_QUEUE: s.sync_queue_url,
+            messages.INTERCOM_EVENTS_QUEUE: s.intercom_events_queue_url,
         },
     )
     metrics.add_metric(name="DueWorkFired", unit="Count", value=result.fired)

@@ -27,9 +27,9 @@ def aws() -> Iterator[Provisioned]:
     with mock_aws():
         import boto3
 
-        from shared import aws as shared_aws
+        from shared.aws import boto
 
-        shared_aws.reset()
+        boto.reset()
         yield provision(boto3.session.Session(), stack="test")
 
 

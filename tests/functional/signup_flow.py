@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import httpx
 
-from shared.accounts import WEBHOOK_HEADER_NAME
+from shared.records.accounts import WEBHOOK_HEADER_NAME
 from tests.factories import LambdaContext, api_event, sqs_event
 from tests.functional.oauth_flow import account_call
 from tests.unit.test_campaign_settings import CONTRACT_EXAMPLE

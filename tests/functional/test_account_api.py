@@ -10,9 +10,9 @@ import uuid
 import httpx
 import pytest
 
-from shared.accounts import Accounts
-from shared.crypto import SecretBox
-from shared.store import Store
+from shared.aws.crypto import SecretBox
+from shared.aws.store import Store
+from shared.records.accounts import Accounts
 from tests.factories import api_event, body_of
 from tests.functional.oauth_flow import account_call, bearer, connect, stats
 from tests.unit.test_campaign_settings import CONTRACT_EXAMPLE

@@ -7,10 +7,10 @@ import json
 import boto3
 import pytest
 
-from shared.accounts import WEBHOOK_HEADER_NAME, Accounts, hash_secret
-from shared.crypto import SecretBox
-from shared.errors import Unauthorized
-from shared.store import Store
+from shared.aws.crypto import SecretBox
+from shared.aws.store import Store
+from shared.domain.errors import Unauthorized
+from shared.records.accounts import WEBHOOK_HEADER_NAME, Accounts, hash_secret
 from tests.factories import api_event, body_of
 from tests.functional.conftest import ADMIN_TOKEN
 

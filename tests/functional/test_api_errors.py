@@ -75,7 +75,7 @@ def test_admin_route_needs_the_admin_token(call, headers):
 
 
 def test_unexpected_errors_are_500_in_the_envelope_without_details(call, monkeypatch):
-    from shared.routes import operator
+    from shared.api.routes import operator
 
     def explode(*_args, **_kwargs):
         raise RuntimeError("secret internals")

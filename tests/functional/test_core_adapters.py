@@ -8,9 +8,9 @@ import uuid
 import boto3
 import pytest
 
-from shared import queues
-from shared.due_work import due_item, fire_due
-from shared.store import ConditionFailed, Store
+from shared.aws import queues
+from shared.aws.store import ConditionFailed, Store
+from shared.records.due_work import due_item, fire_due
 from tests.factories import LambdaContext, sqs_event
 
 

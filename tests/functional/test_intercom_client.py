@@ -23,9 +23,9 @@ from openapi_core.testing import MockRequest
 from local.emulators.intercom import create_app
 from local.emulators.server import RunningServer, serve_in_thread
 from local.provision import Provisioned
-from shared.api_errors import Conflict, ConnectionRevoked, NotFound, Unauthorized
-from shared.http_client import RetryPolicy
-from shared.intercom import (
+from shared.clients.errors import Conflict, ConnectionRevoked, NotFound, Unauthorized
+from shared.clients.http import RetryPolicy
+from shared.clients.intercom import (
     SEARCH_PAGE_SIZE,
     IntercomClient,
     Workspace,
@@ -33,7 +33,7 @@ from shared.intercom import (
     exchange_code,
     regional_api_bases,
 )
-from shared.rate_budget import intercom_budget
+from shared.clients.rate_budget import intercom_budget
 
 CLIENT_ID = "client-test"
 CLIENT_SECRET = "secret-test"

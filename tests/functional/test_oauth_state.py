@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.oauth_state import InvalidState, OAuthStates
-from shared.store import Store
+from shared.aws.store import Store
+from shared.records.oauth_states import InvalidState, OAuthStates
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shared.referrals import Referrals
-from shared.signatures import hub_signature
-from shared.store import Store
+from shared.aws.store import Store
+from shared.domain.signatures import hub_signature
+from shared.records.referrals import Referrals
 from tests.factories import LambdaContext, api_event, body_of, sqs_event
 from tests.functional.conftest import ADMIN_TOKEN, INTERCOM_CLIENT_SECRET
 from tests.functional.oauth_flow import account_call, connect
@@ -364,7 +364,8 @@ def test_duplicated_shuffled_and_dropped_notifications_end_with_each_qualified_o
     assert [bool(users[p["id"]]["qualified_at"]) for p in people] == [False, False, True, True, False, False]
 
     # The sweep finds what the webhooks missed, a page at a time here (the rest goes back to the queue).
-    from shared import qualification_sweep, queues
+    from shared.aws import queues
+    from shared.flows import sweep as qualification_sweep
 
     monkeypatch.setattr(qualification_sweep, "PAGE_SIZE", 2)
     monkeypatch.setattr(qualification_sweep, "PAGES_PER_MESSAGE", 1)
@@ -418,7 +419,7 @@ def test_echoes_other_attributes_and_strangers_cost_no_referral_factory_call(wor
 
 
 def test_a_timeout_after_the_referral_factory_call_never_calls_twice(world: World, monkeypatch):
-    from shared.referral_factory import ReferralFactoryClient
+    from shared.clients.referral_factory import ReferralFactoryClient
 
     [hal] = friends(world, "Hal")
     receive(world, edit(world, hal["contact"]["id"], **{STATUS: "paid", DEAL: 75}))
@@ -466,8 +467,8 @@ def test_a_timeout_before_the_bookkeeping_finishes_it_on_the_retry(world: World,
 
 
 def test_a_concurrent_attempt_is_handed_back_while_the_first_is_in_progress(world: World, monkeypatch):
-    from shared import qualifier
-    from shared.referral_factory import ReferralFactoryClient
+    from shared.clients.referral_factory import ReferralFactoryClient
+    from shared.flows import qualify as qualifier
 
     [jo] = friends(world, "Jo")
     receive(world, edit(world, jo["contact"]["id"], **{STATUS: "paid"}))
@@ -556,7 +557,7 @@ def test_merges_move_the_referral_and_removals_are_recorded(world: World, monkey
     assert [e["kind"] for e in record["events"]].count("contact_merged") == 1
     # The survivor carries the referral: its change qualifies it. (This notification is too big for the
     # queue, so the processor reads the contact back from Intercom.)
-    from shared.routes import intercom_webhooks
+    from shared.api.routes import intercom_webhooks
 
     monkeypatch.setattr(intercom_webhooks, "MAX_ITEM_BYTES", 10)
     receive(world, edit(world, user_id, **{STATUS: "paid", DEAL: 1}))
@@ -583,7 +584,7 @@ def test_merges_move_the_referral_and_removals_are_recorded(world: World, monkey
 
 
 def test_an_existing_contact_qualifies_only_after_a_change_from_a_value_seen_first(world: World, monkeypatch):
-    from shared import qualifier
+    from shared.flows import qualify as qualifier
 
     # Warm processes take up to half a minute to see new settings; here, at once.
     monkeypatch.setattr(qualifier, "SETTINGS_TTL_S", 0)
@@ -712,7 +713,7 @@ def test_a_referral_qualified_by_hand_in_referral_factory_is_recorded_not_qualif
 def test_a_notification_that_could_not_be_queued_is_not_dropped_as_a_repeat_on_retry(
     world: World, monkeypatch
 ):
-    from shared import queues
+    from shared.aws import queues
 
     [val] = friends(world, "Val")
     note = edit(world, val["contact"]["id"], **{STATUS: "paid", DEAL: 12})

@@ -10,8 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local.provision import Provisioned
-from shared import aws as shared_aws
-from shared.rate_budget import (
+from shared.aws import boto
+from shared.clients.rate_budget import (
     EDGE_S,
     INTERCOM_FIRST_WINDOW_LIMIT,
     REFERRAL_FACTORY_DEFAULT_PER_MINUTE,
@@ -59,7 +59,7 @@ def spend_all(budgets: list[RateBudget], attempts: int = 10_000) -> int:
 
 
 def item(table: str, pk: str, sk: str) -> dict[str, Any] | None:
-    found: dict[str, Any] | None = shared_aws.table(table).get_item(Key={"pk": pk, "sk": sk}).get("Item")
+    found: dict[str, Any] | None = boto.table(table).get_item(Key={"pk": pk, "sk": sk}).get("Item")
     return found
 
 

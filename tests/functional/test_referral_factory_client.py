@@ -12,10 +12,10 @@ import pytest
 from local.emulators.referral_factory.app import create_app
 from local.emulators.server import RunningServer, serve_in_thread
 from local.provision import Provisioned
-from shared.api_errors import Invalid, NotFound, RateLimited, Unauthorized
-from shared.http_client import RetryPolicy
-from shared.rate_budget import referral_factory_budget
-from shared.referral_factory import SALE_VALUE_FIELD, ReferralFactoryClient, Referrer
+from shared.clients.errors import Invalid, NotFound, RateLimited, Unauthorized
+from shared.clients.http import RetryPolicy
+from shared.clients.rate_budget import referral_factory_budget
+from shared.clients.referral_factory import SALE_VALUE_FIELD, ReferralFactoryClient, Referrer
 
 API_KEY = "rf-key-client-tests"
 CAMPAIGN = 7101

@@ -9,10 +9,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
-from shared.connections import CONNECTED
-from shared.referrals import PENDING, QUALIFIED, Referrals
-from shared.signup_push import PushContext, SignupPusher
-from shared.store import Store
+from shared.aws.store import Store
+from shared.flows.signup_push import PushContext, SignupPusher
+from shared.records.connections import CONNECTED
+from shared.records.referrals import PENDING, QUALIFIED, Referrals
 from tests.unit.test_campaign_settings import CONTRACT_EXAMPLE
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from moto.server import ThreadedMotoServer
 from bench.clients import INTERCOM, WORKSPACE, WorkerSpec, next_boundary, provision_table, run_worker
 from local.emulators.intercom import create_app
 from local.emulators.server import serve_in_thread
-from shared.intercom import exchange_code
+from shared.clients.intercom import exchange_code
 
 LIMIT_PER_10S = 12
 WORKERS = 4

@@ -9,7 +9,7 @@ import threading
 import httpx
 import pytest
 
-from shared import signup_push
+from shared.flows import signup_push
 from tests.factories import api_event, body_of
 from tests.functional.oauth_flow import account_call, bearer, connect
 from tests.functional.signup_flow import (
@@ -149,7 +149,7 @@ def test_missing_settings_are_recorded_then_the_catch_up_pushes(
 
 
 def run_catch_up(lambda_module, aws, setup, campaign):
-    from shared import queues
+    from shared.aws import queues
 
     queues.send(
         aws.refs["SignupQueue"],
@@ -169,8 +169,8 @@ def test_a_dropped_webhook_is_caught_up(call, lambda_module, aws, emulators, con
 
 
 def test_the_catch_up_schedules_a_missing_qualification_sweep(lambda_module, aws, call, connected_account):
-    from shared.campaigns import qualification_sweep_work_id
-    from shared.store import Store
+    from shared.aws.store import Store
+    from shared.records.campaigns import qualification_sweep_work_id
 
     setup = connected_account
     campaign = configure(call, setup)  # the contract's example qualifies on customer_status

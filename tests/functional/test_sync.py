@@ -9,9 +9,10 @@ import boto3
 import httpx
 import pytest
 
-from shared import sync_engine
-from shared import syncs as syncs_module
-from shared.api_errors import RateLimited, Transient
+from shared import messages
+from shared.clients.errors import RateLimited, Transient
+from shared.flows import sync as sync_engine
+from shared.records import syncs as syncs_module
 from tests.factories import LambdaContext
 from tests.functional.oauth_flow import connect
 from tests.functional.signup_flow import configure, contacts
@@ -206,7 +207,7 @@ def test_a_hand_back_delivered_again_after_it_was_counted_hands_on_the_same_rest
         return real_link(self, contact)
 
     def crashing_send(url, body, **kwargs):
-        if body.get("kind") == sync_engine.CHUNK and "+" in body["chunk_id"] and crashes["send"]:
+        if body.get("kind") == messages.SYNC_CHUNK and "+" in body["chunk_id"] and crashes["send"]:
             crashes["send"] -= 1
             raise RuntimeError("worker killed after counting, before handing on its rest")
         return real_send(url, body, **kwargs)

@@ -8,7 +8,7 @@ import boto3
 import httpx
 import pytest
 
-from shared.signatures import body_signature, hub_signature
+from shared.domain.signatures import body_signature, hub_signature
 from tests.factories import LambdaContext, api_event, body_of, sqs_event
 from tests.functional.conftest import INTERCOM_CLIENT_SECRET
 from tests.functional.oauth_flow import bearer, connect, connection

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from local.demo import DEMO_SETTINGS
-from shared.campaign_settings import CampaignSettings, named_attributes, validate
+from shared.domain.campaign_settings import CampaignSettings, named_attributes, validate
 
 # The contract's example settings (interfaces.md §1), as the demo saves them.
 CONTRACT_EXAMPLE = DEMO_SETTINGS

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from local import template as tmpl
-from shared.accounts import hash_secret, secret_matches
-from shared.auth import require_admin
-from shared.errors import BadRequest, Unauthorized
-from shared.http_api import _field_path, public_base_url
-from shared.pagination import decode_cursor, encode_cursor, page
+from shared.api.auth import require_admin
+from shared.api.pagination import decode_cursor, encode_cursor, page
+from shared.api.resolver import _field_path, public_base_url
+from shared.domain.errors import BadRequest, Unauthorized
+from shared.records.accounts import hash_secret, secret_matches
 
 
 def test_cursor_round_trips_within_its_partition():

@@ -9,8 +9,8 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from shared.api_errors import Conflict, Invalid, NotFound, RateLimited, Transient, Unauthorized
-from shared.http_client import HttpClient, RetryPolicy, _loggable, error_for, header_wait, shared_http
+from shared.clients.errors import Conflict, Invalid, NotFound, RateLimited, Transient, Unauthorized
+from shared.clients.http import HttpClient, RetryPolicy, _loggable, error_for, header_wait, shared_http
 
 NOW = 1_700_000_000.0
 

@@ -10,9 +10,9 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from shared.api_errors import Conflict, ConnectionRevoked, Invalid, NotFound, Unauthorized
-from shared.http_client import RetryPolicy
-from shared.intercom import (
+from shared.clients.errors import Conflict, ConnectionRevoked, Invalid, NotFound, Unauthorized
+from shared.clients.http import RetryPolicy
+from shared.clients.intercom import (
     INTERCOM_VERSION,
     REGIONAL_API_BASES,
     IntercomClient,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shared import qualification as q
+from shared.domain import qualification as q
 
 QUALIFYING = ["paid", "active"]
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from shared.api_errors import Invalid, Transient
-from shared.http_client import RetryPolicy
-from shared.referral_factory import SALE_VALUE_FIELD, ReferralFactoryClient
+from shared.clients.errors import Invalid, Transient
+from shared.clients.http import RetryPolicy
+from shared.clients.referral_factory import SALE_VALUE_FIELD, ReferralFactoryClient
 
 
 def client(handler: Callable[[httpx.Request], httpx.Response]) -> ReferralFactoryClient:

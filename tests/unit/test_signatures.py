@@ -3,7 +3,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from shared.signatures import valid_body_signature, valid_hub_signature
+from shared.domain.signatures import valid_body_signature, valid_hub_signature
 
 BODY = b'{"app_id":"abc123"}'
 

@@ -1,0 +1,116 @@
+"""The REST resolver every API function uses: the contract's error envelope for every error, and
+405 for a known path with a wrong method."""
+
+from __future__ import annotations
+
+import base64
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from shared.domain.errors import ApiError, MethodNotAllowed, NotFound, field_error
+from shared.observability import logger
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+
+def error_response(error: ApiError, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        status_code=error.status,
+        content_type=content_types.APPLICATION_JSON,
+        body=error.envelope(),
+        headers=headers,
+    )
+
+
+def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        status_code=status_code,
+        content_type=content_types.APPLICATION_JSON,
+        body=body,
+        headers=headers,
+    )
+
+
+def _field_path(loc: Iterable[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] == "body":
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def validation_response(exc: RequestValidationError) -> Response:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return error_response(
+            ApiError("The request body is not valid JSON.", code="malformed_json").with_status(400)
+        )
+    details = []
+    for e in errors:
+        message = str(e.get("msg") or e.get("type") or "is invalid")
+        if e.get("type") == "missing":
+            message = "is required"
+        details.append(field_error(_field_path(e.get("loc", ())), message))
+    fields = ", ".join(d["field"] for d in details)
+    return error_response(
+        ApiError(f"Invalid request: {fields}.", code="validation_failed").with_status(422, details)
+    )
+
+
+class ProductResolver(APIGatewayRestResolver):
+    """APIGatewayRestResolver with the contract's error handling wired in once."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("enable_validation", True)
+        super().__init__(**kwargs)
+        self.exception_handler(ApiError)(error_response)
+        self.exception_handler(RequestValidationError)(validation_response)
+        self.exception_handler(NotFoundError)(self._no_route)
+        self.exception_handler(ServiceError)(self._service_error)
+        self.exception_handler(Exception)(self._unexpected)
+
+    def allowed_methods(self, path: str) -> list[str]:
+        """Methods registered for a path that did not match the request's method."""
+        routes = self._static_routes + self._dynamic_routes
+        return sorted({r.method for r in routes if r.rule.match(path)})
+
+    def _no_route(self, _exc: NotFoundError) -> Response:
+        event = self.current_event
+        allowed = self.allowed_methods(event.path)
+        if allowed:
+            error: ApiError = MethodNotAllowed(f"{event.http_method} is not allowed on {event.path}.")
+            return error_response(error, headers={"Allow": ", ".join(allowed)})
+        return error_response(NotFound(f"No route for {event.http_method} {event.path}."))
+
+    @staticmethod
+    def _service_error(exc: ServiceError) -> Response:
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        return error_response(ApiError(str(exc.msg), code=code).with_status(exc.status_code))
+
+    @staticmethod
+    def _unexpected(exc: Exception) -> Response:
+        logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
+        return error_response(ApiError("Something went wrong on our side; it has been logged."))
+
+
+def public_base_url(event: dict[str, Any], configured: str) -> str:
+    """The URL callers reach this API at: configured (custom domain, local stack) or the stage URL."""
+    if configured:
+        return configured.rstrip("/")
+    ctx = event.get("requestContext") or {}
+    domain = ctx.get("domainName") or (event.get("headers") or {}).get("Host", "localhost")
+    stage = ctx.get("stage")
+    # A custom domain's base path mapping hides the stage; execute-api URLs carry it.
+    if stage and "execute-api" in domain:
+        return f"https://{domain}/{stage}"
+    return f"https://{domain}"
+
+
+def raw_body(event: dict[str, Any]) -> bytes:
+    """The request body exactly as sent (signatures are computed over these bytes)."""
+    body = event.get("body") or ""
+    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()

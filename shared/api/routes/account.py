@@ -1,0 +1,368 @@
+"""The account API: Intercom attributes and segments, the account's campaigns and their Intercom
+settings, setup of missing attributes, the Referral Factory key, and key rotation."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from pydantic import BaseModel, Field, HttpUrl, ValidationError
+
+from shared import settings
+from shared.api.pagination import decode_cursor, page
+from shared.api.resolver import json_response
+from shared.clients.errors import ConnectionRevoked, RateLimited, Unauthorized, UpstreamError
+from shared.clients.intercom import IntercomClient
+from shared.domain.campaign_settings import CampaignSettings, named_attributes, validate
+from shared.domain.errors import ApiError, Conflict, NotFound, ValidationFailed, field_error
+from shared.observability import logger
+from shared.records.campaigns import CampaignStore
+from shared.records.connections import CONNECTED, REVOKED
+from shared.records.referrals import Referrals, email_index_key
+from shared.records.referrals import public_view as referral_view
+from shared.wiring import Services, services
+
+router = APIGatewayRouter()
+
+# How long listed attributes and segments are served from the cache without `?refresh=true`.
+CACHE_MAX_AGE_S = 900
+CACHE_TTL_S = 86_400
+
+
+@cache
+def _settings() -> settings.AccountApiSettings:
+    return settings.load(settings.AccountApiSettings)
+
+
+def _services() -> Services:
+    return services(_settings())
+
+
+def _account() -> dict[str, Any]:
+    return _services().accounts.authenticate(router.current_event.headers.get("authorization"))
+
+
+class UpstreamUnavailable(ApiError):
+    status = 502
+    code = "upstream_unavailable"
+
+
+def _connection(account: dict[str, Any]) -> dict[str, Any]:
+    connection = _services().connections().get(account["account_id"])
+    status = (connection or {}).get("status")
+    if status == REVOKED:
+        raise Conflict("Intercom access was revoked; connect the workspace again.", code="connection_revoked")
+    if connection is None or status != CONNECTED:
+        raise Conflict(
+            "Connect an Intercom workspace first (POST /v1/intercom/connect).", code="not_connected"
+        )
+    return connection
+
+
+@contextmanager
+def _upstream(account: dict[str, Any], service: str) -> Iterator[None]:
+    """Intercom's and Referral Factory's failures as the caller should see them."""
+    try:
+        yield
+    except ConnectionRevoked as exc:
+        s = _settings()
+        _services().connections(publish_to=(s.signup_queue_url, s.sync_queue_url)).mark_revoked(
+            account["account_id"], "401 from Intercom"
+        )
+        raise Conflict(
+            "Intercom access was revoked; connect the workspace again.", code="connection_revoked"
+        ) from exc
+    except Unauthorized as exc:
+        raise Conflict(
+            f"{service} rejected the account's credentials.", code="upstream_unauthorized"
+        ) from exc
+    except RateLimited as exc:
+        raise UpstreamUnavailable(
+            f"{service} is rate limiting us; retry in {int(exc.retry_after or 1)} s."
+        ) from exc
+    except UpstreamError as exc:
+        raise UpstreamUnavailable(f"{service} could not answer: {exc.message}") from exc
+
+
+def _intercom(account: dict[str, Any]) -> tuple[dict[str, Any], IntercomClient]:
+    connection = _connection(account)
+    return connection, _services().intercom_for(connection)
+
+
+# -- cached lists ------------------------------------------------------------------------------
+def _cached(account: dict[str, Any], name: str, refresh: bool, load: Any) -> list[dict[str, Any]]:
+    connection, client = _intercom(account)
+    store = _services().store
+    pk, sk = f"ACCOUNT#{account['account_id']}", f"CACHE#{name}#{connection['workspace_id']}"
+    now = int(time.time())
+    if not refresh:
+        item = store.get(pk, sk, consistent=False)
+        if item and now - item["fetched_at"] < CACHE_MAX_AGE_S:
+            return list(item["data"])
+    with _upstream(account, "Intercom"):
+        data = load(client)
+    store.put({"pk": pk, "sk": sk, "data": data, "fetched_at": now, "expires_at": now + CACHE_TTL_S})
+    return data
+
+
+def _attribute_view(a: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": a.get("name"),
+        "full_name": a.get("full_name") or a.get("name"),
+        "label": a.get("label") or a.get("name"),
+        "description": a.get("description"),
+        "data_type": "options" if a.get("options") and a.get("data_type") == "string" else a.get("data_type"),
+        "options": [str(o.get("value") if isinstance(o, dict) else o) for o in a.get("options") or []],
+        "custom": bool(a.get("custom")),
+        "api_writable": bool(a.get("api_writable")),
+    }
+
+
+def _load_attributes(client: IntercomClient) -> list[dict[str, Any]]:
+    return [_attribute_view(a) for a in client.list_data_attributes("contact") if not a.get("archived")]
+
+
+def _load_segments(client: IntercomClient) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": s.get("id"),
+            "name": s.get("name"),
+            "person_type": s.get("person_type"),
+            "count": s.get("count"),
+        }
+        for s in client.list_segments(include_count=True)
+    ]
+
+
+def _invalidate_attributes(account: dict[str, Any], workspace_id: str) -> None:
+    _services().store.delete(f"ACCOUNT#{account['account_id']}", f"CACHE#attributes#{workspace_id}")
+
+
+@router.get("/v1/intercom/attributes")
+def list_attributes(refresh: Annotated[bool, Query()] = False) -> dict[str, Any]:
+    return {"data": _cached(_account(), "attributes", refresh, _load_attributes), "next_cursor": None}
+
+
+class NewAttribute(BaseModel):
+    name: str = Field(min_length=1, max_length=190, pattern=r"^[A-Za-z0-9_\-$€£¥]+$")
+    data_type: Literal["string", "integer", "float", "boolean", "date", "options"]
+    options: list[str] | None = Field(default=None, min_length=2)
+    description: str | None = Field(default=None, max_length=500)
+
+
+@router.post("/v1/intercom/attributes")
+def create_attribute(body: NewAttribute) -> Response[dict[str, Any]]:
+    account = _account()
+    if (body.data_type == "options") != bool(body.options):
+        raise ValidationFailed(
+            "Invalid request: options.",
+            details=[
+                field_error("options", "a list attribute needs at least two options; other types take none")
+            ],
+        )
+    connection, client = _intercom(account)
+    with _upstream(account, "Intercom"):
+        created = client.create_data_attribute(
+            body.name, body.data_type, description=body.description, options=body.options
+        )
+    _invalidate_attributes(account, connection["workspace_id"])
+    return json_response(_attribute_view(created), status_code=201)
+
+
+@router.get("/v1/intercom/segments")
+def list_segments(refresh: Annotated[bool, Query()] = False) -> dict[str, Any]:
+    return {"data": _cached(_account(), "segments", refresh, _load_segments), "next_cursor": None}
+
+
+# -- campaigns -----------------------------------------------------------------------------------
+def _campaigns() -> CampaignStore:
+    return CampaignStore(_services().store)
+
+
+def _rf_campaigns(account: dict[str, Any]) -> list[dict[str, Any]]:
+    with _upstream(account, "Referral Factory"):
+        return _services().referral_factory_for(account).list_campaigns()
+
+
+def _own_campaign(account: dict[str, Any], campaign_id: str) -> dict[str, Any]:
+    """The campaign, if it is this account's in Referral Factory (so ids cannot be guessed across)."""
+    for campaign in _rf_campaigns(account):
+        if str(campaign.get("id")) == campaign_id:
+            return campaign
+    raise NotFound(
+        f"Referral Factory has no campaign {campaign_id} for this account.", code="campaign_not_found"
+    )
+
+
+@router.get("/v1/campaigns")
+def list_campaigns() -> dict[str, Any]:
+    account = _account()
+    store = _campaigns()
+    configured = store.configured(account["account_id"])
+    data = []
+    for campaign in _rf_campaigns(account):
+        cid = str(campaign.get("id"))
+        data.append(
+            {
+                "id": campaign.get("id"),
+                "name": campaign.get("name"),
+                "status": campaign.get("status"),
+                "intercom": {
+                    "configured": cid in configured,
+                    "ongoing_sync": cid in configured and store.has_ongoing_sync(account["account_id"], cid),
+                },
+            }
+        )
+    return {"data": data, "next_cursor": None}
+
+
+@router.get("/v1/campaigns/<campaign_id>/intercom")
+def get_campaign_settings(campaign_id: str) -> dict[str, Any]:
+    account = _account()
+    found = _campaigns().get_settings(account["account_id"], campaign_id)
+    if found is None:
+        raise NotFound(f"Campaign {campaign_id} has no Intercom settings yet.", code="settings_missing")
+    return found
+
+
+def _parse_settings(raw: Any) -> CampaignSettings:
+    try:
+        return CampaignSettings.model_validate(raw)
+    except ValidationError as exc:
+        details = [field_error(".".join(str(p) for p in e["loc"]) or "body", e["msg"]) for e in exc.errors()]
+        raise ValidationFailed("Invalid campaign settings.", details=details) from exc
+
+
+@router.put("/v1/campaigns/<campaign_id>/intercom")
+def put_campaign_settings(campaign_id: str, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    account = _account()
+    parsed = _parse_settings(body)
+    _own_campaign(account, campaign_id)
+    # Validated against the live list: a cached one could accept an attribute deleted since.
+    attributes = _cached(account, "attributes", True, _load_attributes)
+    problems = validate(parsed, attributes)
+    if problems:
+        raise ValidationFailed(
+            f"{len(problems)} problem(s) with the campaign's Intercom settings.", details=problems
+        )
+    stored = parsed.model_dump(mode="json")
+    _campaigns().put_settings(account["account_id"], campaign_id, stored)
+    logger.info(
+        "campaign settings saved", extra={"account_id": account["account_id"], "campaign_id": campaign_id}
+    )
+    return stored
+
+
+@router.delete("/v1/campaigns/<campaign_id>/intercom")
+def delete_campaign_settings(campaign_id: str) -> Response[Any]:
+    account = _account()
+    if not _campaigns().delete_settings(account["account_id"], campaign_id):
+        raise NotFound(f"Campaign {campaign_id} has no Intercom settings.", code="settings_missing")
+    return Response(status_code=204, body="")
+
+
+@router.post("/v1/campaigns/<campaign_id>/intercom/setup")
+def setup_campaign(campaign_id: str, body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
+    """Create the custom attributes the settings name and Intercom lacks. The body may carry the
+    settings to set up (so attributes can exist before `PUT` validates them); else the stored ones."""
+    account = _account()
+    _own_campaign(account, campaign_id)
+    raw = body or _campaigns().get_settings(account["account_id"], campaign_id)
+    if raw is None:
+        raise Conflict("Send the settings to set up, or save them first.", code="settings_missing")
+    parsed = _parse_settings(raw)
+    connection, client = _intercom(account)
+    existing_names = {a["full_name"] for a in _cached(account, "attributes", True, _load_attributes)}
+    created: list[str] = []
+    existing: list[str] = []
+    problems = []
+    for full_name, data_type in sorted(named_attributes(parsed).items()):
+        if full_name in existing_names:
+            existing.append(full_name)
+        elif full_name.startswith("custom_attributes."):
+            with _upstream(account, "Intercom"):
+                client.create_data_attribute(full_name.removeprefix("custom_attributes."), data_type)
+            created.append(full_name)
+        else:
+            problems.append(
+                field_error(full_name, "is not a custom attribute and Intercom has no such attribute")
+            )
+    if created:
+        _invalidate_attributes(account, connection["workspace_id"])
+    if problems:
+        raise ValidationFailed("Some attributes cannot be created.", details=problems)
+    return {"created": created, "existing": existing}
+
+
+# -- the account itself -----------------------------------------------------------------------
+class ReferralFactoryKey(BaseModel):
+    api_key: str = Field(min_length=1, max_length=500)
+    api_base: HttpUrl | None = None
+
+
+@router.put("/v1/account/referral-factory")
+def put_referral_factory(body: ReferralFactoryKey) -> dict[str, Any]:
+    account = _account()
+    svc = _services()
+    api_base = str(
+        body.api_base or account.get("rf_api_base") or _settings().default_referral_factory_api_base
+    )
+    candidate = {
+        **account,
+        "rf_api_key": svc.box.encrypt(body.api_key, account["account_id"]),
+        "rf_api_base": api_base.rstrip("/"),
+    }
+    try:
+        svc.referral_factory_for(candidate).list_campaigns()
+    except Unauthorized as exc:
+        raise ValidationFailed(
+            "Referral Factory rejected the key.",
+            details=[field_error("api_key", "Referral Factory rejected it")],
+        ) from exc
+    except UpstreamError as exc:
+        raise UpstreamUnavailable(f"Referral Factory could not check the key: {exc.message}") from exc
+    svc.accounts.set_referral_factory(account, body.api_key, api_base)
+    return {"api_base": api_base.rstrip("/"), "status": "updated"}
+
+
+class Rotate(BaseModel):
+    what: Literal["api_key", "webhook_secret"]
+
+
+@router.post("/v1/account/rotate")
+def rotate(body: Rotate) -> dict[str, str]:
+    account = _account()
+    accounts = _services().accounts
+    value = (
+        accounts.rotate_api_key(account)
+        if body.what == "api_key"
+        else accounts.rotate_webhook_secret(account)
+    )
+    logger.info("credential rotated", extra={"account_id": account["account_id"], "what": body.what})
+    return {"what": body.what, "value": value}
+
+
+# -- referrals -----------------------------------------------------------------------------------
+@router.get("/v1/referrals")
+def list_referrals(
+    campaign_id: Annotated[str | None, Query()] = None,
+    email: Annotated[str | None, Query()] = None,
+    cursor: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> dict[str, Any]:
+    account = _account()
+    referrals = Referrals(_services().store)
+    partition = (
+        email_index_key(account["account_id"], email) if email else f"REFERRALS#{account['account_id']}"
+    )
+    start = decode_cursor(cursor, partition=partition, partition_key="gsi2pk" if email else "pk")
+    items, last = referrals.page(
+        account["account_id"], campaign_id=campaign_id, email=email, limit=limit, start_key=start
+    )
+    return page([referral_view(i) for i in items], last)

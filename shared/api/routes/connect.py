@@ -1,0 +1,176 @@
+"""Connecting an Intercom workspace: the OAuth round trip, the connection's state, disconnecting."""
+
+from __future__ import annotations
+
+import html
+from functools import cache
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from pydantic import BaseModel, HttpUrl
+
+from shared import settings
+from shared.api.resolver import json_response, public_base_url
+from shared.clients.errors import ConnectionRevoked, Unauthorized, UpstreamError
+from shared.clients.intercom import IntercomClient, exchange_code
+from shared.domain.errors import ApiError, BadRequest
+from shared.observability import logger, metrics
+from shared.records.connections import WorkspaceInfo, public_view
+from shared.records.oauth_states import OAuthStates
+from shared.wiring import Services, services
+
+router = APIGatewayRouter()
+CALLBACK_PATH = "/oauth/intercom/callback"
+
+
+@cache
+def _settings() -> settings.OAuthSettings:
+    return settings.load(settings.OAuthSettings)
+
+
+def _services() -> Services:
+    return services(_settings())
+
+
+def _states(svc: Services) -> OAuthStates:
+    return OAuthStates(svc.store, svc.app().client_secret.encode())
+
+
+def _account() -> dict[str, Any]:
+    return _services().accounts.authenticate(router.current_event.headers.get("authorization"))
+
+
+class ConnectRequest(BaseModel):
+    return_url: HttpUrl | None = None
+
+
+class ExchangeFailed(ApiError):
+    status = 400
+    code = "exchange_failed"
+
+
+class ConsentDenied(ApiError):
+    status = 400
+    code = "access_denied"
+
+
+class IntercomUnavailable(ApiError):
+    status = 502
+    code = "intercom_unavailable"
+
+
+@router.post("/v1/intercom/connect")
+def connect(body: ConnectRequest | None = None) -> dict[str, str]:
+    account = _account()
+    svc = _services()
+    s = _settings()
+    return_url = str(body.return_url) if body and body.return_url else None
+    state = _states(svc).issue(account["account_id"], return_url)
+    redirect_uri = public_base_url(router.current_event.raw_event, s.public_base_url) + CALLBACK_PATH
+    query = urlencode({"client_id": svc.app().client_id, "state": state, "redirect_uri": redirect_uri})
+    return {"authorize_url": f"{s.intercom_oauth_base.rstrip('/')}/oauth?{query}"}
+
+
+def _wants_json() -> bool:
+    accept = router.current_event.headers.get("accept") or ""
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _page(status: int, title: str, message: str) -> Response[str]:
+    body = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        "<body style='font-family:sans-serif;max-width:40em;margin:4em auto'>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></body></html>"
+    )
+    return Response(status_code=status, content_type=content_types.TEXT_HTML, body=body)
+
+
+def _failure(error: ApiError) -> Response[Any]:
+    logger.info("oauth callback refused", extra={"code": error.code})
+    metrics.add_metric(name="OAuthCallbackRefused", unit="Count", value=1)
+    if _wants_json():
+        return json_response(error.envelope(), status_code=error.status)
+    return _page(error.status, "Intercom was not connected", error.message)
+
+
+def _with_status(url: str, status: str) -> str:
+    parts = urlsplit(url)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), ("status", status)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _complete(code: str | None, state: str | None, denied: str | None) -> tuple[dict[str, Any], str | None]:
+    svc = _services()
+    s = _settings()
+    # The state is checked (and spent) first: nothing reaches Intercom for a forged or replayed one.
+    claim = _states(svc).consume(state)
+    if denied:
+        raise ConsentDenied("Access to Intercom was not granted, so nothing was connected.")
+    if not code:
+        raise BadRequest("Intercom sent no authorization code.", code="missing_code")
+    app = svc.app()
+    try:
+        token = exchange_code(
+            code, client_id=app.client_id, client_secret=app.client_secret, base_url=s.intercom_api_base
+        )
+        workspace = IntercomClient(token, base_url=s.intercom_api_base).me()
+    except Unauthorized as exc:
+        raise ExchangeFailed("Intercom refused the authorization code; start connecting again.") from exc
+    except UpstreamError as exc:
+        raise IntercomUnavailable("Intercom could not be reached to finish connecting; try again.") from exc
+    connections = svc.connections(publish_to=(s.signup_queue_url, s.sync_queue_url))
+    item = connections.connect(
+        claim.account_id, WorkspaceInfo(workspace.id, workspace.name, workspace.region), token
+    )
+    logger.info("intercom connected", extra={"account_id": claim.account_id, "workspace_id": workspace.id})
+    metrics.add_metric(name="IntercomConnected", unit="Count", value=1)
+    return item, claim.return_url
+
+
+@router.get(CALLBACK_PATH)
+def callback(
+    code: Annotated[str | None, Query()] = None,
+    state: Annotated[str | None, Query()] = None,
+    error: Annotated[str | None, Query()] = None,
+) -> Response[Any]:
+    try:
+        item, return_url = _complete(code, state, error)
+    except ApiError as exc:
+        return _failure(exc)
+    if return_url:
+        return Response(status_code=302, headers={"Location": _with_status(return_url, "connected")}, body="")
+    view = public_view(item)
+    if _wants_json():
+        return json_response(view)
+    return _page(
+        200, "Intercom connected", f"Workspace {view['workspace_name'] or view['workspace_id']} is connected."
+    )
+
+
+@router.get("/v1/intercom/connection")
+def get_connection() -> dict[str, Any]:
+    account = _account()
+    return public_view(_services().connections().get(account["account_id"]))
+
+
+@router.delete("/v1/intercom/connection")
+def disconnect() -> Response[Any]:
+    account = _account()
+    svc = _services()
+    s = _settings()
+    connections = svc.connections(publish_to=(s.signup_queue_url, s.sync_queue_url))
+    current = connections.get(account["account_id"])
+    if current and current.get("status") == "connected":
+        try:
+            svc.intercom_for(current).uninstall()
+        except ConnectionRevoked:
+            pass  # already revoked at Intercom: disconnecting still forgets it here
+        except UpstreamError as exc:
+            raise IntercomUnavailable(
+                "Intercom could not be reached to revoke access; nothing changed."
+            ) from exc
+    connections.disconnect(account["account_id"])
+    return Response(status_code=204, body="")

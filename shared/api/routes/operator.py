@@ -1,0 +1,71 @@
+"""Operator routes: health and account creation."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from pydantic import BaseModel, Field, HttpUrl
+
+from shared import settings
+from shared.api.auth import require_admin
+from shared.api.resolver import json_response, public_base_url
+from shared.aws.crypto import SecretBox
+from shared.aws.store import Store
+from shared.observability import logger, metrics
+from shared.records.accounts import WEBHOOK_HEADER_NAME, Accounts
+
+router = APIGatewayRouter()
+
+
+@cache
+def _settings() -> settings.AccountApiSettings:
+    return settings.load(settings.AccountApiSettings)
+
+
+@cache
+def accounts() -> Accounts:
+    s = _settings()
+    return Accounts(Store(s.table_name), SecretBox(s.kms_key_id))
+
+
+class CreateAccount(BaseModel):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    referral_factory_api_key: Annotated[str, Field(min_length=1, max_length=500)]
+    referral_factory_api_base: HttpUrl | None = None
+
+
+@router.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.post("/admin/accounts")
+def create_account(body: CreateAccount) -> Response[dict[str, Any]]:
+    s = _settings()
+    event = router.current_event
+    require_admin(
+        mode=s.admin_auth,
+        admin_token=s.admin_token,
+        authorization=event.headers.get("authorization") or event.headers.get("Authorization"),
+        request_context=event.raw_event.get("requestContext") or {},
+    )
+    api_base = str(body.referral_factory_api_base or s.default_referral_factory_api_base)
+    created = accounts().create(body.name, body.referral_factory_api_key, api_base)
+    logger.info("account created", extra={"account_id": created.account_id})
+    metrics.add_metric(name="AccountsCreated", unit="Count", value=1)
+    base = public_base_url(event.raw_event, s.public_base_url)
+    return json_response(
+        {
+            "account_id": created.account_id,
+            "api_key": created.api_key,
+            "referral_factory_webhook": {
+                "url": f"{base}/webhooks/referral-factory/{created.account_id}",
+                "header_name": WEBHOOK_HEADER_NAME,
+                "header_value": created.webhook_secret,
+            },
+        },
+        status_code=201,
+    )

@@ -1,0 +1,98 @@
+"""Referral Factory → product webhooks: the account's secret checked in constant time, the body
+read in any of the accepted shapes, the event queued; answered at once."""
+
+from __future__ import annotations
+
+import json
+import time
+from functools import cache
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+
+from shared import messages, settings
+from shared.api.resolver import raw_body
+from shared.aws import queues
+from shared.domain.errors import BadRequest, Unauthorized, ValidationFailed, field_error
+from shared.observability import logger, metrics
+from shared.records.accounts import WEBHOOK_HEADER_NAME, account_pk, secret_matches
+
+router = APIGatewayRouter()
+
+EVENTS = ("user.join", "user.qualified", "reward.issued")
+
+
+@cache
+def _settings() -> settings.SignupReceiverSettings:
+    return settings.load(settings.SignupReceiverSettings)
+
+
+def _secret_ok(account_id: str, presented: str | None) -> bool:
+    from shared.aws.store import Store  # boto3 only once a request needs it: keeps the cold start small
+
+    item = Store(_settings().table_name).get(*_meta_key(account_id), consistent=False)
+    return item is not None and secret_matches(presented, item.get("webhook_secret_hash"))
+
+
+def _meta_key(account_id: str) -> tuple[str, str]:
+    return account_pk(account_id), "META"
+
+
+def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
+    """The event in any shape Referral Factory may send: JSON with the user at the top level or under
+    `user` / `data`, or a form with the user's scalar fields."""
+    if "application/x-www-form-urlencoded" in content_type:
+        try:
+            form = dict(parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body)))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest("The form body cannot be read.", code="malformed_body") from exc
+        return {"event": form.pop("event", None), "user": form, "campaign": None}
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise BadRequest("The body is neither JSON nor a form.", code="malformed_body") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object.", code="malformed_body")
+    user = next((data[k] for k in ("user", "data") if isinstance(data.get(k), dict)), data)
+    campaign = data.get("campaign") if isinstance(data.get("campaign"), dict) else None
+    return {"event": data.get("event"), "user": user, "campaign": campaign}
+
+
+def message_for(account_id: str, parsed: dict[str, Any]) -> dict[str, Any]:
+    user = parsed["user"]
+    event = parsed["event"] or "user.join"
+    campaign = parsed["campaign"] or {}
+    campaign_id = user.get("campaign_id") or campaign.get("id")
+    problems = []
+    if event not in EVENTS:
+        problems.append(field_error("event", f"must be one of {', '.join(EVENTS)}"))
+    if not user.get("id") and not (user.get("email") and campaign_id):
+        problems.append(field_error("user.id", "is required (or user.email with the campaign id)"))
+    if problems:
+        raise ValidationFailed("The webhook does not name a Referral Factory user.", details=problems)
+    return {
+        "kind": messages.RF_WEBHOOK,
+        "account_id": account_id,
+        "event": event,
+        "rf_user_id": str(user["id"]) if user.get("id") else None,
+        "email": user.get("email"),
+        "campaign_id": str(campaign_id) if campaign_id else None,
+        "via": "webhook",
+        "received_at": int(time.time()),
+    }
+
+
+@router.post("/webhooks/referral-factory/<account_id>")
+def receive(account_id: str) -> dict[str, str]:
+    headers = router.current_event.headers
+    if not _secret_ok(
+        account_id, headers.get(WEBHOOK_HEADER_NAME.lower()) or headers.get(WEBHOOK_HEADER_NAME)
+    ):
+        metrics.add_metric(name="WebhookBadSecret", unit="Count", value=1)
+        raise Unauthorized(f"The {WEBHOOK_HEADER_NAME} header does not carry this account's secret.")
+    parsed = parse_body(raw_body(router.current_event.raw_event), headers.get("content-type") or "")
+    message = message_for(account_id, parsed)
+    queues.send(_settings().signup_queue_url, message)
+    logger.info("referral factory event queued", extra={"account_id": account_id, "event": message["event"]})
+    return {"status": "queued"}

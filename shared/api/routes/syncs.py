@@ -1,0 +1,130 @@
+"""Starting, tracking and cancelling contact syncs; turning a campaign's ongoing sync off."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any, Literal
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from pydantic import BaseModel, model_validator
+
+from shared import settings
+from shared.api.pagination import decode_cursor, page
+from shared.api.resolver import json_response
+from shared.domain.campaign_settings import CampaignSettings
+from shared.domain.errors import Conflict, NotFound
+from shared.flows.sync import Engine
+from shared.records.campaigns import CampaignStore
+from shared.records.connections import CONNECTED
+from shared.records.syncs import CANCELLED, QUEUED, RUNNING, campaign_syncs_key, public_view
+from shared.wiring import Services, services
+
+router = APIGatewayRouter()
+
+
+@cache
+def _settings() -> settings.ContactSyncSettings:
+    return settings.load(settings.ContactSyncSettings)
+
+
+def _services() -> Services:
+    return services(_settings())
+
+
+def _engine() -> Engine:
+    return Engine(_services(), _settings())
+
+
+def _account() -> dict[str, Any]:
+    return _services().accounts.authenticate(router.current_event.headers.get("authorization"))
+
+
+class StartSync(BaseModel):
+    audience: Literal["leads", "users", "all", "segment"]
+    segment_id: str | None = None
+    ongoing: bool = False
+
+    @model_validator(mode="after")
+    def _segment(self) -> StartSync:
+        if (self.audience == "segment") != bool(self.segment_id):
+            raise ValueError("segment_id is required for the segment audience, and only for it")
+        return self
+
+
+@router.post("/v1/campaigns/<campaign_id>/syncs")
+def start_sync(campaign_id: str, body: StartSync) -> Response[dict[str, Any]]:
+    account = _account()
+    svc = _services()
+    connection = svc.connections().get(account["account_id"])
+    if not connection or connection.get("status") != CONNECTED:
+        raise Conflict(
+            "Connect an Intercom workspace first (POST /v1/intercom/connect).", code="not_connected"
+        )
+    raw = CampaignStore(svc.store).get_settings(account["account_id"], campaign_id)
+    if not raw or CampaignSettings.model_validate(raw).sync is None:
+        raise Conflict(
+            f"Campaign {campaign_id} has no sync settings; PUT /v1/campaigns/{campaign_id}/intercom first.",
+            code="settings_missing",
+        )
+    sync = _engine().start(
+        account["account_id"],
+        campaign_id,
+        audience=body.audience,
+        segment_id=body.segment_id,
+        ongoing=body.ongoing,
+        trigger="manual",
+    )
+    return json_response({"sync_id": sync["sync_id"], "status": QUEUED}, status_code=202)
+
+
+@router.get("/v1/campaigns/<campaign_id>/syncs")
+def list_syncs(
+    campaign_id: str,
+    cursor: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    account = _account()
+    start = decode_cursor(
+        cursor, partition=campaign_syncs_key(account["account_id"], campaign_id), partition_key="gsi1pk"
+    )
+    items, last = _engine().syncs.for_campaign(
+        account["account_id"], campaign_id, limit=limit, start_key=start
+    )
+    return page([public_view(i) for i in items], last)
+
+
+@router.delete("/v1/campaigns/<campaign_id>/syncs/ongoing")
+def stop_ongoing(campaign_id: str) -> Response[Any]:
+    account = _account()
+    CampaignStore(_services().store).turn_ongoing_sync_off(account["account_id"], campaign_id)
+    return Response(status_code=204, body="")
+
+
+def _own_sync(sync_id: str) -> dict[str, Any]:
+    account = _account()
+    sync = _engine().syncs.get(sync_id)
+    if sync is None or sync["account_id"] != account["account_id"]:
+        raise NotFound(f"No sync {sync_id}.", code="sync_not_found")
+    return sync
+
+
+@router.get("/v1/syncs/<sync_id>")
+def get_sync(sync_id: str) -> dict[str, Any]:
+    return public_view(_own_sync(sync_id))
+
+
+@router.post("/v1/syncs/<sync_id>/cancel")
+def cancel_sync(sync_id: str) -> Response[dict[str, Any]]:
+    sync = _own_sync(sync_id)
+    syncs = _engine().syncs
+    if not syncs.set_status(sync, CANCELLED, only_from=(QUEUED, RUNNING, "paused")):
+        raise Conflict(
+            f"Sync {sync_id} is {sync['status']}; only a queued, running or paused sync stops.",
+            code="sync_not_running",
+        )
+    return json_response(public_view(syncs.get(sync_id) or sync), status_code=202)
+
+
+__all__ = ["RUNNING", "router"]

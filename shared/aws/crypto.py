@@ -1,0 +1,49 @@
+"""KMS envelope encryption for secrets at rest (Intercom tokens, Referral Factory keys).
+
+Each secret gets its own data key from KMS; the account id is the KMS encryption context and the
+AES-GCM associated data, so a blob copied to another account's record does not decrypt.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from shared.aws import boto
+
+_VERSION = 1
+
+
+class SecretBox:
+    def __init__(self, key_id: str, kms: Any | None = None) -> None:
+        self.key_id = key_id
+        self._kms = kms
+
+    @property
+    def kms(self) -> Any:
+        return self._kms or boto.client("kms")
+
+    def encrypt(self, plaintext: str, account_id: str) -> dict[str, Any]:
+        data_key = self.kms.generate_data_key(
+            KeyId=self.key_id, KeySpec="AES_256", EncryptionContext={"account_id": account_id}
+        )
+        nonce = os.urandom(12)
+        sealed = AESGCM(data_key["Plaintext"]).encrypt(nonce, plaintext.encode(), account_id.encode())
+        return {
+            "v": _VERSION,
+            "key": base64.b64encode(data_key["CiphertextBlob"]).decode(),
+            "nonce": base64.b64encode(nonce).decode(),
+            "ct": base64.b64encode(sealed).decode(),
+        }
+
+    def decrypt(self, blob: dict[str, Any], account_id: str) -> str:
+        data_key = self.kms.decrypt(
+            CiphertextBlob=base64.b64decode(blob["key"]),
+            EncryptionContext={"account_id": account_id},
+            KeyId=self.key_id,
+        )["Plaintext"]
+        nonce = base64.b64decode(blob["nonce"])
+        return AESGCM(data_key).decrypt(nonce, base64.b64decode(blob["ct"]), account_id.encode()).decode()

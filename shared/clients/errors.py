@@ -1,0 +1,83 @@
+"""One exception type per kind of failure an upstream API (Intercom, Referral Factory) can answer with.
+
+Callers branch on these types, never on message text. They are distinct from `shared.domain.errors`, which
+are the product's own HTTP answers: an upstream 404 is not necessarily the caller's 404.
+"""
+
+from __future__ import annotations
+
+
+class UpstreamError(Exception):
+    """A call to Intercom or Referral Factory failed; `status` is None for a network failure."""
+
+    def __init__(
+        self, message: str, *, service: str = "", status: int | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.service = service
+        self.status = status
+        self.code = code
+        # Per-field messages when the service gave them (Referral Factory's 422 `errors`).
+        self.fields: dict[str, list[str]] = {}
+
+    def __str__(self) -> str:
+        where = f"{self.service} " if self.service else ""
+        status = f"{self.status} " if self.status is not None else ""
+        return f"{where}{status}{self.message}".strip()
+
+
+class RateLimited(UpstreamError):
+    """The rate budget (ours or the service's) is spent: try again in `retry_after` seconds.
+
+    Raised instead of sleeping when the wait is long, so a queue worker can hand its message back
+    with that delay rather than be billed for waiting.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        service: str = "",
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, service=service, status=status, code=code)
+        self.retry_after = max(0.0, retry_after)
+
+
+class Unauthorized(UpstreamError):
+    """401/403: the credentials do not (or no longer) grant this call. Never retried."""
+
+
+class ConnectionRevoked(Unauthorized):
+    """A 401 on an Intercom token that worked before: the workspace uninstalled or revoked the app."""
+
+
+class NotFound(UpstreamError):
+    pass
+
+
+class Conflict(UpstreamError):
+    """The resource exists already; `existing_id` names it when the service said which."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        existing_id: str | None = None,
+        service: str = "",
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, service=service, status=status, code=code)
+        self.existing_id = existing_id
+
+
+class Transient(UpstreamError):
+    """5xx, a network failure or an empty answer that retries did not get past: worth retrying later."""
+
+
+class Invalid(UpstreamError):
+    """The service rejected the request as malformed (400, 422, ...): retrying the same call won't help."""

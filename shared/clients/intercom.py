@@ -1,0 +1,392 @@
+"""The Intercom REST client: OAuth token exchange, `/me`, contacts, search, merge, segments, data
+attributes and `/auth/uninstall`, pinned to one API version (reference: intercom-api.md).
+
+Every call goes through `shared.clients.http` (retries, waits from headers) and, for a connection's
+workspace, its shared rate budget. Failures surface as the types in `shared.clients.errors`.
+
+The product never writes `external_id`: customers keep their own user ids there (reference §3).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from shared.clients.errors import Conflict, ConnectionRevoked, Invalid, NotFound, UpstreamError
+from shared.clients.http import DEFAULT_POLICY, Budget, HttpClient, RetryPolicy, error_for
+from shared.settings import DEFAULT_INTERCOM_API_BASE
+
+INTERCOM_VERSION = "2.14"
+SERVICE = "intercom"
+
+# Region (`/me` → `app.region`) to REST base (reference §2.2). OAuth always runs on the US host.
+REGIONAL_API_BASES: dict[str, str] = {
+    "US": "https://api.intercom.io",
+    "EU": "https://api.eu.intercom.io",
+    "AU": "https://api.au.intercom.io",
+}
+
+# Intercom's maximum page size for listing and searching contacts (reference §3.5, §3.6).
+SEARCH_PAGE_SIZE = 150
+# A `Link` header resolves chains of up to three merges (reference §3.8).
+MAX_MERGE_HOPS = 3
+
+_CONFLICT_ID = re.compile(r"\bid=([A-Za-z0-9_-]+)")
+_CANONICAL = re.compile(r"<([^>]+)>\s*;\s*rel=\"?canonical\"?", re.IGNORECASE)
+_ALREADY_HAVE = "already have"
+
+
+def regional_api_bases(configured_base: str = DEFAULT_INTERCOM_API_BASE) -> dict[str, str]:
+    """The region map in force: Intercom's own hosts, or, when the configuration points elsewhere
+    (an emulator, a proxy), that one base for every region."""
+    if configured_base.rstrip("/") == REGIONAL_API_BASES["US"]:
+        return dict(REGIONAL_API_BASES)
+    return dict.fromkeys(REGIONAL_API_BASES, configured_base.rstrip("/"))
+
+
+def api_base_for_region(region: str | None, bases: Mapping[str, str] = REGIONAL_API_BASES) -> str:
+    # `api.intercom.io` routes to the right region on a best-effort basis (reference §2.2), so an
+    # unknown region string is safer there than nowhere.
+    return bases.get((region or "US").upper(), bases["US"])
+
+
+def parse_timestamp(value: Any) -> int | None:
+    """UNIX seconds from either form Intercom sends: UNIX numbers (REST) or ISO-8601 (some webhooks)."""
+    if value is None or isinstance(value, bool) or value == "":
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(float(text))
+        except ValueError:
+            pass
+        try:
+            return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            return None
+    return None
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The connected workspace as `/me` describes it."""
+
+    id: str
+    region: str
+    name: str | None
+    admin_id: str | None
+    admin_email_verified: bool
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    contacts: list[dict[str, Any]]
+    next_cursor: str | None
+    total_count: int | None
+
+
+def _envelope(response: httpx.Response) -> tuple[str | None, str]:
+    """(code, message) of Intercom's `error.list`, tolerant of any other body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, response.reason_phrase or f"HTTP {response.status_code}"
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        first = errors[0]
+        return first.get("code"), str(first.get("message") or first.get("code") or "")
+    return None, response.reason_phrase or f"HTTP {response.status_code}"
+
+
+def _json(response: httpx.Response) -> Any:
+    return response.json() if response.content.strip() else {}
+
+
+def _writable(fields: Mapping[str, Any]) -> dict[str, Any]:
+    if "external_id" in fields:
+        raise ValueError("the product never writes external_id: customers use it for their own user ids")
+    return dict(fields)
+
+
+def exchange_code(
+    code: str,
+    *,
+    client_id: str,
+    client_secret: str,
+    base_url: str = DEFAULT_INTERCOM_API_BASE,
+    client: httpx.Client | None = None,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Trade an OAuth code for the workspace's access token (reference §1.3).
+
+    The code is sent exactly as received: a trailing `=` is part of it, and dropping it gets
+    `401 Unauthorized Code`. A 401 here is `Unauthorized`, not `ConnectionRevoked`: nothing worked yet.
+    """
+    http = HttpClient(
+        base_url,
+        service=SERVICE,
+        headers={"Accept": "application/json", "Intercom-Version": INTERCOM_VERSION},
+        policy=policy,
+        client=client,
+        sleep=sleep,
+    )
+    response = http.request(
+        "POST",
+        "/auth/eagle/token",
+        data={"code": code, "client_id": client_id, "client_secret": client_secret},
+    )
+    if not response.is_success:
+        error_code, message = _envelope(response)
+        raise error_for(response, service=SERVICE, message=message, code=error_code, now=time.time())
+    body = _json(response)
+    token = body.get("access_token") or body.get("token") if isinstance(body, dict) else None
+    if not token:
+        raise Invalid("token exchange answered without a token", service=SERVICE, status=response.status_code)
+    return str(token)
+
+
+class IntercomClient:
+    """One connection's view of Intercom: its token, its region's base URL and its workspace's budget."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        base_url: str = DEFAULT_INTERCOM_API_BASE,
+        budget: Budget | None = None,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
+        self.http = HttpClient(
+            base_url,
+            service=SERVICE,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "Intercom-Version": INTERCOM_VERSION,
+            },
+            budget=budget,
+            policy=policy,
+            client=client,
+            sleep=sleep,
+            clock=clock,
+        )
+
+    def __repr__(self) -> str:  # never the token
+        return f"IntercomClient({self.http.base_url!r})"
+
+    # -- plumbing -----------------------------------------------------------------------------
+    def _error(self, response: httpx.Response) -> UpstreamError:
+        code, message = _envelope(response)
+        status = response.status_code
+        if status == 401:
+            # The client is built for a stored connection whose token worked when it was made, so
+            # any 401 (`unauthorized`, `token_revoked`, ...) means the connection is gone (§8).
+            return ConnectionRevoked(message, service=SERVICE, status=status, code=code)
+        if status == 409:
+            match = _CONFLICT_ID.search(message)
+            return Conflict(
+                message,
+                existing_id=match.group(1) if match else None,
+                service=SERVICE,
+                status=status,
+                code=code,
+            )
+        return error_for(response, service=SERVICE, message=message, code=code, now=self._clock())
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        allow_empty: bool = False,
+    ) -> Any:
+        response = self.http.request(method, path, json=json, params=params, allow_empty=allow_empty)
+        if not response.is_success:
+            raise self._error(response)
+        return _json(response)
+
+    # -- the connection -----------------------------------------------------------------------
+    def me(self) -> Workspace:
+        """The workspace the token belongs to: its id is `app.id_code` (reference §1.4)."""
+        body = self._call("GET", "/me")
+        app = body.get("app") or {}
+        if not app.get("id_code"):
+            raise Invalid("/me answered without app.id_code", service=SERVICE, status=200)
+        return Workspace(
+            id=str(app["id_code"]),
+            region=str(app.get("region") or "US").upper(),
+            name=app.get("name"),
+            admin_id=None if body.get("id") is None else str(body["id"]),
+            admin_email_verified=body.get("email_verified") is True,
+        )
+
+    def uninstall(self) -> None:
+        """Uninstall the app from the workspace, revoking this token (reference §1.5)."""
+        self._call("POST", "/auth/uninstall", allow_empty=True)
+
+    # -- contacts -----------------------------------------------------------------------------
+    def create_contact(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """`POST /contacts`; a duplicate raises `Conflict` carrying the existing contact's id."""
+        contact: dict[str, Any] = self._call("POST", "/contacts", json=_writable(fields))
+        return contact
+
+    def ensure_contact(self, fields: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The contact these fields describe and whether it was created now: a 409 resolves to the
+        contact that already exists. An archived duplicate cannot be read back and stays a `Conflict`."""
+        try:
+            return self.create_contact(fields), True
+        except Conflict as conflict:
+            if not conflict.existing_id:
+                raise
+            try:
+                return self.get_contact(conflict.existing_id), False
+            except NotFound:
+                raise conflict from None
+
+    def get_contact(self, contact_id: str, *, email: str | None = None) -> dict[str, Any]:
+        """A contact, followed to its survivor if it was merged away: through the `Link` header of a
+        410 (2.16+), or for a 404 by searching the user with the `email` it was known by."""
+        return self._on_contact("GET", contact_id, None, email)
+
+    def update_contact(
+        self, contact_id: str, fields: Mapping[str, Any], *, email: str | None = None
+    ) -> dict[str, Any]:
+        """`PUT /contacts/{id}` with only the given fields, on the survivor if it was merged away."""
+        return self._on_contact("PUT", contact_id, _writable(fields), email)
+
+    def delete_contact(self, contact_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/contacts/{quote(contact_id, safe='')}")
+        return result
+
+    def merge_contacts(self, from_id: str, into_id: str) -> dict[str, Any]:
+        """Merge a lead into a user; returns the surviving user (reference §3.8)."""
+        contact: dict[str, Any] = self._call(
+            "POST", "/contacts/merge", json={"from": from_id, "into": into_id}
+        )
+        return contact
+
+    def _on_contact(
+        self, method: str, contact_id: str, body: dict[str, Any] | None, email: str | None
+    ) -> dict[str, Any]:
+        current = contact_id
+        for _ in range(MAX_MERGE_HOPS + 1):
+            response = self.http.request(method, f"/contacts/{quote(current, safe='')}", json=body)
+            if response.is_success:
+                contact: dict[str, Any] = _json(response)
+                return contact
+            survivor: str | None = None
+            if response.status_code == 410:
+                link = _CANONICAL.search(response.headers.get("link", ""))
+                survivor = link.group(1).rstrip("/").rsplit("/", 1)[-1] if link else None
+            elif response.status_code == 404 and email:
+                survivor = self._user_with_email(email)
+                email = None  # one search per call: a second 404 is a real one
+            if not survivor or survivor == current:
+                raise self._error(response)
+            current = survivor
+        raise NotFound(f"contact {contact_id}: merge chain longer than {MAX_MERGE_HOPS}", service=SERVICE)
+
+    def _user_with_email(self, email: str) -> str | None:
+        # Merges keep the user (reference §3.8), so the survivor is the user with that email.
+        query = {
+            "operator": "AND",
+            "value": [
+                {"field": "email", "operator": "=", "value": email},
+                {"field": "role", "operator": "=", "value": "user"},
+            ],
+        }
+        page = self.search_page(query, per_page=1)
+        return str(page.contacts[0]["id"]) if page.contacts else None
+
+    # -- search -------------------------------------------------------------------------------
+    def search_page(
+        self,
+        query: Mapping[str, Any],
+        *,
+        starting_after: str | None = None,
+        per_page: int = SEARCH_PAGE_SIZE,
+        sort: Mapping[str, str] | None = None,
+    ) -> SearchPage:
+        """One page of `POST /contacts/search`. The cursor goes in the body: in the query string
+        Intercom silently serves the first page again (reference §9.1)."""
+        pagination: dict[str, Any] = {"per_page": per_page}
+        if starting_after:
+            pagination["starting_after"] = starting_after
+        body: dict[str, Any] = {"query": dict(query), "pagination": pagination}
+        if sort:
+            body["sort"] = dict(sort)
+        result = self._call("POST", "/contacts/search", json=body)
+        following = (result.get("pages") or {}).get("next") or {}
+        cursor = following.get("starting_after") if isinstance(following, dict) else None
+        return SearchPage(
+            contacts=list(result.get("data") or []),
+            next_cursor=str(cursor) if cursor else None,
+            total_count=result.get("total_count"),
+        )
+
+    def search_contacts(
+        self,
+        query: Mapping[str, Any],
+        *,
+        starting_after: str | None = None,
+        sort: Mapping[str, str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every contact matching `query`, 150 a page. Callers that checkpoint use `search_page`."""
+        cursor = starting_after
+        while True:
+            page = self.search_page(query, starting_after=cursor, sort=sort)
+            yield from page.contacts
+            if not page.next_cursor or page.next_cursor == cursor:
+                return
+            cursor = page.next_cursor
+
+    # -- segments and data attributes ---------------------------------------------------------
+    def list_segments(self, *, include_count: bool = False) -> list[dict[str, Any]]:
+        params = {"include_count": "true"} if include_count else None
+        return list(self._call("GET", "/segments", params=params).get("segments") or [])
+
+    def list_data_attributes(self, model: str = "contact") -> list[dict[str, Any]]:
+        return list(self._call("GET", "/data_attributes", params={"model": model}).get("data") or [])
+
+    def create_data_attribute(
+        self,
+        name: str,
+        data_type: str,
+        *,
+        model: str = "contact",
+        description: str | None = None,
+        options: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Create a custom attribute, or return the one that exists: Intercom's "You already have ..."
+        400 is success (reference §5.2). A name taken on another model stays `Invalid`."""
+        body: dict[str, Any] = {"name": name, "model": model, "data_type": data_type}
+        if description is not None:
+            body["description"] = description
+        if options is not None:
+            body["options"] = [{"value": option} for option in options]
+        try:
+            attribute: dict[str, Any] = self._call("POST", "/data_attributes", json=body)
+            return attribute
+        except Invalid as exc:
+            if _ALREADY_HAVE not in exc.message:
+                raise
+            for existing in self.list_data_attributes(model):
+                if str(existing.get("name", "")).lower() == name.lower():
+                    return existing
+            raise

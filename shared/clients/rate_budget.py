@@ -1,0 +1,273 @@
+"""Rate budgets shared by every Lambda instance: one per Intercom workspace, one per Referral Factory key.
+
+A budget is a fixed-window counter in DynamoDB, spent before a request is sent: one item per (budget,
+window) holds `used`, raised by an atomic conditional `ADD` that only succeeds while `used < limit`.
+Each `ADD` reserves a small block of requests so a busy worker pays one round trip per block, not per
+request; a block never outlives its window, and a window is never granted more than its limit.
+
+Windows are aligned to the epoch plus a phase learned from the service's `X-RateLimit-Reset` (the end
+of its current window), so they line up with the service's own windows even when those are not
+epoch-aligned. The last `edge_s` of each window is not spent: a request granted at 9.99 s would
+otherwise be counted by the service in the next window, on top of that window's full budget.
+
+Intercom sizes its budget from `X-RateLimit-Limit` (a per-10-second figure) and reports what is left
+in `X-RateLimit-Remaining`; when the service says less is left than we think (another app spends from
+the same workspace limit), the shared counter is raised to match. Referral Factory's limit is 600 a
+minute per key unless an account says otherwise; it blocks IPs that keep exceeding it, so its budget
+never grows from headers. Keys and item layout: `RATE#<budget key>` / `W#<window start>` and
+`STATE` (learned limit and phase); window items expire through the table's `expires_at` TTL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from shared.aws import boto
+
+INTERCOM_WINDOW_S = 10.0
+REFERRAL_FACTORY_WINDOW_S = 60.0
+REFERRAL_FACTORY_DEFAULT_PER_MINUTE = 600
+# Until a response has told us a workspace's limit: small enough for any plan, and it is one window.
+INTERCOM_FIRST_WINDOW_LIMIT = 10
+MAX_BLOCK = 10
+EDGE_S = 0.05
+WINDOW_TTL_S = 3600
+STATE_TTL_S = 30 * 86400
+
+
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(float(raw))
+    except ValueError:
+        return None
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+class RateBudget:
+    def __init__(
+        self,
+        table_name: str,
+        key: str,
+        *,
+        window_s: float,
+        limit: int | None = None,
+        learn_limit: bool = False,
+        first_limit: int = INTERCOM_FIRST_WINDOW_LIMIT,
+        max_block: int = MAX_BLOCK,
+        edge_s: float = EDGE_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if limit is None and not learn_limit:
+            raise ValueError("a budget needs a limit or must learn it from the service")
+        self.table_name = table_name
+        self.key = key
+        self.window_s = window_s
+        self.learn_limit = learn_limit
+        self.max_block = max_block
+        self.edge_s = edge_s
+        self._clock = clock
+        self._configured_limit = limit
+        self._first_limit = first_limit
+        self._learned_limit: int | None = None
+        self._offset = 0.0
+        self._state_fresh_until = -math.inf
+        self._tokens = 0
+        self._tokens_window: float | None = None
+        self._full_until = 0.0
+        self._known_used: dict[float, int] = {}
+
+    # -- what the budget is -------------------------------------------------------------------
+    @property
+    def pk(self) -> str:
+        return f"RATE#{self.key}"
+
+    @property
+    def limit(self) -> int:
+        if self._learned_limit is not None:
+            return self._learned_limit
+        return self._configured_limit if self._configured_limit is not None else self._first_limit
+
+    def window_start(self, now: float) -> float:
+        return math.floor((now - self._offset) / self.window_s) * self.window_s + self._offset
+
+    def _block(self) -> int:
+        # About 5 % of the window's budget, so reservations left unused when work runs out are few.
+        return max(1, min(self.max_block, self.limit // 20))
+
+    # -- spending -----------------------------------------------------------------------------
+    def acquire(self) -> float:
+        """Spend one request and return 0.0, or return the seconds until the budget has room."""
+        now = self._clock()
+        self._refresh_state(now)
+        start = self.window_start(now)
+        end = start + self.window_s
+        if now >= end - self.edge_s:
+            return end - now
+        if self._full_until > now:
+            return self._full_until - now
+        if self._tokens > 0 and self._tokens_window == start:
+            self._tokens -= 1
+            return 0.0
+        limit = self.limit
+        wanted = self._block()
+        used = self._reserve(start, wanted, limit)
+        if used is None:
+            self._full_until = end
+            return end - now
+        granted = min(wanted, limit - (used - wanted))
+        self._remember_used(start, used)
+        self._tokens, self._tokens_window = granted - 1, start
+        return 0.0
+
+    def _reserve(self, start: float, n: int, limit: int) -> int | None:
+        """`used` after adding `n` to the window, or None when the window was already full."""
+        try:
+            result = boto.table(self.table_name).update_item(
+                Key={"pk": self.pk, "sk": f"W#{start:.3f}"},
+                UpdateExpression="ADD #used :n SET #exp = :exp",
+                ConditionExpression="attribute_not_exists(#used) OR #used < :limit",
+                ExpressionAttributeNames={"#used": "used", "#exp": "expires_at"},
+                ExpressionAttributeValues={
+                    ":n": n,
+                    ":limit": limit,
+                    ":exp": int(start + self.window_s + WINDOW_TTL_S),
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise
+        return int(result["Attributes"]["used"])
+
+    def _raise_used(self, start: float, used: int) -> None:
+        """Make the shared counter for a window at least `used` (never lower it)."""
+        if used <= self._known_used.get(start, 0):
+            return
+        try:
+            boto.table(self.table_name).update_item(
+                Key={"pk": self.pk, "sk": f"W#{start:.3f}"},
+                UpdateExpression="SET #used = :used, #exp = :exp",
+                ConditionExpression="attribute_not_exists(#used) OR #used < :used",
+                ExpressionAttributeNames={"#used": "used", "#exp": "expires_at"},
+                ExpressionAttributeValues={":used": used, ":exp": int(start + self.window_s + WINDOW_TTL_S)},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+        self._remember_used(start, used)
+
+    def _remember_used(self, start: float, used: int) -> None:
+        if start not in self._known_used:
+            # Only the current window matters; forget the rest.
+            self._known_used = {}
+        self._known_used[start] = max(used, self._known_used.get(start, 0))
+
+    # -- learning from the service ------------------------------------------------------------
+    def observe(self, headers: Mapping[str, str], status: int) -> None:
+        """Update what we know from a response: the limit (Intercom), the window phase, and how much
+        of the current window the service has counted."""
+        now = self._clock()
+        header_limit = _int_header(headers, "x-ratelimit-limit")
+        remaining = _int_header(headers, "x-ratelimit-remaining")
+        reset = _int_header(headers, "x-ratelimit-reset")
+        if reset is not None and reset < 1_000_000_000:
+            reset = None  # seconds-until rather than a timestamp: says nothing about phase
+        changes: dict[str, Any] = {}
+        if self.learn_limit and header_limit and header_limit != self._learned_limit:
+            if self._learned_limit is None or header_limit > self._learned_limit:
+                self._full_until = 0.0  # a larger limit may reopen a window we thought full
+            self._learned_limit = header_limit
+            changes["limit"] = header_limit
+        if reset is not None:
+            offset = reset % self.window_s
+            drift = abs(offset - self._offset)
+            if min(drift, self.window_s - drift) > 0.5:
+                self._offset = offset
+                changes["offset"] = Decimal(str(offset))
+        if changes:
+            self._write_state(changes, now)
+        start = self.window_start(now)
+        if reset is not None and abs((reset - self.window_s) - start) >= 1:
+            return  # the service is talking about another window than our current one
+        if reset is None and now - start < 1.0:
+            return  # may be the answer to a request of the window that just ended
+        limit = self.limit
+        # A 429 alone (an injected fault, a per-endpoint limit) says only "wait `Retry-After`", which
+        # the HTTP client does; the window is full when the service says nothing is left in it.
+        if remaining == 0:
+            self._raise_used(start, limit)
+            self._full_until = max(self._full_until, start + self.window_s)
+            self._tokens = 0
+        elif remaining is not None and header_limit and remaining * 10 <= limit:
+            # Near the end of the window, make sure the shared counter is at least what the service
+            # has counted, so spending from elsewhere cannot push us into 429s.
+            self._raise_used(start, header_limit - remaining)
+
+    def _refresh_state(self, now: float) -> None:
+        """Read the learned limit and phase at the start of each window: every instance follows what
+        one of them learned within a window."""
+        if now < self._state_fresh_until:
+            return
+        self._state_fresh_until = self.window_start(now) + self.window_s
+        item = boto.table(self.table_name).get_item(Key={"pk": self.pk, "sk": "STATE"}).get("Item")
+        if not item:
+            return
+        if self.learn_limit and "limit" in item:
+            self._learned_limit = int(item["limit"])
+        if "offset" in item:
+            self._offset = float(item["offset"])
+
+    def _write_state(self, changes: Mapping[str, Any], now: float) -> None:
+        values = {**changes, "expires_at": int(now + STATE_TTL_S)}
+        names = {f"#s{i}": k for i, k in enumerate(values)}
+        boto.table(self.table_name).update_item(
+            Key={"pk": self.pk, "sk": "STATE"},
+            UpdateExpression="SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(values))),
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={f":s{i}": v for i, v in enumerate(values.values())},
+        )
+
+
+def referral_factory_key(api_key: str) -> str:
+    """The budget key for a Referral Factory API key: a hash, so the key itself is never stored here."""
+    return "rf#" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
+
+
+def intercom_budget(
+    table_name: str, workspace_id: str, *, clock: Callable[[], float] = time.time
+) -> RateBudget:
+    """The budget every worker shares for one Intercom workspace (`app.id_code`)."""
+    return RateBudget(
+        table_name, f"intercom#{workspace_id}", window_s=INTERCOM_WINDOW_S, learn_limit=True, clock=clock
+    )
+
+
+def referral_factory_budget(
+    table_name: str,
+    api_key: str,
+    *,
+    per_minute: int | None = None,
+    clock: Callable[[], float] = time.time,
+) -> RateBudget:
+    """The budget every worker shares for one Referral Factory API key (`per_minute` per account)."""
+    return RateBudget(
+        table_name,
+        referral_factory_key(api_key),
+        window_s=REFERRAL_FACTORY_WINDOW_S,
+        limit=per_minute or REFERRAL_FACTORY_DEFAULT_PER_MINUTE,
+        clock=clock,
+    )

@@ -1,0 +1,222 @@
+"""The Referral Factory API v2 client: users (list by campaign, create with referrer attribution, get,
+search, update), qualification and campaigns (reference: referral-factory-api.md §2-§4).
+
+Calls go through `shared.clients.http` and the API key's shared rate budget: Referral Factory blocks an
+IP that keeps exceeding 600 calls a minute (§1), so the budget is spent before each request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+
+from shared.clients.errors import UpstreamError
+from shared.clients.http import DEFAULT_POLICY, Budget, HttpClient, RetryPolicy, error_for
+from shared.settings import DEFAULT_REFERRAL_FACTORY_API_BASE
+
+SERVICE = "referral_factory"
+# The field of `PUT /users/qualification` that carries the sale value for commission rewards.
+# Referral Factory documents no name for it (reference §4, §6 "Track Your Sale Value"); this is the
+# one place that names it.
+SALE_VALUE_FIELD = "amount"
+MAX_PER_PAGE = 250
+
+ReferrerField = Literal["id", "code", "email"]
+
+
+@dataclass(frozen=True)
+class Referrer:
+    """Who referred a new user: attribution happens only when the user is created (§2)."""
+
+    field: ReferrerField
+    value: str | int
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    page: int
+    last_page: int
+
+    @property
+    def has_more(self) -> bool:
+        return self.page < self.last_page
+
+
+def _message(response: httpx.Response) -> tuple[str, dict[str, list[str]]]:
+    """Referral Factory's `{"message", "errors"?: {field: [messages]}}`, tolerant of anything else."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason_phrase or f"HTTP {response.status_code}", {}
+    if not isinstance(body, dict):
+        return f"HTTP {response.status_code}", {}
+    errors = body.get("errors") if isinstance(body.get("errors"), dict) else {}
+    return str(body.get("message") or f"HTTP {response.status_code}"), errors or {}
+
+
+def _single(body: Any) -> dict[str, Any]:
+    # Public material disagrees on whether v2 wraps single resources in `data` (emulator docstring).
+    if isinstance(body, dict) and isinstance(body.get("data"), dict):
+        return dict(body["data"])
+    return dict(body) if isinstance(body, dict) else {}
+
+
+def _page(body: Any, page: int) -> Page:
+    meta = body.get("meta") or {} if isinstance(body, dict) else {}
+    data = body.get("data") if isinstance(body, dict) else None
+    current = int(meta.get("current_page") or page)
+    return Page(items=list(data or []), page=current, last_page=int(meta.get("last_page") or current))
+
+
+def _email_taken(errors: Mapping[str, list[str]]) -> bool:
+    return any("taken" in str(m).lower() or "exist" in str(m).lower() for m in errors.get("email") or [])
+
+
+class ReferralFactoryClient:
+    """One account's API key, its configured base URL and its key's budget."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_REFERRAL_FACTORY_API_BASE,
+        budget: Budget | None = None,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
+        self.http = HttpClient(
+            base_url,
+            service=SERVICE,
+            headers={"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+            budget=budget,
+            policy=policy,
+            client=client,
+            sleep=sleep,
+            clock=clock,
+        )
+
+    def __repr__(self) -> str:  # never the key
+        return f"ReferralFactoryClient({self.http.base_url!r})"
+
+    def _error(self, response: httpx.Response) -> UpstreamError:
+        message, errors = _message(response)
+        error = error_for(response, service=SERVICE, message=message, now=self._clock())
+        error.fields = errors
+        return error
+
+    def _send(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None
+    ) -> httpx.Response:
+        return self.http.request(method, path, json=json, params=params)
+
+    def _call(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None
+    ) -> Any:
+        response = self._send(method, path, json=json, params=params)
+        if not response.is_success:
+            raise self._error(response)
+        return response.json()
+
+    # -- users --------------------------------------------------------------------------------
+    def list_users(self, campaign_id: int, *, page: int = 1, per_page: int = MAX_PER_PAGE) -> Page:
+        params = {"campaign_id": campaign_id, "page": page, "per_page": min(per_page, MAX_PER_PAGE)}
+        return _page(self._call("GET", "/users", params=params), page)
+
+    def iter_users(self, campaign_id: int, *, per_page: int = MAX_PER_PAGE) -> Iterator[dict[str, Any]]:
+        """Every user of a campaign, page by page. Pages are newest first, so users who join while
+        this runs can shift earlier users onto the next page: callers dedupe by id."""
+        page = 1
+        while True:
+            result = self.list_users(campaign_id, page=page, per_page=per_page)
+            yield from result.items
+            if not result.has_more or not result.items:
+                return
+            page += 1
+
+    def create_user(
+        self,
+        campaign_id: int,
+        email: str,
+        first_name: str,
+        *,
+        referrer: Referrer | None = None,
+        meta: list[dict[str, Any]] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """The campaign's user with this email, and whether it was created now: a 422 for an email
+        already in the campaign resolves to the user who has it."""
+        body: dict[str, Any] = {"campaign_id": campaign_id, "email": email, "first_name": first_name}
+        if referrer is not None:
+            body["referrer"] = {"field": referrer.field, "value": referrer.value}
+        if meta:
+            body["meta"] = meta
+        response = self._send("POST", "/users", json=body)
+        if response.is_success:
+            return _single(response.json()), True
+        error = self._error(response)
+        if response.status_code == 422 and _email_taken(error.fields):
+            return self.get_user(email, campaign_id=campaign_id), False
+        raise error
+
+    def get_user(self, identifier: str | int, *, campaign_id: int | None = None) -> dict[str, Any]:
+        """A user by id, code or email (an email is per campaign, so give `campaign_id` with one)."""
+        params = {"campaign_id": campaign_id} if campaign_id is not None else None
+        return _single(self._call("GET", f"/users/{quote(str(identifier), safe='@')}", params=params))
+
+    def search_users(
+        self, filters: Mapping[str, Any], *, page: int = 1, per_page: int = MAX_PER_PAGE
+    ) -> Page:
+        """`POST /users/search` with flat equality filters, e.g. `{"campaign_id": 7, "email": ...}`."""
+        body = {**filters, "page": page, "per_page": min(per_page, MAX_PER_PAGE)}
+        return _page(self._call("POST", "/users/search", json=body), page)
+
+    def update_user(self, user_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+        return _single(self._call("PUT", f"/users/{int(user_id)}", json=dict(fields)))
+
+    def qualify(
+        self,
+        *,
+        user_id: int | None = None,
+        code: str | None = None,
+        email: str | None = None,
+        campaign_id: int | None = None,
+        qualified: bool = True,
+        sale_value: float | None = None,
+    ) -> dict[str, Any]:
+        """Mark a referral qualified (or back to pending), by id, code, or email + campaign (§4).
+        Referral Factory qualifies a user once; repeating it is harmless."""
+        body: dict[str, Any] = {"qualified": qualified}
+        if user_id is not None:
+            body["id"] = user_id
+        elif code is not None:
+            body["code"] = code
+        elif email is not None and campaign_id is not None:
+            body["email"], body["campaign_id"] = email, campaign_id
+        else:
+            raise ValueError("qualify needs user_id, code, or email with campaign_id")
+        if sale_value is not None:
+            body[SALE_VALUE_FIELD] = sale_value
+        return _single(self._call("PUT", "/users/qualification", json=body))
+
+    # -- campaigns ----------------------------------------------------------------------------
+    def list_campaigns(self) -> list[dict[str, Any]]:
+        campaigns: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = self._call("GET", "/campaigns", params={"page": page, "per_page": MAX_PER_PAGE})
+            result = _page(body, page)
+            campaigns.extend(result.items)
+            if not result.has_more or not result.items:
+                return campaigns
+            page += 1
+
+    def get_campaign(self, campaign_id: int | str) -> dict[str, Any]:
+        return _single(self._call("GET", f"/campaigns/{quote(str(campaign_id), safe='')}"))

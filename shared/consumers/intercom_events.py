@@ -1,0 +1,195 @@
+"""Dispatch of the Intercom events queue by message kind: uninstall notices, contact notifications
+(qualification, merges, removals) and the scheduled qualification sweeps.
+
+Work that cannot happen now (a rate budget spent, another worker qualifying the same referral,
+Referral Factory failing for a while) goes back to the queue with a delay instead of sleeping in a
+billed Lambda or waiting out the queue's visibility timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from shared import messages
+from shared.aws import queues
+from shared.clients.errors import ConnectionRevoked, RateLimited, Transient
+from shared.flows.contact_changes import handle_notification
+from shared.flows.qualify import Qualifier, QualifyContext
+from shared.flows.sweep import sweep
+from shared.flows.uninstall import handle_uninstall
+from shared.observability import logger, metrics
+from shared.records.campaigns import QUALIFICATION_SWEEP_INTERVAL_S, CampaignStore
+from shared.records.connections import CONNECTED
+from shared.records.referrals import Referrals
+from shared.wiring import services
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from shared.clients.intercom import IntercomClient
+    from shared.clients.referral_factory import ReferralFactoryClient
+    from shared.records.connections import Connections
+    from shared.settings import IntercomEventsSettings
+    from shared.wiring import Services
+
+# A message handed back this many times goes to the DLQ (visible, redrivable) instead.
+MAX_REQUEUES = 40
+# Referral Factory or Intercom kept failing through the client's own retries: try again this much later.
+TRANSIENT_RETRY_S = 5
+
+# One client per account key in a warm process: its key is decrypted once and its budget's reservations
+# are reused across messages.
+_rf_clients: dict[str, ReferralFactoryClient] = {}
+
+
+class UnknownMessage(Exception):
+    pass
+
+
+def _rf_client(svc: Services, account: dict[str, Any]) -> ReferralFactoryClient:
+    key = json.dumps(
+        [account["account_id"], account.get("rf_api_key"), account.get("rf_api_base")],
+        sort_keys=True,
+        default=str,
+    )
+    if key not in _rf_clients:
+        _rf_clients[key] = svc.referral_factory_for(account)
+    return _rf_clients[key]
+
+
+def _connections(svc: Services, settings: IntercomEventsSettings) -> Connections:
+    return svc.connections(publish_to=(settings.signup_queue_url, settings.sync_queue_url))
+
+
+def _qualifier(
+    svc: Services, settings: IntercomEventsSettings, account_id: str, connections: Connections
+) -> Callable[[], Qualifier]:
+    """The account's qualifier, built on first need (most notifications have no referral)."""
+    built: list[Qualifier] = []
+
+    def get() -> Qualifier:
+        if not built:
+            built.append(
+                Qualifier(
+                    QualifyContext(
+                        account_id=account_id,
+                        account_loader=lambda: svc.accounts.get(account_id),
+                        referrals=Referrals(svc.store),
+                        campaigns=CampaignStore(svc.store),
+                        connections=connections,
+                        rf_factory=lambda account: _rf_client(svc, account),
+                        intercom_for=svc.intercom_for,
+                        idempotency_table=settings.idempotency_table_name,
+                    )
+                )
+            )
+        return built[0]
+
+    return get
+
+
+def _intercom(svc: Services, connections: Connections, account_id: str) -> IntercomClient | None:
+    connection = connections.get(account_id)
+    if connection is None or connection.get("status") != CONNECTED:
+        return None
+    return svc.intercom_for(connection)
+
+
+def _uninstall(message: dict[str, Any], svc: Services, settings: IntercomEventsSettings) -> str:
+    outcome = handle_uninstall(str(message["app_id"]), _connections(svc, settings), svc.intercom_for)
+    logger.info("uninstall notice handled", extra={"app_id": message["app_id"], "outcome": outcome})
+    metrics.add_metric(name=f"Uninstall_{outcome}", unit="Count", value=1)
+    return outcome
+
+
+def _notification(message: dict[str, Any], svc: Services, settings: IntercomEventsSettings) -> str:
+    account_id = str(message["account_id"])
+    connections = _connections(svc, settings)
+    try:
+        outcome = handle_notification(
+            message,
+            Referrals(svc.store),
+            _qualifier(svc, settings, account_id, connections),
+            lambda: _intercom(svc, connections, account_id),
+        )
+    except ConnectionRevoked:
+        connections.mark_revoked(account_id, "401 from Intercom")
+        outcome = "connection_revoked"
+    logger.info(
+        "notification handled",
+        extra={
+            "topic": message.get("topic"),
+            "notification_id": message.get("notification_id"),
+            "outcome": outcome,
+            # From the receiver's answer to now: how far behind the queue is.
+            "waited_s": round(time.time() - float(message.get("received_at") or time.time()), 3),
+        },
+    )
+    metrics.add_metric(name="NotificationHandled", unit="Count", value=1)
+    return outcome
+
+
+def _sweep(message: dict[str, Any], svc: Services, settings: IntercomEventsSettings) -> str:
+    account_id = str(message["account_id"])
+    connections = _connections(svc, settings)
+    connection = connections.get(account_id)
+    if connection is None or connection.get("status") != CONNECTED:
+        # The mark stays where it was: after a reconnect the sweep looks back over the gap.
+        return "not_connected"
+    try:
+        result = sweep(
+            message,
+            store=svc.store,
+            referrals=Referrals(svc.store),
+            qualifier=_qualifier(svc, settings, account_id, connections)(),
+            intercom=svc.intercom_for(connection),
+            workspace_id=str(connection["workspace_id"]),
+            interval_s=QUALIFICATION_SWEEP_INTERVAL_S,
+        )
+    except ConnectionRevoked:
+        connections.mark_revoked(account_id, "401 from Intercom")
+        return "connection_revoked"
+    if result.continuation is not None:
+        queues.send(settings.intercom_events_queue_url, result.continuation)
+        return "continued"
+    return "swept"
+
+
+HANDLERS: dict[str, Callable[[dict[str, Any], Services, IntercomEventsSettings], str]] = {
+    messages.INTERCOM_UNINSTALL: _uninstall,
+    messages.INTERCOM_NOTIFICATION: _notification,
+    messages.QUALIFICATION_SWEEP: _sweep,
+}
+
+
+def handle_record(record: SQSRecord, settings: IntercomEventsSettings) -> str:
+    message = json.loads(record.body)
+    kind = message.get("kind")
+    handler = HANDLERS.get(kind)
+    if handler is None:
+        # Never acknowledge what we do not understand: it stays visible (and then in the DLQ).
+        raise UnknownMessage(f"the Intercom events queue has no handler for {kind!r}")
+    svc = services(settings)
+    try:
+        return handler(message, svc, settings)
+    except (messages.Deferred, RateLimited, Transient) as later:
+        if isinstance(later, messages.Deferred):
+            delay = later.delay_s
+        elif isinstance(later, RateLimited):
+            delay = int(later.retry_after + 1)
+        else:
+            delay = TRANSIENT_RETRY_S
+        requeues = int(message.get("requeues") or 0)
+        if requeues >= MAX_REQUEUES:
+            raise
+        queues.send(
+            settings.intercom_events_queue_url,
+            {**message, "requeues": requeues + 1},
+            delay_seconds=max(1, delay),
+        )
+        logger.info("handed back to the queue", extra={"kind": kind, "delay_s": delay, "reason": str(later)})
+        return "handed_back"

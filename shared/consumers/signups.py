@@ -1,0 +1,179 @@
+"""The signup queue's consumer: Referral Factory events, connection changes and scheduled catch-ups.
+
+Work that cannot happen now (a rate budget spent, another worker holding a push, Intercom's search
+not yet trustworthy) goes back to the queue with a delay instead of sleeping in a billed Lambda.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from shared import messages
+from shared.aws import queues
+from shared.clients.errors import RateLimited
+from shared.clients.intercom import parse_timestamp
+from shared.flows.signup_push import PushContext, SignupPusher
+from shared.observability import logger, metrics
+from shared.records.campaigns import CampaignStore
+from shared.records.referrals import NOT_PUSHED, PUSHED, WAITING, Referrals
+from shared.wiring import services
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from shared.settings import SignupProcessorSettings
+    from shared.wiring import Services
+
+# A message handed back this many times goes to the DLQ (visible, redrivable) instead.
+MAX_REQUEUES = 40
+# Catch-ups look this far behind their previous run: webhooks can arrive late, clocks drift.
+CATCH_UP_OVERLAP_S = 3600
+CATCH_UP_MAX_PAGES = 20
+
+
+def _pusher(svc: Services, account: dict[str, Any], settings: SignupProcessorSettings) -> SignupPusher:
+    return SignupPusher(
+        PushContext(
+            account=account,
+            referrals=Referrals(svc.store),
+            campaigns=CampaignStore(svc.store),
+            connections=svc.connections(publish_to=(settings.signup_queue_url, settings.sync_queue_url)),
+            rf=svc.referral_factory_for(account),
+            intercom_for=svc.intercom_for,
+        )
+    )
+
+
+def _rf_event(message: dict[str, Any], svc: Services, settings: SignupProcessorSettings) -> None:
+    rf_user_id = message.get("rf_user_id")
+    if rf_user_id and message.get("campaign_id") and message["event"] == "user.join":
+        # Duplicates end here, at no cost to Referral Factory's budget, and before the account is
+        # read and its key decrypted: every user a contact sync creates comes back this way.
+        known = Referrals(svc.store).get(message["account_id"], message["campaign_id"], rf_user_id)
+        if known and known["intercom_status"] in PUSHED:
+            return
+    account = svc.accounts.get(message["account_id"])
+    pusher = _pusher(svc, account, settings)
+    if not rf_user_id:
+        found = pusher.ctx.rf.get_user(message["email"], campaign_id=int(message["campaign_id"]))
+        rf_user_id = str(found["id"])
+    if message["event"] == "user.join":
+        record = pusher.on_join(rf_user_id, via=message.get("via") or "webhook")
+        logger.info(
+            "signup handled",
+            extra={
+                "account_id": account["account_id"],
+                "rf_user_id": rf_user_id,
+                "intercom_status": record["intercom_status"],
+            },
+        )
+        metrics.add_metric(name=f"Signup_{record['intercom_status']}", unit="Count", value=1)
+    else:
+        pusher.on_counts_changed(rf_user_id, message["event"])
+
+
+def _reconnected(message: dict[str, Any], svc: Services, settings: SignupProcessorSettings) -> None:
+    """Push every signup that waited for the connection (one message each: nothing is lost)."""
+    account_id = message["account_id"]
+    waiting = [
+        item
+        for item in svc.store.query_all(f"REFERRALS#{account_id}")
+        if item.get("intercom_status") == WAITING
+    ]
+    queues.send_batch(
+        settings.signup_queue_url,
+        [
+            {
+                "kind": messages.RF_WEBHOOK,
+                "account_id": account_id,
+                "event": "user.join",
+                "rf_user_id": item["rf_user_id"],
+                "campaign_id": item["campaign_id"],
+                "via": "reconnect",
+            }
+            for item in waiting
+        ],
+    )
+    logger.info("waiting signups released", extra={"account_id": account_id, "count": len(waiting)})
+
+
+def _catch_up(message: dict[str, Any], svc: Services, settings: SignupProcessorSettings) -> None:
+    """List the campaign's recent users and push any signup the webhooks missed."""
+    account_id, campaign_id = message["account_id"], str(message["campaign_id"])
+    account = svc.accounts.get(account_id)
+    rf = svc.referral_factory_for(account)
+    referrals = Referrals(svc.store)
+    mark_pk, mark_sk = f"ACCOUNT#{account_id}", f"CATCHUP#{campaign_id}"
+    mark = svc.store.get(mark_pk, mark_sk) or {}
+    since = int(mark.get("last_run_at") or 0) - CATCH_UP_OVERLAP_S
+    started = int(time.time())
+    missed = []
+    for page_number in range(1, CATCH_UP_MAX_PAGES + 1):
+        page = rf.list_users(int(campaign_id), page=page_number)
+        for user in page.items:
+            record = referrals.get(account_id, campaign_id, str(user["id"]))
+            if record is None or record["intercom_status"] in (NOT_PUSHED, WAITING):
+                missed.append(user)
+        oldest = parse_timestamp(page.items[-1].get("signed_up_at")) if page.items else None
+        if not page.has_more or (oldest is not None and oldest < since):
+            break
+    queues.send_batch(
+        settings.signup_queue_url,
+        [
+            {
+                "kind": messages.RF_WEBHOOK,
+                "account_id": account_id,
+                "event": "user.join",
+                "rf_user_id": str(u["id"]),
+                "campaign_id": campaign_id,
+                "via": "catch_up",
+            }
+            for u in missed
+        ],
+    )
+    svc.store.put({"pk": mark_pk, "sk": mark_sk, "last_run_at": started})
+    CampaignStore(svc.store).ensure_qualification_sweep(account_id, campaign_id)
+    logger.info(
+        "catch-up done", extra={"account_id": account_id, "campaign_id": campaign_id, "queued": len(missed)}
+    )
+
+
+class UnknownMessage(Exception):
+    pass
+
+
+# Pushes check the connection themselves, so losing it needs nothing here.
+IGNORED_KINDS = (messages.CONNECTION_REVOKED, messages.CONNECTION_DISCONNECTED)
+HANDLERS = {
+    messages.RF_WEBHOOK: _rf_event,
+    messages.CONNECTION_CONNECTED: _reconnected,
+    messages.CATCH_UP: _catch_up,
+}
+
+
+def handle_record(record: SQSRecord, settings: SignupProcessorSettings) -> None:
+    message = json.loads(record.body)
+    kind = message.get("kind")
+    if kind in IGNORED_KINDS:
+        return
+    handler = HANDLERS.get(kind)
+    if handler is None:
+        # Never acknowledge what we do not understand: it stays visible (and then in the DLQ).
+        raise UnknownMessage(f"the signup queue has no handler for {kind!r}")
+    svc = services(settings)
+    try:
+        handler(message, svc, settings)
+    except (messages.Deferred, RateLimited) as later:
+        delay = later.delay_s if isinstance(later, messages.Deferred) else int((later.retry_after or 1) + 1)
+        requeues = int(message.get("requeues") or 0)
+        if requeues >= MAX_REQUEUES:
+            raise
+        queues.send(
+            settings.signup_queue_url, {**message, "requeues": requeues + 1}, delay_seconds=max(1, delay)
+        )
+        logger.info(
+            "handed back to the queue",
+            extra={"kind": message.get("kind"), "delay_s": delay, "reason": str(later)},
+        )

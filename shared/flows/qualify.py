@@ -1,0 +1,359 @@
+"""Qualifying a referral in Referral Factory exactly once when its contact is observed with a
+qualifying value, and the bookkeeping that follows (the referral's history, the referrer's counts).
+
+Webhooks and the sweep both come here. Exactly once, even across a Lambda timeout between the call
+and the bookkeeping:
+
+1. the rule (`shared.domain.qualification`) runs on the product's own record first, so echoes, other
+   attributes and referrals that cannot qualify cost no Referral Factory call;
+2. the call is an idempotent function keyed on the referral (`{account}:qualify:{campaign}:{user}`):
+   a repeat gets the first outcome back without calling, and a concurrent one is handed back to the
+   queue while the first is in progress;
+3. inside it, the Referral Factory user is read again, and one already qualified is not qualified
+   again: an attempt that timed out after its call left the idempotency record in progress, and the
+   retry that takes over once that expires (the Lambda context's remaining time) must not call twice;
+4. the referral is marked qualified with a conditional write, so the history records it once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+from pydantic import BaseModel
+
+from shared import messages
+from shared.aws import boto
+from shared.clients.errors import ConnectionRevoked
+from shared.clients.intercom import parse_timestamp
+from shared.domain.campaign_settings import CampaignSettings
+from shared.domain.field_mapping import get_attribute
+from shared.domain.qualification import (
+    ALREADY_QUALIFIED,
+    Decision,
+    SaleValue,
+    Watch,
+    decide,
+    normalise,
+    parse_sale_value,
+    worth_a_look,
+)
+from shared.flows.signup_push import PushContext, SignupPusher
+from shared.observability import logger, metrics
+from shared.records.referrals import QUALIFIED, Referrals
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from shared.clients.intercom import IntercomClient
+    from shared.clients.referral_factory import ReferralFactoryClient
+    from shared.domain.campaign_settings import Qualification
+    from shared.records.campaigns import CampaignStore
+    from shared.records.connections import Connections
+
+# The idempotency records' prefix: fixed, so moving this code never resets deduplication.
+IDEMPOTENCY_KEY_PREFIX = "referral-qualification"
+# Records outlive any retry by far; the referral's own `status` guards it after that.
+IDEMPOTENCY_EXPIRY_S = 30 * 86400
+# When another worker holds the qualification: try again after this long.
+IN_PROGRESS_RETRY_S = 15
+NO_REFERRAL, NO_QUALIFICATION = "no_referral", "no_qualification_settings"
+
+QUALIFY_IDEMPOTENCY = IdempotencyConfig(
+    event_key_jmespath="key",
+    raise_on_no_idempotency_key=True,
+    expires_after_seconds=IDEMPOTENCY_EXPIRY_S,
+)
+
+
+def register_lambda_context(context: LambdaContext) -> None:
+    """Called by the handler before any record: an attempt's in-progress record then expires when its
+    invocation would have timed out, so a retry after a timeout can take over."""
+    QUALIFY_IDEMPOTENCY.register_lambda_context(context)
+
+
+class QualifyRequest(BaseModel):
+    key: str
+    rf_user_id: int
+    sale_value: float | None = None
+
+
+class QualifyOutcome(BaseModel):
+    # Whether this attempt sent `PUT /users/qualification` (False: Referral Factory had it already).
+    called: bool
+    qualified_at: int | None = None
+
+
+def qualify_in_referral_factory(*, request: QualifyRequest, rf: ReferralFactoryClient) -> QualifyOutcome:
+    user = rf.get_user(request.rf_user_id)
+    if user.get("qualified_at"):
+        return QualifyOutcome(called=False, qualified_at=parse_timestamp(user["qualified_at"]))
+    answer = rf.qualify(user_id=request.rf_user_id, sale_value=request.sale_value)
+    return QualifyOutcome(called=True, qualified_at=parse_timestamp(answer.get("qualified_at")))
+
+
+@cache
+def _once(table_name: str) -> Callable[..., QualifyOutcome]:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, idempotent_function
+    from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
+
+    persistence = DynamoDBPersistenceLayer(
+        table_name=table_name,
+        key_attr="id",
+        expiry_attr="expiration",
+        boto3_client=boto.client("dynamodb"),
+    )
+    once: Callable[..., QualifyOutcome] = idempotent_function(
+        qualify_in_referral_factory,
+        data_keyword_argument="request",
+        persistence_store=persistence,
+        config=QUALIFY_IDEMPOTENCY,
+        output_serializer=PydanticSerializer(QualifyOutcome),
+        key_prefix=IDEMPOTENCY_KEY_PREFIX,
+    )
+    return once
+
+
+def qualification_key(account_id: str, campaign_id: str, rf_user_id: str) -> str:
+    return f"{account_id}:qualify:{campaign_id}:{rf_user_id}"
+
+
+@dataclass
+class QualifyContext:
+    account_id: str
+    # The account's record and its Referral Factory client are read on first need: most
+    # observations never reach Referral Factory.
+    account_loader: Callable[[], dict[str, Any]]
+    referrals: Referrals
+    campaigns: CampaignStore
+    connections: Connections
+    rf_factory: Callable[[dict[str, Any]], ReferralFactoryClient]
+    intercom_for: Callable[[dict[str, Any]], IntercomClient]
+    idempotency_table: str
+    clock: Callable[[], float] = time.time
+    _account: dict[str, Any] | None = field(default=None, init=False, repr=False)
+    _rf: ReferralFactoryClient | None = field(default=None, init=False, repr=False)
+
+    @property
+    def account(self) -> dict[str, Any]:
+        if self._account is None:
+            self._account = self.account_loader()
+        return self._account
+
+    @property
+    def rf(self) -> ReferralFactoryClient:
+        if self._rf is None:
+            self._rf = self.rf_factory(self.account)
+        return self._rf
+
+
+# Campaign settings as a warm process last read them: a change applies within this many seconds.
+SETTINGS_TTL_S = 30.0
+_settings_cache: dict[tuple[str, str], tuple[float, CampaignSettings | None]] = {}
+_watch_cache: dict[str, tuple[float, tuple[Watch, ...]]] = {}
+
+
+class Qualifier:
+    def __init__(self, ctx: QualifyContext) -> None:
+        self.ctx = ctx
+        self.account_id = ctx.account_id
+
+    def settings(self, campaign_id: str) -> CampaignSettings | None:
+        key, now = (self.account_id, campaign_id), time.monotonic()
+        cached = _settings_cache.get(key)
+        if cached is not None and cached[0] + SETTINGS_TTL_S > now:
+            return cached[1]
+        raw = self.ctx.campaigns.get_settings(self.account_id, campaign_id)
+        settings = CampaignSettings.model_validate(raw) if raw else None
+        _settings_cache[key] = (now, settings)
+        return settings
+
+    def watches(self) -> tuple[Watch, ...]:
+        """Every qualification the account's campaigns have, as notifications are filtered by."""
+        now = time.monotonic()
+        cached = _watch_cache.get(self.account_id)
+        if cached is not None and cached[0] + SETTINGS_TTL_S > now:
+            return cached[1]
+        found: list[Watch] = []
+        for campaign_id in sorted(self.ctx.campaigns.configured(self.account_id)):
+            settings = self.settings(campaign_id)
+            for person in (settings.person_invited, settings.person_referring) if settings else ():
+                if person is not None and person.qualification is not None:
+                    q = person.qualification
+                    found.append(
+                        Watch(q.attribute, tuple(q.qualifying_values), person.duplicates == "update")
+                    )
+        _watch_cache[self.account_id] = (now, tuple(found))
+        return tuple(found)
+
+    def worth_a_look(self, contact: dict[str, Any]) -> bool:
+        """Whether a notified contact can matter to any of the account's referrals: without a qualifying
+        value (and no campaign following every change), it is not looked up at all."""
+        watches = self.watches()
+        return worth_a_look({w.attribute: get_attribute(contact, w.attribute) for w in watches}, watches)
+
+    def qualification_for(self, record: dict[str, Any]) -> Qualification | None:
+        settings = self.settings(str(record["campaign_id"]))
+        person = getattr(settings, str(record.get("type")), None) if settings else None
+        return person.qualification if person else None
+
+    def observe(
+        self, record: dict[str, Any], contact: dict[str, Any], *, via: str, observed_at: int | None
+    ) -> str:
+        """Act on the referral's contact as observed (a notification's item, a search result); returns
+        why it did or did not qualify. `observed_at` orders webhook observations; the sweep, which
+        sees the contact as it is now, passes None.
+
+        `record` may be a copy from the contact index, which lags the table: what it says is trusted
+        only to rule a change out (a qualified referral never goes back to pending); anything that
+        writes is decided again on the record read from the table."""
+        decision, value = self._decide(record, contact, observed_at)
+        uncounted = bool(record.get("referrer_rf_user_id")) and not record.get("converted_count_written")
+        if decision.qualify or decision.remember_seen or (decision.reason == ALREADY_QUALIFIED and uncounted):
+            fresh = self.ctx.referrals.get(
+                self.account_id, str(record["campaign_id"]), str(record["rf_user_id"])
+            )
+            if fresh is None:
+                return NO_REFERRAL
+            decision, value = self._decide(fresh, contact, observed_at)
+            record = fresh
+        if decision.reason == ALREADY_QUALIFIED and uncounted and not record.get("converted_count_written"):
+            # A retry after a crash between marking and counting still counts (at most once).
+            self._count(record)
+        seen_at = int(record.get("qualification_seen_at") or record.get("pushed_at") or 0)
+        if decision.remember_seen and (observed_at is None or observed_at >= seen_at):
+            self.ctx.referrals.update(
+                record,
+                {
+                    "qualification_seen_value": normalise(value),
+                    "qualification_seen_at": observed_at or int(self.ctx.clock()),
+                },
+            )
+        if decision.qualify:
+            self._qualify(record, contact, value=value, via=via, reason=decision.reason)
+        metrics.add_metric(name=f"Qualification_{decision.reason}", unit="Count", value=1)
+        return decision.reason
+
+    def _decide(
+        self, record: dict[str, Any], contact: dict[str, Any], observed_at: int | None
+    ) -> tuple[Decision, Any]:
+        if record.get("status") == QUALIFIED:
+            return Decision(False, ALREADY_QUALIFIED), None
+        q = self.qualification_for(record)
+        if q is None:
+            return Decision(False, NO_QUALIFICATION), None
+        value = get_attribute(contact, q.attribute)
+        existing = record.get("intercom_status") == "existing_updated"
+        seen_at = record.get("qualification_seen_at") or record.get("pushed_at")
+        decision = decide(
+            status=record.get("status"),
+            can_qualify=bool(record.get("can_qualify")),
+            intercom_status=record.get("intercom_status"),
+            qualifying_values=q.qualifying_values,
+            initial_value=q.initial_value,
+            value=value,
+            seen_value=record.get("qualification_seen_value"),
+            observed_at=observed_at,
+            # Only an existing contact has a value the product saw; a created one has no earlier state.
+            seen_at=int(seen_at) if existing and seen_at else None,
+        )
+        return decision, value
+
+    def _sale_value(self, campaign_id: str, contact: dict[str, Any]) -> SaleValue:
+        settings = self.settings(campaign_id)
+        if settings is None or settings.commission is None:
+            return SaleValue(None, "no commission attribute configured")
+        return parse_sale_value(get_attribute(contact, settings.commission.sale_value_attribute))
+
+    def _qualify(
+        self, record: dict[str, Any], contact: dict[str, Any], *, value: Any, via: str, reason: str
+    ) -> None:
+        campaign_id, rf_user_id = str(record["campaign_id"]), str(record["rf_user_id"])
+        sale = self._sale_value(campaign_id, contact)
+        attempted_before = record.get("qualify_attempted_at")
+        if not attempted_before:
+            # Tells a retry that a qualified user in Referral Factory may be our own earlier call.
+            record = self.ctx.referrals.update(record, {"qualify_attempted_at": int(self.ctx.clock())})
+        from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+
+        request = QualifyRequest(
+            key=qualification_key(self.account_id, campaign_id, rf_user_id),
+            rf_user_id=int(rf_user_id),
+            sale_value=sale.amount,
+        )
+        try:
+            outcome = _once(self.ctx.idempotency_table)(request=request, rf=self.ctx.rf)
+        except IdempotencyAlreadyInProgressError as exc:
+            raise messages.Deferred(
+                "another worker is qualifying this referral", IN_PROGRESS_RETRY_S
+            ) from exc
+        details: dict[str, Any] = {
+            "sale_value": sale.amount,
+            "sale_value_note": sale.note,
+            "reason": reason,
+            "contact_id": contact.get("id"),
+            "value": normalise(value),
+        }
+        if not outcome.called and not attempted_before:
+            # Qualified in Referral Factory by someone else (by hand, another integration).
+            details["sale_value"] = None
+            details["sale_value_note"] = "qualified in Referral Factory before the product; amount not sent"
+        marked = self.ctx.referrals.mark_qualified(
+            record,
+            {
+                "qualified_at": outcome.qualified_at or int(self.ctx.clock()),
+                "sale_value": details["sale_value"],
+            },
+            {"kind": "qualified", "via": via, "details": details},
+        )
+        if marked is None:
+            return
+        metrics.add_metric(name=f"Qualified_{via}", unit="Count", value=1)
+        logger.info(
+            "referral qualified",
+            extra={
+                "account_id": self.account_id,
+                "campaign_id": campaign_id,
+                "rf_user_id": rf_user_id,
+                "via": via,
+                "called_referral_factory": outcome.called,
+                "sale_value": details["sale_value"],
+                "sale_value_note": details["sale_value_note"],
+            },
+        )
+        self._count(marked)
+
+    def _count(self, invited: dict[str, Any]) -> None:
+        """Add the qualified referral to its referrer's converted count (once) and write the counts
+        to the referrer's contact through the one writer (only values that changed)."""
+        referrer_id = invited.get("referrer_rf_user_id")
+        if not referrer_id:
+            return
+        campaign_id = str(invited["campaign_id"])
+        referrals = self.ctx.referrals
+        referrer = referrals.get(self.account_id, campaign_id, str(referrer_id))
+        if referrer is None:
+            referrer = referrals.ensure(self.account_id, campaign_id, self.ctx.rf.get_user(int(referrer_id)))
+        if not invited.get("counted_converted"):
+            referrals.count_for_referrer(invited, referrer, converted=True)
+        pusher = SignupPusher(
+            PushContext(
+                account=self.ctx.account,
+                referrals=referrals,
+                campaigns=self.ctx.campaigns,
+                connections=self.ctx.connections,
+                rf=self.ctx.rf,
+                intercom_for=self.ctx.intercom_for,
+                clock=self.ctx.clock,
+            )
+        )
+        try:
+            pusher.write_counts(referrals.get(self.account_id, campaign_id, str(referrer_id)))
+        except ConnectionRevoked:
+            self.ctx.connections.mark_revoked(self.account_id, "401 from Intercom")
+        referrals.update(invited, {"converted_count_written": True})

@@ -1,0 +1,368 @@
+"""Pushing a Referral Factory signup into Intercom as the campaign's settings say, exactly once.
+
+Referral Factory is the source of truth: the user is re-read before anything happens. A contact is
+created at most once per referral even across retries, timeouts and concurrent deliveries:
+
+1. the referral record is claimed (`push_claimed_at`, a lease) before Intercom is touched;
+2. the new contact's id is written to the record the moment Intercom returns it;
+3. a retry that finds an earlier claim without an id cannot know whether that attempt created the
+   contact (lead emails are not unique, and new contacts take a while to show in search), so it
+   waits until search can be trusted, then takes any contact with the email created since the
+   claim as its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared import messages
+from shared.clients.errors import Conflict, ConnectionRevoked, NotFound
+from shared.domain.campaign_settings import CampaignSettings, PersonSettings
+from shared.domain.field_mapping import contact_body, get_attribute, merge_bodies, rf_values, set_attribute
+from shared.observability import logger
+from shared.records.connections import CONNECTED
+from shared.records.referrals import (
+    COUNTS,
+    CREATED,
+    EXISTING_SKIPPED,
+    EXISTING_UPDATED,
+    NOT_PUSHED,
+    PERSON_INVITED,
+    PUSHED,
+    WAITING,
+    Referrals,
+)
+
+if TYPE_CHECKING:
+    from shared.clients.intercom import IntercomClient
+    from shared.clients.referral_factory import ReferralFactoryClient
+    from shared.records.campaigns import CampaignStore
+    from shared.records.connections import Connections
+
+# A claim older than this belongs to a worker that died: another may take over.
+PUSH_LEASE_S = 120
+# How long after a claim a contact created by it may still be missing from Intercom's search.
+SEARCH_TRUST_DELAY_S = 90
+# A warm Lambda reuses a campaign's name this long before asking Referral Factory again.
+CAMPAIGN_NAME_MAX_AGE_S = 300
+_CAMPAIGN_NAMES: dict[tuple[str, str], tuple[str | None, float]] = {}
+# Writes of one referrer's counts before leaving the rest to the next change (see `write_counts`).
+COUNT_WRITE_ROUNDS = 3
+ROLE_FOR_ACTION = {"create_lead": "lead", "create_user": "user"}
+
+
+@dataclass
+class PushContext:
+    account: dict[str, Any]
+    referrals: Referrals
+    campaigns: CampaignStore
+    connections: Connections
+    rf: ReferralFactoryClient
+    intercom_for: Callable[[dict[str, Any]], IntercomClient]
+    clock: Callable[[], float] = time.time
+
+
+class SignupPusher:
+    def __init__(self, ctx: PushContext) -> None:
+        self.ctx = ctx
+        self.account_id = str(ctx.account["account_id"])
+        self._users: dict[str, dict[str, Any]] = {}
+
+    # -- entry points ---------------------------------------------------------------------------
+    def on_join(self, rf_user_id: str, *, via: str) -> dict[str, Any]:
+        user = self._rf_user(rf_user_id)
+        return self.push(user, via=via)
+
+    def on_counts_changed(self, rf_user_id: str, event: str) -> dict[str, Any] | None:
+        """`user.qualified` / `reward.issued`: record it and refresh the referrer's counts; never
+        create a contact."""
+        user = self._rf_user(rf_user_id)
+        campaign_id = str(user["campaign_id"])
+        record = self.ctx.referrals.ensure(self.account_id, campaign_id, user)
+        record = self.ctx.referrals.update(
+            record, {}, {"kind": event, "via": "referral_factory", "details": {}}
+        )
+        if record.get("referrer_rf_user_id") and user.get("qualified_at"):
+            self._count(record, converted=True)
+        return record
+
+    def push(self, user: dict[str, Any], *, via: str) -> dict[str, Any]:
+        campaign_id = str(user["campaign_id"])
+        record = self.ctx.referrals.ensure(self.account_id, campaign_id, user)
+        if record.get("referrer_rf_user_id"):
+            self._count(record, converted=False)
+        if record["intercom_status"] in PUSHED:
+            return record
+        raw = self.ctx.campaigns.get_settings(self.account_id, campaign_id)
+        settings = CampaignSettings.model_validate(raw) if raw else None
+        person: PersonSettings | None = getattr(settings, record["type"]) if settings else None
+        connection = self.ctx.connections.get(self.account_id)
+        if person is None or person.action == "none":
+            return self._hold(
+                record, NOT_PUSHED, "settings_missing" if person is None else "action_none", via
+            )
+        if connection is None or connection.get("status") != CONNECTED:
+            return self._hold(record, WAITING, "waiting_for_connection", via)
+        try:
+            pushed = self._push_to_intercom(
+                record=record, user=user, person=person, connection=connection, via=via
+            )
+        except ConnectionRevoked:
+            self.ctx.connections.mark_revoked(self.account_id, "401 from Intercom")
+            fresh = self.ctx.referrals.get(self.account_id, campaign_id, record["rf_user_id"]) or record
+            return self._hold(fresh, WAITING, "waiting_for_connection", via)
+        if pushed.get("referrals_count") or pushed.get("converted_referrals_count"):
+            # Friends counted while this referrer had no contact yet had nothing to write to; the
+            # record returned by the write that stored the contact id holds every such count.
+            self.write_counts(pushed)
+        return pushed
+
+    def _hold(self, record: dict[str, Any], status: str, kind: str, via: str) -> dict[str, Any]:
+        """Record why the signup was not pushed (once per reason): visible, never dropped."""
+        if record["intercom_status"] == status and any(
+            e.get("kind") == kind for e in record.get("events") or []
+        ):
+            return record
+        return self.ctx.referrals.update(
+            record, {"intercom_status": status}, {"kind": kind, "via": via, "details": {}}
+        )
+
+    # -- Intercom -----------------------------------------------------------------------------
+    def _push_to_intercom(
+        self,
+        *,
+        record: dict[str, Any],
+        user: dict[str, Any],
+        person: PersonSettings,
+        connection: dict[str, Any],
+        via: str,
+    ) -> dict[str, Any]:
+        intercom = self.ctx.intercom_for(connection)
+        before = self.ctx.referrals.claim_push(record, PUSH_LEASE_S)
+        if before is None:
+            raise messages.Deferred("another worker is pushing this signup", PUSH_LEASE_S // 4)
+        if before.get("intercom_status") in PUSHED:
+            return before
+        earlier_claim = before.get("push_claimed_at")
+        now = self.ctx.clock()
+        if earlier_claim and now - earlier_claim < SEARCH_TRUST_DELAY_S:
+            wait = int(SEARCH_TRUST_DELAY_S - (now - earlier_claim)) + 1
+            raise messages.Deferred("an earlier attempt may have created the contact", wait)
+        outcome: dict[str, Any] = {"record": record, "connection": connection, "person": person, "via": via}
+        existing = self._find_by_email(intercom, str(user.get("email") or ""))
+        if earlier_claim and existing and int(existing.get("created_at") or 0) >= int(earlier_claim) - 5:
+            # Created by the attempt that claimed before us and died before recording it.
+            return self._record(**outcome, contact=existing, status=CREATED, seen=None)
+        if existing:
+            return self._existing(**outcome, intercom=intercom, contact=existing, user=user)
+        try:
+            contact = intercom.create_contact(self._new_contact_body(record, user, person))
+        except Conflict as conflict:
+            # A user with this email (possibly archived, so search missed it) already exists.
+            if not conflict.existing_id:
+                raise
+            try:
+                contact = intercom.get_contact(conflict.existing_id)
+            except NotFound:
+                archived = {"id": conflict.existing_id}
+                return self._record(
+                    **outcome,
+                    contact=archived,
+                    status=EXISTING_SKIPPED,
+                    seen=None,
+                    details={"archived": True},
+                )
+            return self._existing(**outcome, intercom=intercom, contact=contact, user=user)
+        return self._record(**outcome, contact=contact, status=CREATED, seen=None)
+
+    def _find_by_email(self, intercom: IntercomClient, email: str) -> dict[str, Any] | None:
+        if not email:
+            return None
+        page = intercom.search_page({"field": "email", "operator": "=", "value": email}, per_page=5)
+        # Prefer a user over a lead: the user is who the person is in the workspace.
+        contacts = sorted(page.contacts, key=lambda c: (c.get("role") != "user", c.get("created_at") or 0))
+        return contacts[0] if contacts else None
+
+    def _existing(
+        self,
+        *,
+        record: dict[str, Any],
+        connection: dict[str, Any],
+        person: PersonSettings,
+        via: str,
+        intercom: IntercomClient,
+        contact: dict[str, Any],
+        user: dict[str, Any],
+    ) -> dict[str, Any]:
+        outcome: dict[str, Any] = {
+            "record": record,
+            "connection": connection,
+            "person": person,
+            "via": via,
+            "contact": contact,
+        }
+        if person.duplicates == "skip":
+            return self._record(**outcome, status=EXISTING_SKIPPED, seen=None)
+        q = person.qualification
+        # Qualification later needs a change away from the value seen now.
+        seen = get_attribute(contact, q.attribute) if q else None
+        body = self._new_contact_body(record, user, person, for_existing=True)
+        if body:
+            intercom.update_contact(str(contact["id"]), body)
+        return self._record(**outcome, status=EXISTING_UPDATED, seen=seen)
+
+    def _new_contact_body(
+        self,
+        record: dict[str, Any],
+        user: dict[str, Any],
+        person: PersonSettings,
+        *,
+        for_existing: bool = False,
+    ) -> dict[str, Any]:
+        referrer = self._referrer_user(record, user)
+        values = rf_values(
+            user, campaign_name=self._campaign_name(str(user["campaign_id"])), referrer=referrer
+        )
+        mapped = contact_body(person.mapping, values)
+        referrer_part = (
+            contact_body(person.referrer_mapping, values) if record["type"] == PERSON_INVITED else {}
+        )
+        defaults: dict[str, Any] = {}
+        for attribute, value in person.defaults.items():
+            set_attribute(defaults, attribute, value)
+        body = merge_bodies(defaults, mapped, referrer_part)
+        q = person.qualification
+        if for_existing:
+            # Marking an existing contact as referred never touches who they are or their qualification.
+            body.pop("email", None)
+            body.pop("name", None)
+            if q and q.attribute.startswith("custom_attributes."):
+                (body.get("custom_attributes") or {}).pop(
+                    q.attribute.removeprefix("custom_attributes."), None
+                )
+            if q and not q.attribute.startswith("custom_attributes."):
+                body.pop(q.attribute, None)
+            if body.get("custom_attributes") == {}:
+                body.pop("custom_attributes")
+            return body
+        if q and q.initial_value is not None:
+            set_attribute(body, q.attribute, q.initial_value)
+        action_role = ROLE_FOR_ACTION[person.action]
+        return {"role": action_role, **body}
+
+    def _record(
+        self,
+        *,
+        record: dict[str, Any],
+        connection: dict[str, Any],
+        contact: dict[str, Any],
+        status: str,
+        person: PersonSettings,
+        via: str,
+        seen: Any,
+        details: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        can_qualify = person.qualification is not None and status in (CREATED, EXISTING_UPDATED)
+        changes = {
+            "intercom_contact_id": str(contact["id"]),
+            "workspace_id": connection["workspace_id"],
+            "intercom_status": status,
+            "can_qualify": can_qualify,
+            "qualification_seen_value": seen,
+            "pushed_at": int(self.ctx.clock()),
+        }
+        kind = {
+            "created": "contact_created",
+            "existing_skipped": "existing_skipped",
+            "existing_updated": "existing_updated",
+        }[status]
+        return self.ctx.referrals.update(
+            record,
+            changes,
+            {"kind": kind, "via": via, "details": {"contact_id": str(contact["id"]), **(details or {})}},
+        )
+
+    # -- referrers ----------------------------------------------------------------------------
+    def _rf_user(self, rf_user_id: str | int) -> dict[str, Any]:
+        """A Referral Factory user, read once per message (the source of truth, within its budget)."""
+        key = str(rf_user_id)
+        if key not in self._users:
+            self._users[key] = self.ctx.rf.get_user(int(rf_user_id))
+        return self._users[key]
+
+    def _referrer_user(self, record: dict[str, Any], user: dict[str, Any]) -> dict[str, Any] | None:
+        if record["type"] != PERSON_INVITED or not user.get("referrer_id"):
+            return None
+        return self._rf_user(user["referrer_id"])
+
+    def _campaign_name(self, campaign_id: str) -> str | None:
+        key = (self.account_id, campaign_id)
+        cached = _CAMPAIGN_NAMES.get(key)
+        if cached is None or cached[1] < self.ctx.clock():
+            name = self.ctx.rf.get_campaign(campaign_id).get("name")
+            cached = (name, self.ctx.clock() + CAMPAIGN_NAME_MAX_AGE_S)
+            _CAMPAIGN_NAMES[key] = cached
+        return cached[0]
+
+    def _count(self, invited: dict[str, Any], *, converted: bool) -> None:
+        campaign_id = str(invited["campaign_id"])
+        referrer = self.ctx.referrals.get(self.account_id, campaign_id, str(invited["referrer_rf_user_id"]))
+        if referrer is None:
+            referrer_user = self._rf_user(invited["referrer_rf_user_id"])
+            referrer = self.ctx.referrals.ensure(self.account_id, campaign_id, referrer_user)
+        if self.ctx.referrals.count_for_referrer(invited, referrer, converted=converted):
+            self.write_counts(
+                self.ctx.referrals.get(self.account_id, str(invited["campaign_id"]), referrer["rf_user_id"])
+            )
+
+    def write_counts(self, referrer: dict[str, Any] | None) -> bool:
+        """The one writer of referral counts to a referrer's Intercom contact, where the campaign's
+        `sync.return_mapping` maps them; only values that changed are written.
+
+        Two writers for the same referrer (two friends processed at once) may each read a different
+        count, and the older one's PUT may land last. So after its PUT a writer reads the record
+        again and writes once more if the counts moved on: whichever PUT lands last, its writer
+        then saw the latest counts, and a count that changes later brings its own writer."""
+        if not referrer or not referrer.get("intercom_contact_id"):
+            return False  # pending until the referrer has a contact
+        if referrer.get("intercom_status") == EXISTING_SKIPPED:
+            # `duplicates: skip` never touches an existing contact, counts included.
+            self.ctx.referrals.counts_settled(referrer)
+            return False
+        raw = self.ctx.campaigns.get_settings(self.account_id, str(referrer["campaign_id"]))
+        settings = CampaignSettings.model_validate(raw) if raw else None
+        mapping = settings.sync.return_mapping if settings and settings.sync else {}
+        fields = {f: mapping[f] for f in COUNTS if f in mapping}
+        written: dict[str, Any] = referrer.get("written_counts") or {}
+        wanted = {attribute: int(referrer.get(f) or 0) for f, attribute in fields.items()}
+        changed = {k: v for k, v in wanted.items() if written.get(k) != v}
+        if not changed:
+            self.ctx.referrals.counts_settled(referrer)
+            return False
+        connection = self.ctx.connections.get(self.account_id)
+        if connection is None or connection.get("status") != CONNECTED:
+            return False  # pending: the first pass after a reconnect writes them
+        client = self.ctx.intercom_for(connection)
+        for _ in range(COUNT_WRITE_ROUNDS):
+            body: dict[str, Any] = {}
+            for attribute, value in changed.items():
+                set_attribute(body, attribute, value)
+            client.update_contact(str(referrer["intercom_contact_id"]), body)
+            written = {**written, **changed}
+            referrer = self.ctx.referrals.update(referrer, {"written_counts": written})
+            now = {attribute: int(referrer.get(f) or 0) for f, attribute in fields.items()}
+            # Compared with what this writer sent, not with `written_counts`: another writer may have
+            # recorded the latest counts before this writer's older PUT landed.
+            changed = {k: v for k, v in now.items() if wanted.get(k) != v}
+            if not changed:
+                self.ctx.referrals.counts_settled(referrer)
+                return True
+            wanted = now
+        logger.warning(
+            "referrer's counts kept changing while being written; the next change writes them",
+            extra={"account_id": self.account_id, "rf_user_id": referrer.get("rf_user_id")},
+        )
+        return True

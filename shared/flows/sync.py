@@ -1,0 +1,620 @@
+"""Contact sync behind the queues.
+
+The coordinator (SyncQueue) pages Intercom's search for the audience, one page per invocation: it
+sends the page to the workers as PAGE_PARTS chunks (so even a one-page sync keeps several workers
+busy), then moves its checkpoint past that page with a conditional write, then queues its own
+continuation. A coordinator that dies anywhere in between is redelivered and resumes from the
+checkpoint; a page sent twice is counted once (chunk markers).
+
+Workers (SyncPagesQueue) link each contact to a Referral Factory user and write back only what
+differs. A rate budget that runs out hands the rest of the chunk back with a delay, and a contact
+that failed goes along with that rest for another attempt (a contact that keeps failing is recorded
+in the sync's errors and sent to the DLQ). Each chunk starts a chain in which each link hands on at
+most one rest, so each part of a page is finished exactly once, by the last link of its chain; the
+rest is kept with the chunk's marker, so a chunk delivered again after it was counted hands on the
+same rest. The sync completes once enumeration ended and every part of every page is finished.
+
+Pacing is the shared rate budgets' (`shared.clients.rate_budget`): a budget wait of up to a second is slept,
+a longer one (a spent Referral Factory minute) hands the rest back with an SQS delay, never billed
+Lambda time. A worker also hands its rest back after a slice of work (`SLICE_S`, at most half the
+time the invocation has left): no invocation nears the function's timeout however slow the services
+are, and the pages in flight take turns on the workers, so the last pages of a sync are worked on by
+every worker rather than by one each while the others idle.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared import messages
+from shared.aws import queues
+from shared.aws.store import ConditionFailed
+from shared.clients.errors import ConnectionRevoked, Invalid, RateLimited, UpstreamError
+from shared.clients.http import RetryPolicy
+from shared.clients.intercom import SEARCH_PAGE_SIZE
+from shared.domain.campaign_settings import CampaignSettings
+from shared.domain.sync_plan import (
+    ReturnWrite,
+    audience_query,
+    changed_since,
+    inbound_fields,
+    page_contact,
+    return_write,
+)
+from shared.observability import logger, metrics
+from shared.records.campaigns import CampaignStore, ongoing_sync_work_id
+from shared.records.connections import CONNECTED
+from shared.records.due_work import due_item
+from shared.records.referrals import EXISTING_UPDATED, Referrals
+from shared.records.syncs import (
+    ACTIVE,
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PAGE_PARTS,
+    PAUSED,
+    QUEUED,
+    RUNNING,
+    Syncs,
+)
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from shared.settings import ContactSyncSettings
+    from shared.wiring import Services
+
+ONGOING_INTERVAL_S = 900
+CONTACT_ATTEMPTS = 3
+MAX_REQUEUES = 60
+# A worker hands the rest of its chunk back after this much work (or half the time it has left).
+SLICE_S = 20.0
+# Budget waits up to a second are slept; a longer one hands the chunk back with that delay.
+SYNC_POLICY = RetryPolicy(max_budget_wait_s=1.0)
+
+
+@dataclass
+class Engine:
+    svc: Services
+    settings: ContactSyncSettings
+    # The invocation's `context.get_remaining_time_in_millis`: workers slice their work by it.
+    remaining_ms: Callable[[], int] | None = None
+
+    @property
+    def syncs(self) -> Syncs:
+        return Syncs(self.svc.store)
+
+    @property
+    def campaigns(self) -> CampaignStore:
+        return CampaignStore(self.svc.store)
+
+    def connections(self) -> Any:
+        return self.svc.connections(publish_to=(self.settings.signup_queue_url, self.settings.sync_queue_url))
+
+    def continue_sync(self, sync_id: str, delay_s: int = 0) -> None:
+        queues.send(
+            self.settings.sync_queue_url,
+            {"kind": messages.SYNC_PAGE, "sync_id": sync_id},
+            delay_seconds=delay_s,
+        )
+
+    # -- starting -------------------------------------------------------------------------------
+    def start(
+        self,
+        account_id: str,
+        campaign_id: str,
+        *,
+        audience: str,
+        segment_id: str | None,
+        ongoing: bool,
+        trigger: str,
+        updated_since: int | None = None,
+    ) -> dict[str, Any]:
+        sync = self.syncs.start(
+            account_id,
+            campaign_id,
+            audience=audience,
+            segment_id=segment_id,
+            ongoing=ongoing,
+            trigger=trigger,
+            updated_since=updated_since,
+        )
+        if ongoing:
+            self.schedule_ongoing(account_id, campaign_id, audience, segment_id)
+        self.continue_sync(sync["sync_id"])
+        return sync
+
+    def schedule_ongoing(
+        self, account_id: str, campaign_id: str, audience: str, segment_id: str | None
+    ) -> None:
+        now = int(time.time())
+        message = {
+            "account_id": account_id,
+            "campaign_id": campaign_id,
+            "audience": audience,
+            "segment_id": segment_id,
+            "since": now,
+        }
+        item = due_item(
+            ongoing_sync_work_id(account_id, campaign_id),
+            kind=messages.SYNC_SCHEDULED,
+            queue=messages.SYNC_QUEUE,
+            message=message,
+            interval_s=ONGOING_INTERVAL_S,
+            next_run_at=now + ONGOING_INTERVAL_S,
+        )
+        self.svc.store.put(item)
+
+    def scheduled_pass(self, message: dict[str, Any]) -> None:
+        """An ongoing sync's pass: a new sync over contacts changed since the previous pass."""
+        account_id, campaign_id = message["account_id"], message["campaign_id"]
+        work_pk = f"DUE#{ongoing_sync_work_id(account_id, campaign_id)}"
+        due = self.svc.store.get(work_pk, "DUE")
+        if due is None:
+            return  # turned off since
+        connection = self.svc.connections().get(account_id)
+        if (
+            not connection
+            or connection.get("status") != CONNECTED
+            or self.syncs.running_for(account_id, campaign_id)
+        ):
+            return  # the next pass picks these contacts up: `since` does not move
+        since = int(due["message"].get("since") or 0)
+        started = int(time.time())
+        self.start(
+            account_id,
+            campaign_id,
+            audience=due["message"]["audience"],
+            segment_id=due["message"].get("segment_id"),
+            ongoing=False,
+            trigger="schedule",
+            updated_since=since,
+        )
+        self.svc.store.update(work_pk, "DUE", {"message": {**due["message"], "since": started}})
+        self._refresh_counts(account_id, campaign_id)
+
+    def _refresh_counts(self, account_id: str, campaign_id: str) -> None:
+        """Referrers whose counts changed since they were last written get them written now."""
+        from shared.flows.signup_push import PushContext, SignupPusher
+
+        account = self.svc.accounts.get(account_id)
+        pusher = SignupPusher(
+            PushContext(
+                account=account,
+                referrals=Referrals(self.svc.store),
+                campaigns=self.campaigns,
+                connections=self.connections(),
+                rf=self.svc.referral_factory_for(account),
+                intercom_for=self.svc.intercom_for,
+            )
+        )
+        for referrer in pusher.ctx.referrals.counts_pending(account_id, campaign_id):
+            pusher.write_counts(referrer)
+
+    # -- the coordinator ------------------------------------------------------------------------
+    def coordinate(self, sync_id: str) -> None:
+        sync = self.syncs.get(sync_id)
+        if sync is None or sync["status"] not in (QUEUED, RUNNING):
+            return
+        connection = self.svc.connections().get(sync["account_id"])
+        settings = self._settings(sync)
+        if not connection or connection.get("status") != CONNECTED:
+            self.syncs.set_status(sync, PAUSED)
+        elif sync.get("enumerated"):
+            self.syncs.complete_if_done(sync_id)
+        elif settings is None:
+            self._fail(sync, "settings_missing", "The campaign's Intercom settings were removed.")
+        else:
+            self._next_page(sync, connection, settings)
+
+    def _next_page(
+        self, sync: dict[str, Any], connection: dict[str, Any], settings: CampaignSettings
+    ) -> None:
+        sync_id = sync["sync_id"]
+        page = int(sync["next_page"])
+        query = audience_query(
+            sync["audience"], sync.get("segment_id"), updated_since=sync.get("updated_since")
+        )
+        try:
+            result = self.svc.intercom_for(connection).search_page(
+                query, starting_after=sync.get("cursor"), per_page=SEARCH_PAGE_SIZE
+            )
+        except RateLimited as exc:
+            self.continue_sync(sync_id, int((exc.retry_after or 1) + 1))
+            return
+        except ConnectionRevoked:
+            self.connections().mark_revoked(sync["account_id"], "401 from Intercom")
+            self.syncs.set_status(sync, PAUSED)
+            return
+        attributes = tuple(settings.sync.return_mapping.values()) if settings.sync else ()
+        since = sync.get("updated_since")
+        contacts = [page_contact(c, attributes) for c in result.contacts if changed_since(c, since)]
+        # Always PAGE_PARTS chunks, some maybe empty: a page sent again after a crash has the same
+        # chunk ids whatever it holds now, and the sync knows how many chunks to wait for.
+        n = len(contacts)
+        chunks = [
+            {
+                "kind": messages.SYNC_CHUNK,
+                "sync_id": sync_id,
+                "chunk_id": f"{page}:{part}",
+                "page": page,
+                "contacts": contacts[part * n // PAGE_PARTS : (part + 1) * n // PAGE_PARTS],
+            }
+            for part in range(PAGE_PARTS)
+        ]
+        queues.send_batch(self.settings.sync_pages_queue_url, chunks)
+        if not self.syncs.checkpoint(sync, page, result.next_cursor, result.total_count):
+            return  # another coordinator moved past this page; its continuation carries on
+        if result.next_cursor:
+            self.continue_sync(sync_id)
+        else:
+            self.syncs.complete_if_done(sync_id)
+
+    def _settings(self, sync: dict[str, Any]) -> CampaignSettings | None:
+        raw = self.campaigns.get_settings(sync["account_id"], sync["campaign_id"])
+        settings = CampaignSettings.model_validate(raw) if raw else None
+        return settings if settings and settings.sync else None
+
+    def _fail(self, sync: dict[str, Any], code: str, message: str) -> None:
+        self.svc.store.update(
+            f"SYNC#{sync['sync_id']}",
+            "META",
+            {"errors": [*(sync.get("errors") or []), {"contact_id": None, "code": code, "message": message}]},
+        )
+        self.syncs.set_status(sync, FAILED)
+
+    # -- workers --------------------------------------------------------------------------------
+    def work(self, chunk: dict[str, Any]) -> None:
+        sync = self.syncs.get(chunk["sync_id"])
+        if sync is None or sync["status"] in (COMPLETED, FAILED, CANCELLED):
+            return
+        connection = self.svc.connections().get(sync["account_id"])
+        settings = self._settings(sync)
+        if sync["status"] == PAUSED or not connection or connection.get("status") != CONNECTED:
+            self.syncs.park(sync["sync_id"], chunk)
+            self.syncs.set_status(sync, PAUSED)
+            return
+        if settings is None or settings.sync is None:
+            self.syncs.record_chunk(
+                sync["sync_id"],
+                chunk["chunk_id"],
+                {"skipped": len(chunk["contacts"])},
+                part_finished=True,
+                errors=[],
+            )
+            return
+        account = self.svc.accounts.get(sync["account_id"])
+        worker = ChunkWorker(self, sync, account, connection, settings)
+        worker.run(chunk)
+
+
+class ChunkWorker:
+    def __init__(
+        self,
+        engine: Engine,
+        sync: dict[str, Any],
+        account: dict[str, Any],
+        connection: dict[str, Any],
+        settings: CampaignSettings,
+    ) -> None:
+        self.engine = engine
+        self.sync = sync
+        self.account = account
+        self.connection = connection
+        self.settings = settings
+        self.referrals = Referrals(engine.svc.store)
+        self.rf = engine.svc.referral_factory_for(account, policy=SYNC_POLICY)
+        self.intercom = engine.svc.intercom_for(connection, policy=SYNC_POLICY)
+        self.counts = {"processed": 0, "created": 0, "updated": 0, "skipped": 0, "failed": 0}
+        self.errors: list[dict[str, Any]] = []
+        self._campaign_name: str | None = None
+
+    def _slice_ends_at(self) -> float:
+        slice_s = SLICE_S
+        if self.engine.remaining_ms is not None:
+            slice_s = min(slice_s, self.engine.remaining_ms() / 1000 / 2)
+        return time.monotonic() + slice_s
+
+    def _already_counted(self, chunk: dict[str, Any]) -> bool:
+        marker = self.engine.syncs.chunk_marker(self.sync["sync_id"], chunk["chunk_id"])
+        if marker is None:
+            return False
+        # Delivered again after it was counted: only the rest it handed on may not have gone out.
+        if marker.get("rest"):
+            self._send_rest(chunk, marker["rest"])
+        return True
+
+    def run(self, chunk: dict[str, Any]) -> None:
+        syncs, sync_id = self.engine.syncs, self.sync["sync_id"]
+        if self._already_counted(chunk):
+            return
+        contacts = chunk["contacts"]
+        attempts = {str(k): int(v) for k, v in (chunk.get("attempts") or {}).items()}
+        retries: list[str] = []
+        stop, delay_s = len(contacts), 0
+        slice_ends_at = self._slice_ends_at()
+        for index, contact in enumerate(contacts):
+            if index and time.monotonic() >= slice_ends_at:
+                stop = index
+                break
+            try:
+                self.link(contact)
+            except RateLimited as exc:
+                stop, delay_s = index, int((exc.retry_after or 1) + 1)
+                break
+            except ConnectionRevoked:
+                self.engine.connections().mark_revoked(self.sync["account_id"], "401 from Intercom")
+                parked = self._rest(chunk, index, retries, attempts, 0)
+                if self._commit(chunk, parked):
+                    syncs.park(sync_id, rest_message(chunk, parked))
+                syncs.set_status(self.sync, PAUSED)
+                return
+            except (UpstreamError, ConditionFailed, ValueError, KeyError) as exc:
+                if self._retry_later(chunk, contact, exc, attempts):
+                    retries.append(str(contact["id"]))
+        self._finish(chunk, stop, retries, attempts, delay_s)
+
+    def _finish(
+        self, chunk: dict[str, Any], stop: int, retries: list[str], attempts: dict[str, int], delay_s: int
+    ) -> None:
+        """Count the chunk, then hand on its rest, if any; otherwise its page is finished."""
+        if stop == len(chunk["contacts"]) and retries:
+            delay_s = 2 * max(attempts[r] for r in retries)
+        rest = None
+        if stop < len(chunk["contacts"]) or retries:
+            rest = self._rest(chunk, stop, retries, attempts, delay_s)
+        if not self._commit(chunk, rest):
+            return
+        if rest is not None:
+            self._send_rest(chunk, rest)
+        else:
+            self.engine.syncs.complete_if_done(self.sync["sync_id"])
+
+    def _rest(
+        self, chunk: dict[str, Any], stop: int, retries: list[str], attempts: dict[str, int], delay_s: int
+    ) -> dict[str, Any]:
+        """What a chunk hands on: the contacts from `stop` and those to retry, as a small record that
+        is kept with the chunk's marker, so a redelivered chunk hands on exactly the same rest."""
+        requeues = int(chunk.get("requeues") or 0) + 1 if stop == 0 and not retries else 0
+        if requeues > MAX_REQUEUES:
+            raise RuntimeError(f"chunk {chunk['chunk_id']} handed back {MAX_REQUEUES} times without progress")
+        kept = {str(c["id"]) for c in chunk["contacts"][stop:]} | set(retries)
+        return {
+            "from": stop,
+            "retry": retries,
+            "attempts": {k: v for k, v in attempts.items() if k in kept},
+            "delay_s": delay_s,
+            "requeues": requeues,
+        }
+
+    def _commit(self, chunk: dict[str, Any], rest: dict[str, Any] | None) -> bool:
+        """Count the chunk once; a chunk with a rest leaves its page open for that rest to finish."""
+        counted = self.engine.syncs.record_chunk(
+            self.sync["sync_id"],
+            chunk["chunk_id"],
+            self.counts,
+            part_finished=rest is None,
+            errors=self.errors,
+            rest=rest,
+        )
+        if not counted:
+            logger.info(
+                "chunk already counted", extra={"sync_id": self.sync["sync_id"], "chunk": chunk["chunk_id"]}
+            )
+        return counted
+
+    def _send_rest(self, chunk: dict[str, Any], rest: dict[str, Any]) -> None:
+        queues.send(
+            self.engine.settings.sync_pages_queue_url,
+            rest_message(chunk, rest),
+            delay_seconds=int(rest.get("delay_s") or 0),
+        )
+
+    def _retry_later(
+        self, chunk: dict[str, Any], contact: dict[str, Any], exc: Exception, attempts: dict[str, int]
+    ) -> bool:
+        """True if the contact goes along with the chunk's rest for another attempt; otherwise it is
+        recorded as failed and sent to the DLQ."""
+        contact_id = str(contact["id"])
+        attempt = attempts.get(contact_id, 0) + 1
+        if attempt < CONTACT_ATTEMPTS and not isinstance(exc, Invalid):
+            attempts[contact_id] = attempt
+            return True
+        code = getattr(exc, "code", None) or type(exc).__name__
+        self.counts["failed"] += 1
+        self.counts["processed"] += 1
+        self.errors.append({"contact_id": contact.get("id"), "code": str(code), "message": str(exc)[:300]})
+        queues.send(
+            self.engine.settings.sync_pages_dlq_url,
+            {**chunk, "contacts": [contact], "error": {"code": str(code), "message": str(exc)[:300]}},
+        )
+        metrics.add_metric(name="SyncContactFailed", unit="Count", value=1)
+        return False
+
+    # -- one contact ----------------------------------------------------------------------------
+    def link(self, contact: dict[str, Any]) -> None:
+        sync_settings = self.settings.sync
+        assert sync_settings is not None
+        campaign_id = str(self.sync["campaign_id"])
+        account_id = str(self.account["account_id"])
+        linked = [
+            r
+            for r in self.referrals.by_contact(self.connection["workspace_id"], str(contact["id"]))
+            if r.get("account_id") == account_id and str(r.get("campaign_id")) == campaign_id
+        ]
+        sync_id = self.sync["sync_id"]
+        if linked:
+            record = linked[0]
+            user = {
+                "id": record["rf_user_id"],
+                "url": record.get("rf_url"),
+                "code": record.get("rf_code"),
+                "email": record.get("email"),
+                "first_name": record.get("first_name"),
+            }
+            # A retry after a crash counts what this sync already did, not what is left to do.
+            created = record.get("created_by_sync") == sync_id
+            write = None
+        else:
+            fields = inbound_fields(contact, sync_settings.inbound_mapping)
+            if not fields.get("email"):
+                self._count(skipped=True)
+                return
+            user, created = self.rf.create_user(
+                int(campaign_id),
+                str(fields["email"]),
+                str(fields.get("first_name") or fields["email"]).strip(),
+            )
+            record, write = self._link_new(contact, user, created)
+        if write is None:
+            write = self._write(contact, user, record)
+        if write.needed:
+            self.intercom.update_contact(str(contact["id"]), write.body, email=contact.get("email"))
+            if record.get("written_by_sync") != sync_id:
+                self.referrals.update(record, {"written_by_sync": sync_id})
+        updated = write.needed or record.get("written_by_sync") == sync_id
+        self._count(created=created, updated=updated, skipped=not created and not updated)
+
+    def _link_new(
+        self, contact: dict[str, Any], user: dict[str, Any], created: bool
+    ) -> tuple[dict[str, Any], ReturnWrite | None]:
+        """The user's record linked to the contact: one write when the record is new, the usual case
+        (it says already that this sync writes the contact back, when it must); a read and a write
+        when it exists (a signup got there first), and then its counts decide the write-back."""
+        account_id, campaign_id = str(self.account["account_id"]), str(self.sync["campaign_id"])
+        sync_id, contact_id = self.sync["sync_id"], str(contact["id"])
+        event = {"kind": "linked", "via": "sync", "details": {"contact_id": contact_id, "sync_id": sync_id}}
+        link = {"rf_url": user.get("url"), "rf_code": user.get("code"), "first_name": user.get("first_name")}
+        write = self._write(contact, user, {})
+        record = self.referrals.create_linked(
+            account_id,
+            campaign_id,
+            user,
+            workspace_id=self.connection["workspace_id"],
+            contact_id=contact_id,
+            changes={
+                **link,
+                "intercom_status": EXISTING_UPDATED,
+                "created_by_sync": sync_id if created else None,
+                **({"written_by_sync": sync_id} if write.needed else {}),
+            },
+            event=event,
+        )
+        if record is not None:
+            return record, write
+        record = self.referrals.ensure(account_id, campaign_id, user)
+        record = self.referrals.update(
+            record,
+            {
+                **link,
+                "intercom_contact_id": contact_id,
+                "workspace_id": self.connection["workspace_id"],
+                "intercom_status": record["intercom_status"]
+                if record.get("intercom_contact_id")
+                else EXISTING_UPDATED,
+                "created_by_sync": sync_id if created else record.get("created_by_sync"),
+            },
+            event,
+        )
+        return record, None
+
+    def _write(self, contact: dict[str, Any], user: dict[str, Any], record: dict[str, Any]) -> ReturnWrite:
+        sync_settings = self.settings.sync
+        assert sync_settings is not None
+        counts = {
+            "referrals_count": int(record.get("referrals_count") or 0),
+            "converted_referrals_count": int(record.get("converted_referrals_count") or 0),
+        }
+        return return_write(
+            contact,
+            user,
+            counts,
+            sync_settings.return_mapping,
+            campaign_name=self._name() if "campaign_name" in sync_settings.return_mapping else None,
+        )
+
+    def _name(self) -> str | None:
+        if self._campaign_name is None:
+            self._campaign_name = self.rf.get_campaign(self.sync["campaign_id"]).get("name")
+        return self._campaign_name
+
+    def _count(self, *, created: bool = False, updated: bool = False, skipped: bool = False) -> None:
+        self.counts["processed"] += 1
+        self.counts["created"] += int(created)
+        self.counts["updated"] += int(updated)
+        self.counts["skipped"] += int(skipped)
+
+
+def rest_message(chunk: dict[str, Any], rest: dict[str, Any]) -> dict[str, Any]:
+    """The chunk message for what `chunk` handed on (`ChunkWorker._rest`)."""
+    stop = int(rest["from"])
+    retry = set(rest.get("retry") or [])
+    contacts = chunk["contacts"]
+    return {
+        "kind": messages.SYNC_CHUNK,
+        "sync_id": chunk["sync_id"],
+        "chunk_id": f"{chunk['chunk_id']}+{stop}",
+        "page": chunk.get("page"),
+        "contacts": [*contacts[stop:], *(c for c in contacts[:stop] if str(c["id"]) in retry)],
+        "attempts": dict(rest.get("attempts") or {}),
+        "requeues": int(rest.get("requeues") or 0),
+    }
+
+
+# -- connection changes -------------------------------------------------------------------------
+def on_connection(engine: Engine, message: dict[str, Any]) -> None:
+    account_id = message["account_id"]
+    campaigns = engine.campaigns
+    kind = message["kind"]
+    for campaign_id in campaigns.configured(account_id):
+        sync_id = engine.syncs.running_for(account_id, campaign_id)
+        sync = engine.syncs.get(sync_id) if sync_id else None
+        if kind == messages.CONNECTION_DISCONNECTED:
+            campaigns.turn_ongoing_sync_off(account_id, campaign_id)
+            if sync:
+                engine.syncs.set_status(sync, CANCELLED)
+        elif kind == messages.CONNECTION_REVOKED and sync and sync["status"] in (QUEUED, RUNNING):
+            engine.syncs.set_status(sync, PAUSED)
+        elif kind == messages.CONNECTION_CONNECTED and sync and sync["status"] == PAUSED:
+            resume(engine, sync)
+
+
+def resume(engine: Engine, sync: dict[str, Any]) -> None:
+    """Connected again: the sync runs on from its checkpoint and parked pages go out again."""
+    if not engine.syncs.set_status(sync, RUNNING, only_from=(PAUSED,)):
+        return
+    for chunk in engine.syncs.unpark(sync["sync_id"]):
+        queues.send(engine.settings.sync_pages_queue_url, chunk)
+    engine.continue_sync(sync["sync_id"])
+    logger.info("sync resumed", extra={"sync_id": sync["sync_id"]})
+
+
+def handle_coordinator_record(record: SQSRecord, engine: Engine) -> None:
+    message = json.loads(record.body)
+    kind = message.get("kind")
+    if kind == messages.SYNC_PAGE:
+        engine.coordinate(message["sync_id"])
+    elif kind == messages.SYNC_SCHEDULED:
+        engine.scheduled_pass(message)
+    elif kind in (
+        messages.CONNECTION_CONNECTED,
+        messages.CONNECTION_REVOKED,
+        messages.CONNECTION_DISCONNECTED,
+    ):
+        on_connection(engine, message)
+    else:
+        raise ValueError(f"the sync queue has no handler for {kind!r}")
+
+
+def handle_worker_record(record: SQSRecord, engine: Engine) -> None:
+    message = json.loads(record.body)
+    if message.get("kind") != messages.SYNC_CHUNK:
+        raise ValueError(f"the sync pages queue has no handler for {message.get('kind')!r}")
+    engine.work(message)
+
+
+__all__ = ["ACTIVE", "Engine", "handle_coordinator_record", "handle_worker_record"]

@@ -1,0 +1,48 @@
+"""Acting on Intercom's uninstall notice: only a token that now fails proves it.
+
+A notice can be forged, late (the workspace reinstalled since) or an echo of our own disconnect,
+so the connection becomes `revoked` only when `GET /me` on the stored token answers 401.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared.clients.errors import ConnectionRevoked
+from shared.records.connections import CONNECTED
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from shared.clients.intercom import IntercomClient
+    from shared.records.connections import Connections
+
+IGNORED_UNKNOWN, IGNORED_NOT_CONNECTED, IGNORED_STILL_WORKS, REVOKED = (
+    "unknown_workspace",
+    "not_connected",
+    "token_still_works",
+    "revoked",
+)
+
+
+def handle_uninstall(
+    app_id: str, connections: Connections, intercom_for: Callable[[dict[str, Any]], IntercomClient]
+) -> str:
+    """What the notice did; transient Intercom errors propagate so the message is retried."""
+    account_id = connections.account_for_workspace(app_id)
+    if account_id is None:
+        return IGNORED_UNKNOWN
+    connection = connections.get(account_id)
+    if (
+        connection is None
+        or connection.get("status") != CONNECTED
+        or connection.get("workspace_id") != app_id
+    ):
+        return IGNORED_NOT_CONNECTED
+    try:
+        intercom_for(connection).me()
+    except ConnectionRevoked:
+        connections.mark_revoked(account_id, "uninstalled")
+        return REVOKED
+    return IGNORED_STILL_WORKS

@@ -1,0 +1,47 @@
+"""What travels on the queues: every message kind, every logical queue name, the connection events,
+and `Deferred`, a handler's way of saying "not now" (the consumers' hand-back loop catches it).
+
+Producers and consumers both import from here, so a kind is spelled once. A logical queue name is
+what due work records (`shared/records/due_work.py`) and what each function's settings map to a URL.
+"""
+
+from __future__ import annotations
+
+# -- logical queues ---------------------------------------------------------------------------------
+SIGNUP_QUEUE = "signup"
+SYNC_QUEUE = "sync"
+SYNC_PAGES_QUEUE = "sync_pages"
+INTERCOM_EVENTS_QUEUE = "intercom_events"
+
+# -- the signup queue -------------------------------------------------------------------------------
+# A Referral Factory webhook (user.join, user.qualified, reward.issued), or a signup to push again.
+RF_WEBHOOK = "rf.webhook"
+# Scheduled: list a campaign's recent users and push any signup the webhooks missed.
+CATCH_UP = "signup.catch_up"
+
+# -- the Intercom events queue ----------------------------------------------------------------------
+INTERCOM_NOTIFICATION = "intercom.notification"
+INTERCOM_UNINSTALL = "intercom.uninstall"
+# Scheduled: search Intercom for qualifying contacts the notifications missed.
+QUALIFICATION_SWEEP = "qualification.sweep"
+
+# -- the sync queues --------------------------------------------------------------------------------
+SYNC_PAGE = "sync.page"  # the coordinator's next search page
+SYNC_SCHEDULED = "sync.scheduled"  # an ongoing sync's pass, from due work
+SYNC_CHUNK = "sync.chunk"  # a part of a page, for the workers (the sync pages queue)
+
+# -- connection events ------------------------------------------------------------------------------
+CONNECTION_CONNECTED = "connection.connected"
+CONNECTION_REVOKED = "connection.revoked"
+CONNECTION_DISCONNECTED = "connection.disconnected"
+CONNECTION_EVENTS = (CONNECTION_CONNECTED, CONNECTION_REVOKED, CONNECTION_DISCONNECTED)
+# Every change of a connection goes to each of these: syncs pause and resume, signups wait and are pushed.
+CONNECTION_EVENT_QUEUES = (SIGNUP_QUEUE, SYNC_QUEUE)
+
+
+class Deferred(Exception):
+    """Not now: hand the message back to the queue for `delay_s` seconds (never sleep in Lambda)."""
+
+    def __init__(self, reason: str, delay_s: int) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s

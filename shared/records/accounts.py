@@ -1,0 +1,149 @@
+"""Accounts: who may call the account API, and with which Referral Factory credentials.
+
+The account key and the webhook secret are stored only as SHA-256 hashes (they are shown once);
+the Referral Factory key is KMS-encrypted because the product must use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared.domain.errors import NotFound, Unauthorized
+
+if TYPE_CHECKING:
+    from shared.aws.crypto import SecretBox
+    from shared.aws.store import Store
+
+WEBHOOK_HEADER_NAME = "X-RF-Intercom-Secret"
+API_KEY_PREFIX = "rfi_"
+
+
+def hash_secret(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def secret_matches(presented: str | None, stored_hash: str | None) -> bool:
+    """Constant-time comparison of a presented secret with a stored hash."""
+    if not presented or not stored_hash:
+        return False
+    return hmac.compare_digest(hash_secret(presented), stored_hash)
+
+
+def account_pk(account_id: str) -> str:
+    return f"ACCOUNT#{account_id}"
+
+
+def api_key_pk(key_hash: str) -> str:
+    return f"APIKEY#{key_hash}"
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    account_id: str
+    api_key: str
+    webhook_secret: str
+
+
+class Accounts:
+    def __init__(
+        self,
+        store: Store,
+        box: SecretBox,
+        *,
+        clock: Callable[[], float] = time.time,
+        token: Callable[[int], str] = secrets.token_urlsafe,
+    ) -> None:
+        self.store = store
+        self.box = box
+        self.clock = clock
+        self.token = token
+
+    def create(self, name: str, rf_api_key: str, rf_api_base: str) -> NewAccount:
+        account_id = "acc_" + self.token(12).replace("-", "").replace("_", "")[:16].lower()
+        api_key = API_KEY_PREFIX + self.token(32)
+        webhook_secret = self.token(32)
+        key_hash = hash_secret(api_key)
+        meta = {
+            "pk": account_pk(account_id),
+            "sk": "META",
+            "account_id": account_id,
+            "name": name,
+            "created_at": int(self.clock()),
+            "api_key_hash": key_hash,
+            "webhook_secret_hash": hash_secret(webhook_secret),
+            "rf_api_key": self.box.encrypt(rf_api_key, account_id),
+            "rf_api_base": rf_api_base.rstrip("/"),
+        }
+        lookup = {"pk": api_key_pk(key_hash), "sk": "APIKEY", "account_id": account_id}
+        self.store.transact([{"put": meta, "if_absent": True}, {"put": lookup, "if_absent": True}])
+        return NewAccount(account_id, api_key, webhook_secret)
+
+    def get(self, account_id: str) -> dict[str, Any]:
+        item = self.store.get(account_pk(account_id), "META")
+        if item is None:
+            raise NotFound(f"No account {account_id}.", code="account_not_found")
+        return item
+
+    def authenticate(self, authorization: str | None) -> dict[str, Any]:
+        """The account whose key is in `Authorization: Bearer <key>`, or Unauthorized."""
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthorized("Send the account key as `Authorization: Bearer <api_key>`.")
+        key_hash = hash_secret(key.strip())
+        lookup = self.store.get(api_key_pk(key_hash), "APIKEY", consistent=False)
+        if lookup is None:
+            raise Unauthorized("The account key is not valid.")
+        account = self.store.get(account_pk(lookup["account_id"]), "META")
+        # The lookup item can outlive a rotation by a moment; the account's own hash decides.
+        if account is None or not hmac.compare_digest(account["api_key_hash"], key_hash):
+            raise Unauthorized("The account key is not valid.")
+        return account
+
+    def webhook_secret_ok(self, account_id: str, presented: str | None) -> bool:
+        item = self.store.get(account_pk(account_id), "META", consistent=False)
+        return item is not None and secret_matches(presented, item.get("webhook_secret_hash"))
+
+    def rotate_api_key(self, account: dict[str, Any]) -> str:
+        """A new account key; the old one stops working at once (one transaction)."""
+        api_key = API_KEY_PREFIX + self.token(32)
+        new_hash = hash_secret(api_key)
+        account_id = account["account_id"]
+        meta = {**account, "api_key_hash": new_hash, "rotated_at": int(self.clock())}
+        self.store.transact(
+            [
+                {"put": meta},
+                {"delete": (api_key_pk(account["api_key_hash"]), "APIKEY")},
+                {
+                    "put": {"pk": api_key_pk(new_hash), "sk": "APIKEY", "account_id": account_id},
+                    "if_absent": True,
+                },
+            ]
+        )
+        return api_key
+
+    def rotate_webhook_secret(self, account: dict[str, Any]) -> str:
+        secret = self.token(32)
+        self.store.update(
+            account_pk(account["account_id"]), "META", {"webhook_secret_hash": hash_secret(secret)}
+        )
+        return secret
+
+    def set_referral_factory(self, account: dict[str, Any], api_key: str, api_base: str) -> None:
+        self.store.update(
+            account_pk(account["account_id"]),
+            "META",
+            {
+                "rf_api_key": self.box.encrypt(api_key, account["account_id"]),
+                "rf_api_base": api_base.rstrip("/"),
+            },
+        )
+
+    def referral_factory_credentials(self, account: dict[str, Any]) -> tuple[str, str]:
+        """(api_key, api_base) for calling Referral Factory as this account."""
+        return self.box.decrypt(account["rf_api_key"], account["account_id"]), account["rf_api_base"]

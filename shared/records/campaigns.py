@@ -1,0 +1,132 @@
+"""Per-campaign records: the campaign's Intercom settings and its ongoing-sync schedule entry."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from shared import messages
+from shared.aws.store import ConditionFailed
+from shared.records.due_work import due_item
+
+if TYPE_CHECKING:
+    from shared.aws.store import Store
+
+SETTINGS_PREFIX = "CAMPAIGN#"
+
+
+def settings_key(account_id: str, campaign_id: str) -> tuple[str, str]:
+    return f"ACCOUNT#{account_id}", f"{SETTINGS_PREFIX}{campaign_id}"
+
+
+# Referral Factory documents no webhook retries: this often, each configured campaign's recent users
+# are listed and any signup the webhooks missed is pushed.
+CATCH_UP_INTERVAL_S = 600
+
+
+def catch_up_work_id(account_id: str, campaign_id: str) -> str:
+    return f"catchup:{account_id}:{campaign_id}"
+
+
+# Intercom delivers a notification at most twice and drops some: this often, each campaign with a
+# qualification searches Intercom for qualifying contacts the webhooks missed (shared/qualification_sweep.py).
+QUALIFICATION_SWEEP_INTERVAL_S = 300
+
+
+def qualification_sweep_work_id(account_id: str, campaign_id: str) -> str:
+    return f"qualsweep:{account_id}:{campaign_id}"
+
+
+def has_qualification(settings: dict[str, Any]) -> bool:
+    people = ("person_invited", "person_referring")
+    return any((settings.get(person) or {}).get("qualification") for person in people)
+
+
+def ongoing_sync_work_id(account_id: str, campaign_id: str) -> str:
+    """The due-work id of a campaign's ongoing sync (see shared/due_work.py)."""
+    return f"sync:{account_id}:{campaign_id}"
+
+
+class CampaignStore:
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    def get_settings(self, account_id: str, campaign_id: str) -> dict[str, Any] | None:
+        item = self.store.get(*settings_key(account_id, campaign_id))
+        return item["settings"] if item else None
+
+    def put_settings(self, account_id: str, campaign_id: str, settings: dict[str, Any]) -> None:
+        pk, sk = settings_key(account_id, campaign_id)
+        self.store.put(
+            {
+                "pk": pk,
+                "sk": sk,
+                "account_id": account_id,
+                "campaign_id": campaign_id,
+                "settings": settings,
+                "updated_at": int(self.clock()),
+            }
+        )
+        work_id = catch_up_work_id(account_id, campaign_id)
+        message = {"account_id": account_id, "campaign_id": campaign_id}
+        item = due_item(
+            work_id,
+            kind=messages.CATCH_UP,
+            queue=messages.SIGNUP_QUEUE,
+            message=message,
+            interval_s=CATCH_UP_INTERVAL_S,
+            next_run_at=int(self.clock()) + CATCH_UP_INTERVAL_S,
+        )
+        with contextlib.suppress(ConditionFailed):  # already scheduled: keep its rhythm
+            self.store.put(item, if_absent=True)
+        self._schedule_qualification_sweep(account_id, campaign_id, settings)
+
+    def ensure_qualification_sweep(self, account_id: str, campaign_id: str) -> None:
+        """Schedule the campaign's sweep if its settings qualify and it has none (settings saved before
+        sweeps existed); an existing one keeps its rhythm. The campaign's catch-up calls this."""
+        settings = self.get_settings(account_id, campaign_id)
+        if settings is not None:
+            self._schedule_qualification_sweep(account_id, campaign_id, settings)
+
+    def _schedule_qualification_sweep(
+        self, account_id: str, campaign_id: str, settings: dict[str, Any]
+    ) -> None:
+        work_id = qualification_sweep_work_id(account_id, campaign_id)
+        if not has_qualification(settings):
+            self.store.delete(f"DUE#{work_id}", "DUE")
+            return
+        item = due_item(
+            work_id,
+            kind=messages.QUALIFICATION_SWEEP,
+            queue=messages.INTERCOM_EVENTS_QUEUE,
+            message={"account_id": account_id, "campaign_id": campaign_id},
+            interval_s=QUALIFICATION_SWEEP_INTERVAL_S,
+            next_run_at=int(self.clock()) + QUALIFICATION_SWEEP_INTERVAL_S,
+        )
+        with contextlib.suppress(ConditionFailed):  # already scheduled: keep its rhythm
+            self.store.put(item, if_absent=True)
+
+    def delete_settings(self, account_id: str, campaign_id: str) -> bool:
+        """Remove the settings and turn the campaign's ongoing sync off; True if there were settings."""
+        old = self.store.delete(*settings_key(account_id, campaign_id))
+        self.turn_ongoing_sync_off(account_id, campaign_id)
+        self.store.delete(f"DUE#{catch_up_work_id(account_id, campaign_id)}", "DUE")
+        self.store.delete(f"DUE#{qualification_sweep_work_id(account_id, campaign_id)}", "DUE")
+        return old is not None
+
+    def turn_ongoing_sync_off(self, account_id: str, campaign_id: str) -> None:
+        self.store.delete(f"DUE#{ongoing_sync_work_id(account_id, campaign_id)}", "DUE")
+
+    def has_ongoing_sync(self, account_id: str, campaign_id: str) -> bool:
+        return self.store.get(f"DUE#{ongoing_sync_work_id(account_id, campaign_id)}", "DUE") is not None
+
+    def configured(self, account_id: str) -> set[str]:
+        """Ids of the account's campaigns that have Intercom settings."""
+        return {
+            item["campaign_id"]
+            for item in self.store.query_all(f"ACCOUNT#{account_id}", sk_prefix=SETTINGS_PREFIX)
+            if "settings" in item
+        }

@@ -1,0 +1,171 @@
+"""An account's Intercom connection: its state, its token (KMS-encrypted), and the workspace → account
+routing that webhooks use. Every change of state is published as an event (`connection.connected`,
+`connection.revoked`, `connection.disconnected`) for the capabilities that act on it: syncs pause and
+resume, signups wait and are pushed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.conditions import Attr
+
+from shared import messages
+from shared.aws.store import ConditionFailed
+from shared.domain.errors import Conflict
+
+if TYPE_CHECKING:
+    from shared.aws.crypto import SecretBox
+    from shared.aws.store import Store
+
+CONNECTED, REVOKED, DISCONNECTED = "connected", "revoked", "disconnected"
+
+Publish = Callable[[dict[str, Any]], None]
+
+
+class WorkspaceConnectedElsewhere(Conflict):
+    code = "workspace_connected_elsewhere"
+
+
+@dataclass(frozen=True)
+class WorkspaceInfo:
+    id: str
+    name: str | None
+    region: str
+
+
+def _connection_key(account_id: str) -> tuple[str, str]:
+    return f"ACCOUNT#{account_id}", "CONNECTION"
+
+
+def _owner_key(workspace_id: str) -> tuple[str, str]:
+    return f"WORKSPACE#{workspace_id}", "OWNER"
+
+
+def public_view(item: dict[str, Any] | None) -> dict[str, Any]:
+    """`GET /v1/intercom/connection`: never the token."""
+    if item is None or item.get("status") == DISCONNECTED:
+        return {
+            "status": DISCONNECTED,
+            "workspace_id": None,
+            "workspace_name": None,
+            "region": None,
+            "connected_at": None,
+        }
+    return {
+        "status": item["status"],
+        "workspace_id": item["workspace_id"],
+        "workspace_name": item.get("workspace_name"),
+        "region": item.get("region"),
+        "connected_at": item.get("connected_at"),
+    }
+
+
+class Connections:
+    def __init__(
+        self,
+        store: Store,
+        box: SecretBox,
+        publish: Publish,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.box = box
+        self.publish = publish
+        self.clock = clock
+
+    def get(self, account_id: str) -> dict[str, Any] | None:
+        return self.store.get(*_connection_key(account_id))
+
+    def account_for_workspace(self, workspace_id: str) -> str | None:
+        owner = self.store.get(*_owner_key(workspace_id), consistent=False)
+        return owner["account_id"] if owner else None
+
+    def token(self, connection: dict[str, Any]) -> str:
+        return self.box.decrypt(connection["token"], connection["account_id"])
+
+    def connect(self, account_id: str, workspace: WorkspaceInfo, token: str) -> dict[str, Any]:
+        """Store a working connection, replacing any earlier one of this account."""
+        pk, sk = _owner_key(workspace.id)
+        try:
+            # A workspace routes to one account: claim it unless another account holds it.
+            self.store.put(
+                {"pk": pk, "sk": sk, "account_id": account_id, "workspace_id": workspace.id},
+                condition=Attr("pk").not_exists() | Attr("account_id").eq(account_id),
+            )
+        except ConditionFailed as exc:
+            raise WorkspaceConnectedElsewhere(
+                "This Intercom workspace is already connected to another account; disconnect it there first."
+            ) from exc
+        previous = self.get(account_id)
+        if previous and previous.get("workspace_id") not in (None, workspace.id):
+            self._release(previous["workspace_id"], account_id)
+        now = int(self.clock())
+        item = {
+            "pk": f"ACCOUNT#{account_id}",
+            "sk": "CONNECTION",
+            "account_id": account_id,
+            "status": CONNECTED,
+            "workspace_id": workspace.id,
+            "workspace_name": workspace.name,
+            "region": workspace.region,
+            "connected_at": now,
+            "token": self.box.encrypt(token, account_id),
+        }
+        self.store.put(item)
+        self.publish(
+            {
+                "kind": messages.CONNECTION_CONNECTED,
+                "account_id": account_id,
+                "workspace_id": workspace.id,
+                "at": now,
+            }
+        )
+        return item
+
+    def mark_revoked(self, account_id: str, reason: str) -> bool:
+        """The token stopped working (uninstall, or any 401 on a token that worked). True if this
+        call changed the state, so exactly one caller publishes the event."""
+        try:
+            self.store.update(
+                *_connection_key(account_id),
+                {"status": REVOKED, "revoked_at": int(self.clock()), "revoked_reason": reason},
+                condition=Attr("status").eq(CONNECTED),
+            )
+        except ConditionFailed:
+            return False
+        self.publish(
+            {
+                "kind": messages.CONNECTION_REVOKED,
+                "account_id": account_id,
+                "reason": reason,
+                "at": int(self.clock()),
+            }
+        )
+        return True
+
+    def disconnect(self, account_id: str) -> dict[str, Any] | None:
+        """Forget the token and the workspace routing; what was synced stays in both systems."""
+        previous = self.get(account_id)
+        if previous is None or previous.get("status") == DISCONNECTED:
+            return previous
+        self.store.update(
+            *_connection_key(account_id),
+            {"status": DISCONNECTED, "disconnected_at": int(self.clock())},
+            remove=("token",),
+        )
+        self._release(previous["workspace_id"], account_id)
+        self.publish(
+            {"kind": messages.CONNECTION_DISCONNECTED, "account_id": account_id, "at": int(self.clock())}
+        )
+        return previous
+
+    def _release(self, workspace_id: str, account_id: str) -> None:
+        # Another account may own it by now: then it is not ours to release.
+        with contextlib.suppress(ConditionFailed):
+            self.store.delete_if(*_owner_key(workspace_id), condition=Attr("account_id").eq(account_id))

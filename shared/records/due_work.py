@@ -1,0 +1,87 @@
+"""Due work: the one schedule's view of what must run now (ongoing syncs, sweeps, catch-ups).
+
+Each kind of recurring work is an item in the main table, indexed on GSI1 under `DUE` by its next
+run time. The scheduler sends each due item's message to its queue and moves `next_run_at` forward
+with a conditional write, so two overlapping scheduler runs never fire the same item twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.conditions import Attr
+
+from shared.aws.store import ConditionFailed
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from shared.aws.store import Store
+
+DUE_PARTITION = "DUE"
+
+
+def due_sort_key(next_run_at: int, work_id: str) -> str:
+    return f"{next_run_at:012d}#{work_id}"
+
+
+def due_item(
+    work_id: str, *, kind: str, queue: str, message: dict[str, Any], interval_s: int, next_run_at: int
+) -> dict[str, Any]:
+    """The item that makes `message` go to the logical queue `queue` every `interval_s` seconds."""
+    return {
+        "pk": f"DUE#{work_id}",
+        "sk": "DUE",
+        "kind": kind,
+        "queue": queue,
+        "message": message,
+        "interval_s": interval_s,
+        "next_run_at": next_run_at,
+        "gsi1pk": DUE_PARTITION,
+        "gsi1sk": due_sort_key(next_run_at, work_id),
+    }
+
+
+@dataclass(frozen=True)
+class FireResult:
+    fired: int
+    skipped: int
+
+
+def fire_due(
+    store: Store,
+    now: int,
+    send: Callable[[str, dict[str, Any]], object],
+    queues: Mapping[str, str],
+) -> FireResult:
+    """Send every due item's message, then claim its next run."""
+    fired = skipped = 0
+    start: dict[str, Any] | None = None
+    while True:
+        items, start = store.query(
+            DUE_PARTITION, index="gsi1", sk_lte=due_sort_key(now, "~"), start_key=start
+        )
+        for item in items:
+            work_id = item["pk"].removeprefix("DUE#")
+            next_run = max(item["next_run_at"] + item["interval_s"], now + 1)
+            try:
+                # Claim first: a crash after the claim loses one run (the next comes one interval
+                # later); a crash before it only delays this one to the next tick.
+                store.update(
+                    item["pk"],
+                    "DUE",
+                    {"next_run_at": next_run, "gsi1sk": due_sort_key(next_run, work_id), "last_run_at": now},
+                    condition=Attr("next_run_at").eq(item["next_run_at"]),
+                )
+            except ConditionFailed:
+                skipped += 1
+                continue
+            queue_url = queues.get(item["queue"])
+            if queue_url is None:
+                skipped += 1
+                continue
+            send(queue_url, {**item["message"], "kind": item["kind"], "scheduled_at": now})
+            fired += 1
+        if not start:
+            return FireResult(fired, skipped)

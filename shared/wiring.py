@@ -1,0 +1,89 @@
+"""Wiring: the adapters and services a function needs, built once per process from its settings.
+
+Nothing here runs at import; each factory is cached so a warm Lambda reuses its clients.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from shared.aws import boto, queues
+from shared.aws.app_secret import AppCredentials, app_credentials
+from shared.aws.crypto import SecretBox
+from shared.aws.store import Store
+from shared.clients.http import DEFAULT_POLICY, RetryPolicy
+from shared.clients.intercom import IntercomClient, api_base_for_region, regional_api_bases
+from shared.clients.rate_budget import intercom_budget, referral_factory_budget
+from shared.clients.referral_factory import ReferralFactoryClient
+from shared.records.accounts import Accounts
+from shared.records.connections import Connections
+
+if TYPE_CHECKING:
+    from shared.settings import SecretsSettings
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: SecretsSettings
+
+    @property
+    def store(self) -> Store:
+        return Store(self.settings.table_name)
+
+    @property
+    def box(self) -> SecretBox:
+        return SecretBox(self.settings.kms_key_id)
+
+    @property
+    def accounts(self) -> Accounts:
+        return Accounts(self.store, self.box)
+
+    def connections(self, publish_to: tuple[str, ...] = ()) -> Connections:
+        """Connections whose state changes are published to the queues `publish_to`."""
+
+        def publish(event: dict[str, Any]) -> None:
+            for url in publish_to:
+                queues.send(url, event)
+
+        return Connections(self.store, self.box, publish)
+
+    def app(self) -> AppCredentials:
+        return app_credentials(self.settings.intercom_app_secret_arn)
+
+    def intercom_for(
+        self, connection: dict[str, Any], *, policy: RetryPolicy = DEFAULT_POLICY
+    ) -> IntercomClient:
+        """A client for a stored connection: its token, its region's base, its workspace's budget."""
+        token = self.box.decrypt(connection["token"], connection["account_id"])
+        bases = regional_api_bases(self.settings.intercom_api_base)
+        return IntercomClient(
+            token,
+            base_url=api_base_for_region(connection.get("region"), bases),
+            budget=intercom_budget(self.settings.table_name, connection["workspace_id"]),
+            policy=policy,
+        )
+
+    def referral_factory_for(
+        self, account: dict[str, Any], *, policy: RetryPolicy = DEFAULT_POLICY
+    ) -> ReferralFactoryClient:
+        api_key, api_base = self.accounts.referral_factory_credentials(account)
+        return ReferralFactoryClient(
+            api_key,
+            base_url=api_base,
+            budget=referral_factory_budget(
+                self.settings.table_name, api_key, per_minute=account.get("rf_rate_limit_per_minute")
+            ),
+            policy=policy,
+        )
+
+
+@cache
+def services(settings: SecretsSettings) -> Services:
+    return Services(settings)
+
+
+def reset() -> None:
+    services.cache_clear()
+    boto.reset()
