@@ -12,6 +12,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared import caches
+
 DEFAULT_REFERRAL_FACTORY_API_BASE = "https://referral-factory.com/api/v2"
 DEFAULT_INTERCOM_API_BASE = "https://api.intercom.io"
 DEFAULT_INTERCOM_OAUTH_BASE = "https://app.intercom.com"
@@ -99,6 +101,7 @@ class SchedulerSettings(BaseSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 
+@caches.resettable
 @cache
 def load(model: type[S]) -> S:
     """The function's settings from its environment, validated once per cold start."""

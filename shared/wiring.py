@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from shared import caches
 from shared.aws import boto, queues
 from shared.aws.app_secret import AppCredentials, app_credentials
 from shared.aws.crypto import SecretBox
@@ -79,6 +80,7 @@ class Services:
         )
 
 
+@caches.resettable
 @cache
 def services(settings: SecretsSettings) -> Services:
     return Services(settings)

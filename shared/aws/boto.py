@@ -7,7 +7,10 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from shared import caches
 
+
+@caches.resettable
 @cache
 def _config() -> Any:
     from botocore.config import Config
@@ -15,6 +18,7 @@ def _config() -> Any:
     return Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
 
 
+@caches.resettable
 @cache
 def session() -> Any:
     import boto3
@@ -22,11 +26,13 @@ def session() -> Any:
     return boto3.session.Session()
 
 
+@caches.resettable
 @cache
 def client(service: str) -> Any:
     return session().client(service, config=_config())
 
 
+@caches.resettable
 @cache
 def table(name: str) -> Any:
     return session().resource("dynamodb", config=_config()).Table(name)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from shared import caches
 from shared.clients.errors import (
     Conflict,
     Invalid,
@@ -42,6 +43,15 @@ RESET_WAIT_CAP_S = 60.0
 def shared_http() -> httpx.Client:
     """The process's one connection pool: built on first use, kept across warm invocations."""
     return httpx.Client(timeout=TIMEOUT, limits=LIMITS, follow_redirects=False)
+
+
+def _close_shared_http() -> None:
+    if shared_http.cache_info().currsize:
+        shared_http().close()
+    shared_http.cache_clear()
+
+
+caches.register(f"{__name__}.shared_http", _close_shared_http)
 
 
 class Budget(Protocol):

@@ -8,11 +8,12 @@ billed Lambda or waiting out the queue's visibility timeout.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from shared import messages
+from shared import caches, messages
 from shared.aws import queues
 from shared.clients.errors import ConnectionRevoked, RateLimited, Transient
 from shared.flows.contact_changes import handle_notification
@@ -42,8 +43,12 @@ MAX_REQUEUES = 40
 TRANSIENT_RETRY_S = 5
 
 # One client per account key in a warm process: its key is decrypted once and its budget's reservations
-# are reused across messages.
-_rf_clients: dict[str, ReferralFactoryClient] = {}
+# are reused across messages. Bounded, and keyed by a digest of the stored (encrypted) key: no key
+# material sits in a cache key.
+RF_CLIENTS_MAX = 32
+_rf_clients: caches.LRU[tuple[str, str], ReferralFactoryClient] = caches.LRU(
+    f"{__name__}._rf_clients", RF_CLIENTS_MAX
+)
 
 
 class UnknownMessage(Exception):
@@ -51,14 +56,9 @@ class UnknownMessage(Exception):
 
 
 def _rf_client(svc: Services, account: dict[str, Any]) -> ReferralFactoryClient:
-    key = json.dumps(
-        [account["account_id"], account.get("rf_api_key"), account.get("rf_api_base")],
-        sort_keys=True,
-        default=str,
-    )
-    if key not in _rf_clients:
-        _rf_clients[key] = svc.referral_factory_for(account)
-    return _rf_clients[key]
+    stored = json.dumps([account.get("rf_api_key"), account.get("rf_api_base")], sort_keys=True, default=str)
+    key = (str(account["account_id"]), hashlib.sha256(stored.encode()).hexdigest())
+    return _rf_clients.get_or_build(key, lambda: svc.referral_factory_for(account))
 
 
 def _connections(svc: Services, settings: IntercomEventsSettings) -> Connections:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from pydantic import BaseModel
 
-from shared import messages
+from shared import caches, messages
 from shared.aws import boto
 from shared.clients.errors import ConnectionRevoked
 from shared.clients.intercom import parse_timestamp
@@ -97,6 +97,7 @@ def qualify_in_referral_factory(*, request: QualifyRequest, rf: ReferralFactoryC
     return QualifyOutcome(called=True, qualified_at=parse_timestamp(answer.get("qualified_at")))
 
 
+@caches.resettable
 @cache
 def _once(table_name: str) -> Callable[..., QualifyOutcome]:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, idempotent_function
@@ -156,6 +157,8 @@ class QualifyContext:
 SETTINGS_TTL_S = 30.0
 _settings_cache: dict[tuple[str, str], tuple[float, CampaignSettings | None]] = {}
 _watch_cache: dict[str, tuple[float, tuple[Watch, ...]]] = {}
+caches.register(f"{__name__}._settings_cache", _settings_cache.clear)
+caches.register(f"{__name__}._watch_cache", _watch_cache.clear)
 
 
 class Qualifier:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared import messages
+from shared import caches, messages
 from shared.clients.errors import Conflict, ConnectionRevoked, NotFound
 from shared.domain.campaign_settings import CampaignSettings, PersonSettings
 from shared.domain.field_mapping import contact_body, get_attribute, merge_bodies, rf_values, set_attribute
@@ -49,6 +49,7 @@ SEARCH_TRUST_DELAY_S = 90
 # A warm Lambda reuses a campaign's name this long before asking Referral Factory again.
 CAMPAIGN_NAME_MAX_AGE_S = 300
 _CAMPAIGN_NAMES: dict[tuple[str, str], tuple[str | None, float]] = {}
+caches.register(f"{__name__}._CAMPAIGN_NAMES", _CAMPAIGN_NAMES.clear)
 # Writes of one referrer's counts before leaving the rest to the next change (see `write_counts`).
 COUNT_WRITE_ROUNDS = 3
 ROLE_FOR_ACTION = {"create_lead": "lead", "create_user": "user"}

@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, Field, HttpUrl, ValidationError
 
-from shared import settings
+from shared import caches, settings
 from shared.api.pagination import decode_cursor, page
 from shared.api.resolver import json_response
 from shared.clients.errors import ConnectionRevoked, RateLimited, Unauthorized, UpstreamError
@@ -35,6 +35,7 @@ CACHE_MAX_AGE_S = 900
 CACHE_TTL_S = 86_400
 
 
+@caches.resettable
 @cache
 def _settings() -> settings.AccountApiSettings:
     return settings.load(settings.AccountApiSettings)

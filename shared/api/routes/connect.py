@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, HttpUrl
 
-from shared import settings
+from shared import caches, settings
 from shared.api.resolver import json_response, public_base_url
 from shared.clients.errors import ConnectionRevoked, Unauthorized, UpstreamError
 from shared.clients.intercom import IntercomClient, exchange_code
@@ -26,6 +26,7 @@ router = APIGatewayRouter()
 CALLBACK_PATH = "/oauth/intercom/callback"
 
 
+@caches.resettable
 @cache
 def _settings() -> settings.OAuthSettings:
     return settings.load(settings.OAuthSettings)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from shared import messages, settings
+from shared import caches, messages, settings
 from shared.api.resolver import raw_body
 from shared.aws import queues
 from shared.aws.app_secret import app_credentials
@@ -54,8 +54,10 @@ MAX_ITEM_BYTES = 200_000
 _DROPPED_KEYS = ("tags", "notes", "companies", "social_profiles", "opted_in_subscription_types")
 
 _routes: dict[str, tuple[str, float]] = {}
+caches.register(f"{__name__}._routes", _routes.clear)
 
 
+@caches.resettable
 @cache
 def _settings() -> settings.IntercomWebhookSettings:
     return settings.load(settings.IntercomWebhookSettings)

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, Field, HttpUrl
 
-from shared import settings
+from shared import caches, settings
 from shared.api.auth import require_admin
 from shared.api.resolver import json_response, public_base_url
 from shared.aws.crypto import SecretBox
@@ -20,11 +20,13 @@ from shared.records.accounts import WEBHOOK_HEADER_NAME, Accounts
 router = APIGatewayRouter()
 
 
+@caches.resettable
 @cache
 def _settings() -> settings.AccountApiSettings:
     return settings.load(settings.AccountApiSettings)
 
 
+@caches.resettable
 @cache
 def accounts() -> Accounts:
     s = _settings()

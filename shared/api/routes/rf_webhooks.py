@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from shared import messages, settings
+from shared import caches, messages, settings
 from shared.api.resolver import raw_body
 from shared.aws import queues
 from shared.domain.errors import BadRequest, Unauthorized, ValidationFailed, field_error
@@ -23,6 +23,7 @@ router = APIGatewayRouter()
 EVENTS = ("user.join", "user.qualified", "reward.issued")
 
 
+@caches.resettable
 @cache
 def _settings() -> settings.SignupReceiverSettings:
     return settings.load(settings.SignupReceiverSettings)

@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, model_validator
 
-from shared import settings
+from shared import caches, settings
 from shared.api.pagination import decode_cursor, page
 from shared.api.resolver import json_response
 from shared.domain.campaign_settings import CampaignSettings
@@ -24,6 +24,7 @@ from shared.wiring import Services, services
 router = APIGatewayRouter()
 
 
+@caches.resettable
 @cache
 def _settings() -> settings.ContactSyncSettings:
     return settings.load(settings.ContactSyncSettings)
