@@ -165,3 +165,20 @@ def boto3_client(stack: RunningStack, service: str) -> Any:
     return boto3.session.Session(
         aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1"
     ).client(service, endpoint_url=stack.info["aws"])
+
+
+QUEUE_COUNTS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+
+
+def queue_drained(stack: RunningStack, queue: str) -> bool:
+    """Nothing in the stack's `queue` (a template logical id) waiting, being worked on or delayed: every
+    message sent to it so far has been handled. Wait for this before asserting that something did not
+    happen; without it, the assertion may only say that it has not happened yet."""
+    sqs = boto3_client(stack, "sqs")
+    url = sqs.get_queue_url(QueueName=f"local-{queue}")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(QUEUE_COUNTS))["Attributes"]
+    return all(attributes[name] == "0" for name in QUEUE_COUNTS)

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from boto3.dynamodb.conditions import Key
 
-from tests.e2e.conftest import alive, boto3_client, boto3_resource, descendants
+from tests.e2e.conftest import alive, boto3_client, boto3_resource, descendants, queue_drained
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -25,6 +25,7 @@ class Probe:
     """Sends messages to a test queue and reads back what the probe consumer saw."""
 
     def __init__(self, stack: RunningStack) -> None:
+        self.stack = stack
         self.sqs = boto3_client(stack, "sqs")
         self.ledger = boto3_resource(stack, "dynamodb").Table("local-LedgerTable")
         self.run = uuid.uuid4().hex
@@ -58,6 +59,9 @@ class Probe:
             found += [json.loads(m["Body"]) for m in response.get("Messages", [])]
         return [b for b in found if b["run"] == self.run]
 
+    def drained(self, queue: str) -> bool:
+        return queue_drained(self.stack, queue)
+
     def in_flight(self, queue: str) -> int:
         attributes = self.sqs.get_queue_attributes(QueueUrl=self.url(queue), AttributeNames=["All"])[
             "Attributes"
@@ -75,7 +79,8 @@ def probe(probe_stack: RunningStack) -> Probe:
 def test_a_failed_record_is_redelivered_alone(probe: Probe) -> None:
     probe.send("BatchQueue", {"key": "a"}, {"key": "b", "fail": "first"}, {"key": "c"})
     probe.wait_for(lambda: len(probe.deliveries("b")) >= 2, 15, "b's second delivery")
-    time.sleep(1)
+    # Every delivery there will be has happened: a redelivered a or c would still be in the queue.
+    probe.wait_for(lambda: probe.drained("BatchQueue"), 15, "the queue drained")
     assert len(probe.deliveries("a")) == 1
     assert len(probe.deliveries("c")) == 1
     first, second = probe.deliveries("b")
@@ -109,7 +114,8 @@ def test_a_slow_consumer_is_not_redelivered_inside_the_visibility_timeout(probe:
     # 2.5 s of work under a 5 s visibility timeout, with a second poller idle and polling all along.
     probe.send("SlowQueue", {"key": "slow", "sleep": 2.5})
     probe.wait_for(lambda: probe.deliveries("slow"), 10, "the delivery")
-    time.sleep(4)
+    # Deleted after its 2.5 s of work: from then on nothing can be redelivered.
+    probe.wait_for(lambda: probe.drained("SlowQueue"), 15, "the queue drained")
     deliveries = probe.deliveries("slow")
     assert len(deliveries) == 1
     assert probe.in_flight("SlowQueue") == 0
