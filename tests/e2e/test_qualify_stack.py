@@ -6,6 +6,7 @@ the referrer's converted count comes back to Intercom and GET /v1/referrals show
 from __future__ import annotations
 
 import io
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ import pytest
 
 from local.demo import Demo, ready_for_signups
 from local.demo import join as demo_join
-from tests.e2e.conftest import RunningStack
+from tests.e2e.conftest import RunningStack, queue_drained
 
 TIMEOUT_S = 15.0
 POLL_S = 0.2
@@ -50,12 +51,26 @@ def contact(demo: Demo, email: str) -> dict[str, Any] | None:
     return next((c for c in demo.http.get(url).json()["data"] if c.get("email") == email), None)
 
 
+def handled(stack: RunningStack, topic: str, outcome: str) -> int:
+    """How many notifications of `topic` the processor has logged as handled with `outcome`."""
+    count = 0
+    for line in stack.stderr().splitlines():
+        if '"notification handled"' not in line or "{" not in line:
+            continue
+        try:
+            entry = json.loads(line[line.index("{") :])
+        except ValueError:
+            continue
+        count += entry.get("topic") == topic and entry.get("outcome") == outcome
+    return count
+
+
 def rf_user(demo: Demo, user_id: int) -> dict[str, Any]:
     users = demo.http.get(f"{demo.rf}/_emulator/accounts/{demo.state['rf_api_key']}/users").json()["data"]
     return next(u for u in users if u["id"] == user_id)
 
 
-def test_one_real_flip_qualifies_once_with_the_amount(demo: Demo) -> None:
+def test_one_real_flip_qualifies_once_with_the_amount(demo: Demo, product_stack: RunningStack) -> None:
     referrer = join(demo, "Rhea")
     friend = join(demo, "Fitz", referrer["code"])
     lead = wait_for(lambda: contact(demo, friend["email"]), "the friend's lead in Intercom")
@@ -72,6 +87,7 @@ def test_one_real_flip_qualifies_once_with_the_amount(demo: Demo) -> None:
     )
     assert user["amount"] == 310.0
     # Another attribute changing afterwards changes nothing.
+    handled_before = handled(product_stack, "contact.lead.updated", "already_qualified")
     demo.http.patch(
         f"{demo.intercom}/_emulator/contacts/{lead['id']}", json={"custom_attributes": {"plan": "pro"}}
     )
@@ -82,6 +98,13 @@ def test_one_real_flip_qualifies_once_with_the_amount(demo: Demo) -> None:
         "the referrer's converted count in Intercom",
     )
     assert counted == 1
+    # Only once that edit's notification has been handled, and nothing else is queued, can "nothing"
+    # be told from "not yet".
+    wait_for(
+        lambda: handled(product_stack, "contact.lead.updated", "already_qualified") > handled_before,
+        "the later edit's notification handled",
+    )
+    wait_for(lambda: queue_drained(product_stack, "IntercomEventsQueue"), "the events queue drained")
     assert rf_user(demo, friend["id"])["qualify_calls"] == 1
     assert rf_user(demo, referrer["id"])["qualify_calls"] == 0
     response = demo.http.get(
