@@ -17,7 +17,7 @@ import pytest
 
 from local.demo import Demo, ready_for_signups
 from local.demo import join as demo_join
-from tests.e2e.conftest import RunningStack, boto3_client
+from tests.e2e.conftest import RunningStack, boto3_client, queue_drained
 
 ARRIVAL_TIMEOUT_S = 90.0  # a liveness bound, not a performance goal (bench.signup measures that)
 POLL_S = 0.2
@@ -81,14 +81,9 @@ def webhook_stats(demo: Demo) -> dict[str, int]:
 
 
 def signup_queue_settled(stack: RunningStack) -> bool:
-    """Nothing waiting in or being worked on from the signup queue (delayed hand-backs aside)."""
-    sqs = boto3_client(stack, "sqs")
-    url = sqs.get_queue_url(QueueName="local-SignupQueue")["QueueUrl"]
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    return all(
-        attributes[name] == "0"
-        for name in ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
-    )
+    """Nothing waiting in, being worked on from or handed back with a delay to the signup queue: a
+    duplicate handed back while the first copy held the push lease (30 s) has been handled too."""
+    return queue_drained(stack, "SignupQueue")
 
 
 def test_a_referrer_and_a_friend_arrive_once_each(demo: Demo, product_stack: RunningStack) -> None:
