@@ -12,10 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Attr
-
 from shared import messages
-from shared.aws.store import ConditionFailed
+from shared.aws.store import Attr, ConditionFailed
 from shared.domain.errors import Conflict
 from shared.records import keys
 

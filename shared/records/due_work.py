@@ -10,9 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Attr
-
-from shared.aws.store import ConditionFailed
+from shared.aws.store import Attr, ConditionFailed
 from shared.records import keys
 
 if TYPE_CHECKING:

@@ -13,9 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Attr
-
-from shared.aws.store import ConditionFailed
+from shared.aws.store import Attr, ConditionFailed
 from shared.records import keys
 
 if TYPE_CHECKING:

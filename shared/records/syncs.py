@@ -9,9 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Attr
-
-from shared.aws.store import ConditionFailed
+from shared.aws.store import Attr, ConditionFailed
 from shared.domain.errors import Conflict
 from shared.records import keys
 
