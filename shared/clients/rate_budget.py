@@ -20,6 +20,7 @@ never grows from headers. Keys and item layout: `RATE#<budget key>` / `W#<window
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -27,9 +28,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from shared.aws import boto
+from shared.aws.store import ConditionFailed, conditional
 
 INTERCOM_WINDOW_S = 10.0
 REFERRAL_FACTORY_WINDOW_S = 60.0
@@ -65,10 +65,6 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
         return int(float(raw))
     except ValueError:
         return None
-
-
-def _conditional_failed(exc: ClientError) -> bool:
-    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
 
 class RateBudget:
@@ -150,7 +146,8 @@ class RateBudget:
     def _reserve(self, start: float, n: int, limit: int) -> int | None:
         """`used` after adding `n` to the window, or None when the window was already full."""
         try:
-            result = boto.table(self.table_name).update_item(
+            result = conditional(
+                boto.table(self.table_name).update_item,
                 Key={"pk": self.pk, "sk": window_sk(start)},
                 UpdateExpression="ADD #used :n SET #exp = :exp",
                 ConditionExpression="attribute_not_exists(#used) OR #used < :limit",
@@ -162,27 +159,23 @@ class RateBudget:
                 },
                 ReturnValues="UPDATED_NEW",
             )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return None
-            raise
+        except ConditionFailed:
+            return None
         return int(result["Attributes"]["used"])
 
     def _raise_used(self, start: float, used: int) -> None:
         """Make the shared counter for a window at least `used` (never lower it)."""
         if used <= self._known_used.get(start, 0):
             return
-        try:
-            boto.table(self.table_name).update_item(
+        with contextlib.suppress(ConditionFailed):  # the counter is at least `used` already
+            conditional(
+                boto.table(self.table_name).update_item,
                 Key={"pk": self.pk, "sk": window_sk(start)},
                 UpdateExpression="SET #used = :used, #exp = :exp",
                 ConditionExpression="attribute_not_exists(#used) OR #used < :used",
                 ExpressionAttributeNames={"#used": "used", "#exp": "expires_at"},
                 ExpressionAttributeValues={":used": used, ":exp": int(start + self.window_s + WINDOW_TTL_S)},
             )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
         self._remember_used(start, used)
 
     def _remember_used(self, start: float, used: int) -> None:
