@@ -242,11 +242,14 @@ def lift_limits(http: httpx.Client, demo: Demo, aws: dict[str, str], product_rf_
     if product_rf_limit:
         import boto3
 
+        from shared.records import keys
+
         # The product spends its own budget per key before each call (Referral Factory's documented
         # 600 a minute); an account's record may say otherwise, and nothing else can.
+        pk, sk = keys.account_key(demo.state["account_id"])
         boto3.client("dynamodb", **aws).update_item(
             TableName="local-MainTable",
-            Key={"pk": {"S": f"ACCOUNT#{demo.state['account_id']}"}, "sk": {"S": "META"}},
+            Key={"pk": {"S": pk}, "sk": {"S": sk}},
             UpdateExpression="SET rf_rate_limit_per_minute = :limit",
             ExpressionAttributeValues={":limit": {"N": str(product_rf_limit)}},
         )

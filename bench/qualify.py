@@ -121,19 +121,16 @@ def measure_in_process(invocations: int, duplicates: float) -> dict[str, Any]:
         import boto3
 
         from shared.aws.store import Store
+        from shared.records import keys
 
         boto3.client("secretsmanager").put_secret_value(
             SecretId=rig.provisioned.refs["IntercomAppSecret"],
             SecretString=json.dumps({"client_id": "bench", "client_secret": CLIENT_SECRET}),
         )
         workspace = "benchws"
+        owner_pk, owner_sk = keys.owner_key(workspace)
         Store(rig.provisioned.refs["MainTable"]).put(
-            {
-                "pk": f"WORKSPACE#{workspace}",
-                "sk": "OWNER",
-                "account_id": "acc_bench",
-                "workspace_id": workspace,
-            }
+            {"pk": owner_pk, "sk": owner_sk, "account_id": "acc_bench", "workspace_id": workspace}
         )
         queue_url = rig.provisioned.refs["IntercomEventsQueue"]
         rng = random.Random(7)

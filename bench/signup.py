@@ -98,18 +98,20 @@ def measure_in_process(invocations: int) -> dict[str, Any]:
         from shared.aws import queues
         from shared.aws.store import Store
         from shared.observability import logger, metrics
+        from shared.records import keys
         from shared.records.accounts import hash_secret
 
         account_id, secret = "acc_bench", secrets.token_urlsafe(24)
         store, queue_url = Store(rig.provisioned.refs["MainTable"]), rig.provisioned.refs["SignupQueue"]
-        store.put({"pk": f"ACCOUNT#{account_id}", "sk": "META", "webhook_secret_hash": hash_secret(secret)})
+        pk, sk = keys.account_key(account_id)
+        store.put({"pk": pk, "sk": sk, "webhook_secret_hash": hash_secret(secret)})
         event = webhook_event(account_id, secret)
 
         @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
         @metrics.log_metrics
         def aws_calls(event: dict[str, Any], context: Any) -> dict[str, Any]:
             """Only the receiver's two AWS calls (moto here), to show what its own code adds."""
-            store.get(f"ACCOUNT#{account_id}", "META", consistent=False)
+            store.get(pk, sk, consistent=False)
             queues.send(queue_url, {"kind": "bench"})
             return {"statusCode": 200, "body": "{}"}
 

@@ -430,9 +430,12 @@ class Bench:
 
     def lift_rf_budget(self, per_minute: int) -> None:
         """The account's own Referral Factory budget (600 a minute unless its record says otherwise)."""
+        from shared.records import keys
+
+        pk, sk = keys.account_key(self.demo.state["account_id"])
         self.stack.aws.client("dynamodb").update_item(
             TableName=self.stack.provisioned.refs["MainTable"],
-            Key={"pk": {"S": f"ACCOUNT#{self.demo.state['account_id']}"}, "sk": {"S": "META"}},
+            Key={"pk": {"S": pk}, "sk": {"S": sk}},
             UpdateExpression="SET rf_rate_limit_per_minute = :limit",
             ExpressionAttributeValues={":limit": {"N": str(per_minute)}},
         )

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from shared.aws import boto
+from shared.aws.store import ConditionFailed, conditional
 
 
 class SeenIds:
@@ -18,20 +19,17 @@ class SeenIds:
 
     def first_sight(self, seen_id: str, ttl_s: int) -> bool:
         """Record `seen_id`; False when it was recorded before (and has not expired)."""
-        from botocore.exceptions import ClientError
-
         now = int(self.clock())
         try:
-            boto.table(self.table_name).put_item(
+            conditional(
+                boto.table(self.table_name).put_item,
                 Item={"id": f"{self.prefix}#{seen_id}", "expiration": now + ttl_s},
                 # TTL deletes lazily: an expired record counts as absent.
                 ConditionExpression="attribute_not_exists(id) OR expiration < :now",
                 ExpressionAttributeValues={":now": now},
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
+        except ConditionFailed:
+            return False
         return True
 
     def forget(self, seen_id: str) -> None:

@@ -1,22 +1,126 @@
-"""The DynamoDB adapter: one table, items keyed `pk`/`sk`, conditional writes surfaced as one exception.
+"""The DynamoDB adapter: one table, items keyed `pk`/`sk`, conditions in its own terms, conditional
+writes surfaced as one exception.
 
-Key design and access patterns are in docs/data-model.md.
+Key design and access patterns are in docs/data-model.md; keys are built in shared/records/keys.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from boto3.dynamodb.conditions import Attr, ConditionBase, Key
+from boto3.dynamodb.conditions import Attr as BotoAttr
+from boto3.dynamodb.conditions import ConditionBase, Key
 from botocore.exceptions import ClientError
 
 from shared.aws import boto
 
+T = TypeVar("T")
+
 
 class ConditionFailed(Exception):
     """A conditional write lost: the item existed, did not exist, or changed underneath us."""
+
+
+# -- conditions --------------------------------------------------------------------------------
+# What a conditional write may require of the item, in the store's own terms: callers never see
+# boto3's, and each condition is a plain value they can compare.
+
+
+@dataclass(frozen=True)
+class Condition:
+    def __and__(self, other: Condition) -> Condition:
+        return Both(self, other)
+
+    def __or__(self, other: Condition) -> Condition:
+        return Either(self, other)
+
+
+@dataclass(frozen=True)
+class Exists(Condition):
+    name: str
+
+
+@dataclass(frozen=True)
+class Absent(Condition):
+    name: str
+
+
+@dataclass(frozen=True)
+class Equals(Condition):
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class LessThan(Condition):
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class IsIn(Condition):
+    name: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Both(Condition):
+    left: Condition
+    right: Condition
+
+
+@dataclass(frozen=True)
+class Either(Condition):
+    left: Condition
+    right: Condition
+
+
+@dataclass(frozen=True)
+class Attr:
+    """`Attr("status").eq("connected") & Attr("token").exists()`: conditions on one attribute."""
+
+    name: str
+
+    def exists(self) -> Condition:
+        return Exists(self.name)
+
+    def not_exists(self) -> Condition:
+        return Absent(self.name)
+
+    def eq(self, value: Any) -> Condition:
+        return Equals(self.name, value)
+
+    def lt(self, value: Any) -> Condition:
+        return LessThan(self.name, value)
+
+    def is_in(self, values: Iterable[Any]) -> Condition:
+        return IsIn(self.name, tuple(values))
+
+
+def _expression(condition: Condition) -> ConditionBase:
+    """The condition as boto3's builder expresses it (which then names its own placeholders)."""
+    expression: ConditionBase
+    match condition:
+        case Both(left, right):
+            expression = _expression(left) & _expression(right)
+        case Either(left, right):
+            expression = _expression(left) | _expression(right)
+        case Exists(name):
+            expression = BotoAttr(name).exists()
+        case Absent(name):
+            expression = BotoAttr(name).not_exists()
+        case Equals(name, value):
+            expression = BotoAttr(name).eq(value)
+        case LessThan(name, value):
+            expression = BotoAttr(name).lt(value)
+        case IsIn(name, values):
+            expression = BotoAttr(name).is_in(list(values))
+        case _:
+            raise TypeError(f"not a store condition: {condition!r}")
+    return expression
 
 
 def _plain(value: Any) -> Any:
@@ -41,14 +145,16 @@ def _dynamo(value: Any) -> Any:
 
 
 # Placeholders in our expressions are prefixed so they never collide with the ones boto3's
-# condition builder generates (#n0, :v0) when a ConditionBase is combined with them.
+# condition builder generates (#n0, :v0) for a condition translated by `_expression`.
 
 
-def _conditional(call: Any, **kwargs: Any) -> Any:
+def conditional(call: Callable[..., T], /, **kwargs: Any) -> T:
+    """Make one DynamoDB write; a condition it failed is raised as `ConditionFailed`. The one place
+    that reads DynamoDB's error codes for it: the store, the seen ids and the rate budgets use it."""
     try:
         return call(**kwargs)
     except ClientError as exc:
-        code = exc.response["Error"]["Code"]
+        code = exc.response.get("Error", {}).get("Code")
         if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
             raise ConditionFailed(str(exc)) from exc
         raise
@@ -67,14 +173,14 @@ class Store:
         return _plain(item) if item else None
 
     def put(
-        self, item: Mapping[str, Any], *, if_absent: bool = False, condition: ConditionBase | None = None
+        self, item: Mapping[str, Any], *, if_absent: bool = False, condition: Condition | None = None
     ) -> None:
         kwargs: dict[str, Any] = {"Item": _dynamo(dict(item))}
         if if_absent:
             kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
         elif condition is not None:
-            kwargs["ConditionExpression"] = condition
-        _conditional(self._table.put_item, **kwargs)
+            kwargs["ConditionExpression"] = _expression(condition)
+        conditional(self._table.put_item, **kwargs)
 
     def update(
         self,
@@ -82,7 +188,7 @@ class Store:
         sk: str,
         changes: Mapping[str, Any],
         *,
-        condition: ConditionBase | None = None,
+        condition: Condition | None = None,
         must_exist: bool = True,
         remove: tuple[str, ...] = (),
         append: Mapping[str, list[Any]] | None = None,
@@ -110,10 +216,12 @@ class Store:
         if values:
             kwargs["ExpressionAttributeValues"] = values
         if condition is not None:
-            kwargs["ConditionExpression"] = condition & _exists() if must_exist else condition
+            kwargs["ConditionExpression"] = _expression(
+                condition & Attr("pk").exists() if must_exist else condition
+            )
         elif must_exist:
             kwargs["ConditionExpression"] = "attribute_exists(pk)"
-        return _plain(_conditional(self._table.update_item, **kwargs)["Attributes"])
+        return _plain(conditional(self._table.update_item, **kwargs)["Attributes"])
 
     def add(
         self, pk: str, sk: str, counters: Mapping[str, int], sets: Mapping[str, Any] | None = None
@@ -142,12 +250,14 @@ class Store:
         kwargs: dict[str, Any] = {"Key": {"pk": pk, "sk": sk}, "ReturnValues": "ALL_OLD"}
         if must_exist:
             kwargs["ConditionExpression"] = "attribute_exists(pk)"
-        old = _conditional(self._table.delete_item, **kwargs).get("Attributes")
+        old = conditional(self._table.delete_item, **kwargs).get("Attributes")
         return _plain(old) if old else None
 
-    def delete_if(self, pk: str, sk: str, *, condition: ConditionBase) -> None:
+    def delete_if(self, pk: str, sk: str, *, condition: Condition) -> None:
         """Delete one item only while `condition` holds."""
-        _conditional(self._table.delete_item, Key={"pk": pk, "sk": sk}, ConditionExpression=condition)
+        conditional(
+            self._table.delete_item, Key={"pk": pk, "sk": sk}, ConditionExpression=_expression(condition)
+        )
 
     def query(
         self,
@@ -233,13 +343,13 @@ class Store:
                     }
                 )
         # The resource's own client carries boto3's type (de)serialisation, so plain values work here.
-        _conditional(self._table.meta.client.transact_write_items, TransactItems=items)
+        conditional(self._table.meta.client.transact_write_items, TransactItems=items)
 
 
 def _update_parts(
     sets: Mapping[str, Any], adds: Mapping[str, Any]
 ) -> tuple[str, dict[str, str], dict[str, Any]]:
-    """An update expression with our own placeholder prefixes (see `_conditional`)."""
+    """An update expression with our own placeholder prefixes (see `conditional`)."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     clauses = []
@@ -252,7 +362,3 @@ def _update_parts(
         values.update({f":taddv{i}": _dynamo(v) for i, v in enumerate(adds.values())})
         clauses.append("ADD " + ", ".join(f"#tadd{i} :taddv{i}" for i in range(len(adds))))
     return " ".join(clauses), names, values
-
-
-def _exists() -> ConditionBase:
-    return Attr("pk").exists()

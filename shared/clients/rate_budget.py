@@ -20,6 +20,7 @@ never grows from headers. Keys and item layout: `RATE#<budget key>` / `W#<window
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -27,9 +28,8 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from shared.aws import boto
+from shared.aws.store import ConditionFailed, conditional
 
 INTERCOM_WINDOW_S = 10.0
 REFERRAL_FACTORY_WINDOW_S = 60.0
@@ -42,6 +42,21 @@ WINDOW_TTL_S = 3600
 STATE_TTL_S = 30 * 86400
 
 
+# The budgets' items share the main table but their keys live here, not in shared/records/keys.py:
+# a client may not import records (tests/unit/test_layers.py), and these are the budget's own
+# counters, not records of the domain. No record's partition starts with `RATE#`
+# (tests/unit/test_keys.py says so).
+STATE_SK = "STATE"
+
+
+def budget_pk(key: str) -> str:
+    return f"RATE#{key}"
+
+
+def window_sk(start: float) -> str:
+    return f"W#{start:.3f}"
+
+
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     raw = headers.get(name)
     if raw is None:
@@ -50,10 +65,6 @@ def _int_header(headers: Mapping[str, str], name: str) -> int | None:
         return int(float(raw))
     except ValueError:
         return None
-
-
-def _conditional_failed(exc: ClientError) -> bool:
-    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
 
 class RateBudget:
@@ -92,7 +103,7 @@ class RateBudget:
     # -- what the budget is -------------------------------------------------------------------
     @property
     def pk(self) -> str:
-        return f"RATE#{self.key}"
+        return budget_pk(self.key)
 
     @property
     def limit(self) -> int:
@@ -135,8 +146,9 @@ class RateBudget:
     def _reserve(self, start: float, n: int, limit: int) -> int | None:
         """`used` after adding `n` to the window, or None when the window was already full."""
         try:
-            result = boto.table(self.table_name).update_item(
-                Key={"pk": self.pk, "sk": f"W#{start:.3f}"},
+            result = conditional(
+                boto.table(self.table_name).update_item,
+                Key={"pk": self.pk, "sk": window_sk(start)},
                 UpdateExpression="ADD #used :n SET #exp = :exp",
                 ConditionExpression="attribute_not_exists(#used) OR #used < :limit",
                 ExpressionAttributeNames={"#used": "used", "#exp": "expires_at"},
@@ -147,27 +159,23 @@ class RateBudget:
                 },
                 ReturnValues="UPDATED_NEW",
             )
-        except ClientError as exc:
-            if _conditional_failed(exc):
-                return None
-            raise
+        except ConditionFailed:
+            return None
         return int(result["Attributes"]["used"])
 
     def _raise_used(self, start: float, used: int) -> None:
         """Make the shared counter for a window at least `used` (never lower it)."""
         if used <= self._known_used.get(start, 0):
             return
-        try:
-            boto.table(self.table_name).update_item(
-                Key={"pk": self.pk, "sk": f"W#{start:.3f}"},
+        with contextlib.suppress(ConditionFailed):  # the counter is at least `used` already
+            conditional(
+                boto.table(self.table_name).update_item,
+                Key={"pk": self.pk, "sk": window_sk(start)},
                 UpdateExpression="SET #used = :used, #exp = :exp",
                 ConditionExpression="attribute_not_exists(#used) OR #used < :used",
                 ExpressionAttributeNames={"#used": "used", "#exp": "expires_at"},
                 ExpressionAttributeValues={":used": used, ":exp": int(start + self.window_s + WINDOW_TTL_S)},
             )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
         self._remember_used(start, used)
 
     def _remember_used(self, start: float, used: int) -> None:
@@ -223,7 +231,7 @@ class RateBudget:
         if now < self._state_fresh_until:
             return
         self._state_fresh_until = self.window_start(now) + self.window_s
-        item = boto.table(self.table_name).get_item(Key={"pk": self.pk, "sk": "STATE"}).get("Item")
+        item = boto.table(self.table_name).get_item(Key={"pk": self.pk, "sk": STATE_SK}).get("Item")
         if not item:
             return
         if self.learn_limit and "limit" in item:
@@ -235,7 +243,7 @@ class RateBudget:
         values = {**changes, "expires_at": int(now + STATE_TTL_S)}
         names = {f"#s{i}": k for i, k in enumerate(values)}
         boto.table(self.table_name).update_item(
-            Key={"pk": self.pk, "sk": "STATE"},
+            Key={"pk": self.pk, "sk": STATE_SK},
             UpdateExpression="SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(values))),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues={f":s{i}": v for i, v in enumerate(values.values())},

@@ -16,6 +16,7 @@ from shared.clients.errors import RateLimited
 from shared.clients.intercom import parse_timestamp
 from shared.flows.signup_push import PushContext, SignupPusher
 from shared.observability import logger, metrics
+from shared.records import keys
 from shared.records.campaigns import CampaignStore
 from shared.records.referrals import NOT_PUSHED, PUSHED, WAITING, Referrals
 from shared.wiring import services
@@ -79,7 +80,7 @@ def _reconnected(message: dict[str, Any], svc: Services, settings: SignupProcess
     account_id = message["account_id"]
     waiting = [
         item
-        for item in svc.store.query_all(f"REFERRALS#{account_id}")
+        for item in svc.store.query_all(keys.referrals_pk(account_id))
         if item.get("intercom_status") == WAITING
     ]
     queues.send_batch(
@@ -105,7 +106,7 @@ def _catch_up(message: dict[str, Any], svc: Services, settings: SignupProcessorS
     account = svc.accounts.get(account_id)
     rf = svc.referral_factory_for(account)
     referrals = Referrals(svc.store)
-    mark_pk, mark_sk = f"ACCOUNT#{account_id}", f"CATCHUP#{campaign_id}"
+    mark_pk, mark_sk = keys.catch_up_mark_key(account_id, campaign_id)
     mark = svc.store.get(mark_pk, mark_sk) or {}
     since = int(mark.get("last_run_at") or 0) - CATCH_UP_OVERLAP_S
     started = int(time.time())

@@ -20,6 +20,7 @@ from shared import messages
 from shared.clients.intercom import SEARCH_PAGE_SIZE
 from shared.domain.qualification import QUALIFY_AFTER_CREATION, QUALIFY_CHANGED
 from shared.observability import logger, metrics
+from shared.records import keys
 from shared.records.referrals import PENDING
 
 if TYPE_CHECKING:
@@ -34,10 +35,6 @@ if TYPE_CHECKING:
 DAY_S = 86400
 PAGES_PER_MESSAGE = 5
 PAGE_SIZE = SEARCH_PAGE_SIZE
-
-
-def mark_key(account_id: str, campaign_id: str) -> tuple[str, str]:
-    return f"ACCOUNT#{account_id}", f"QUALSWEEP#{campaign_id}"
 
 
 def search_query(q: Qualification, since: int) -> dict[str, Any]:
@@ -71,7 +68,7 @@ def sweep(
 ) -> SweepResult:
     account_id, campaign_id = str(message["account_id"]), str(message["campaign_id"])
     started = int(message.get("sweep_started_at") or message.get("scheduled_at") or clock())
-    mark = store.get(*mark_key(account_id, campaign_id)) or {}
+    mark = store.get(*keys.sweep_mark_key(account_id, campaign_id)) or {}
     previous = int(mark.get("last_run_at") or started - interval_s)
     since = int(message.get("since") or previous - DAY_S)
     settings = qualifier.settings(campaign_id)
@@ -116,7 +113,7 @@ def sweep(
                 "cursor": cursor,
             }
             return result
-    pk, sk = mark_key(account_id, campaign_id)
+    pk, sk = keys.sweep_mark_key(account_id, campaign_id)
     store.put({"pk": pk, "sk": sk, "last_run_at": started})
     metrics.add_metric(name="SweepQualified", unit="Count", value=result.qualified)
     logger.info(

@@ -46,7 +46,8 @@ from shared.domain.sync_plan import (
     return_write,
 )
 from shared.observability import logger, metrics
-from shared.records.campaigns import CampaignStore, ongoing_sync_work_id
+from shared.records import keys
+from shared.records.campaigns import CampaignStore
 from shared.records.connections import CONNECTED
 from shared.records.due_work import due_item
 from shared.records.referrals import EXISTING_UPDATED, Referrals
@@ -140,7 +141,7 @@ class Engine:
             "since": now,
         }
         item = due_item(
-            ongoing_sync_work_id(account_id, campaign_id),
+            keys.ongoing_sync_work_id(account_id, campaign_id),
             kind=messages.SYNC_SCHEDULED,
             queue=messages.SYNC_QUEUE,
             message=message,
@@ -152,8 +153,8 @@ class Engine:
     def scheduled_pass(self, message: dict[str, Any]) -> None:
         """An ongoing sync's pass: a new sync over contacts changed since the previous pass."""
         account_id, campaign_id = message["account_id"], message["campaign_id"]
-        work_pk = f"DUE#{ongoing_sync_work_id(account_id, campaign_id)}"
-        due = self.svc.store.get(work_pk, "DUE")
+        work_key = keys.due_key(keys.ongoing_sync_work_id(account_id, campaign_id))
+        due = self.svc.store.get(*work_key)
         if due is None:
             return  # turned off since
         connection = self.svc.connections().get(account_id)
@@ -174,7 +175,7 @@ class Engine:
             trigger="schedule",
             updated_since=since,
         )
-        self.svc.store.update(work_pk, "DUE", {"message": {**due["message"], "since": started}})
+        self.svc.store.update(*work_key, {"message": {**due["message"], "since": started}})
         self._refresh_counts(account_id, campaign_id)
 
     def _refresh_counts(self, account_id: str, campaign_id: str) -> None:
@@ -261,8 +262,7 @@ class Engine:
 
     def _fail(self, sync: dict[str, Any], code: str, message: str) -> None:
         self.svc.store.update(
-            f"SYNC#{sync['sync_id']}",
-            "META",
+            *keys.sync_key(sync["sync_id"]),
             {"errors": [*(sync.get("errors") or []), {"contact_id": None, "code": code, "message": message}]},
         )
         self.syncs.set_status(sync, FAILED)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.domain.errors import NotFound, Unauthorized
+from shared.records import keys
 
 if TYPE_CHECKING:
     from shared.aws.crypto import SecretBox
@@ -33,14 +34,6 @@ def secret_matches(presented: str | None, stored_hash: str | None) -> bool:
     if not presented or not stored_hash:
         return False
     return hmac.compare_digest(hash_secret(presented), stored_hash)
-
-
-def account_pk(account_id: str) -> str:
-    return f"ACCOUNT#{account_id}"
-
-
-def api_key_pk(key_hash: str) -> str:
-    return f"APIKEY#{key_hash}"
 
 
 @dataclass(frozen=True)
@@ -69,9 +62,10 @@ class Accounts:
         api_key = API_KEY_PREFIX + self.token(32)
         webhook_secret = self.token(32)
         key_hash = hash_secret(api_key)
+        pk, sk = keys.account_key(account_id)
         meta = {
-            "pk": account_pk(account_id),
-            "sk": "META",
+            "pk": pk,
+            "sk": sk,
             "account_id": account_id,
             "name": name,
             "created_at": int(self.clock()),
@@ -80,12 +74,13 @@ class Accounts:
             "rf_api_key": self.box.encrypt(rf_api_key, account_id),
             "rf_api_base": rf_api_base.rstrip("/"),
         }
-        lookup = {"pk": api_key_pk(key_hash), "sk": "APIKEY", "account_id": account_id}
+        lookup_pk, lookup_sk = keys.api_key_lookup_key(key_hash)
+        lookup = {"pk": lookup_pk, "sk": lookup_sk, "account_id": account_id}
         self.store.transact([{"put": meta, "if_absent": True}, {"put": lookup, "if_absent": True}])
         return NewAccount(account_id, api_key, webhook_secret)
 
     def get(self, account_id: str) -> dict[str, Any]:
-        item = self.store.get(account_pk(account_id), "META")
+        item = self.store.get(*keys.account_key(account_id))
         if item is None:
             raise NotFound(f"No account {account_id}.", code="account_not_found")
         return item
@@ -96,17 +91,17 @@ class Accounts:
         if scheme.lower() != "bearer" or not key.strip():
             raise Unauthorized("Send the account key as `Authorization: Bearer <api_key>`.")
         key_hash = hash_secret(key.strip())
-        lookup = self.store.get(api_key_pk(key_hash), "APIKEY", consistent=False)
+        lookup = self.store.get(*keys.api_key_lookup_key(key_hash), consistent=False)
         if lookup is None:
             raise Unauthorized("The account key is not valid.")
-        account = self.store.get(account_pk(lookup["account_id"]), "META")
+        account = self.store.get(*keys.account_key(lookup["account_id"]))
         # The lookup item can outlive a rotation by a moment; the account's own hash decides.
         if account is None or not hmac.compare_digest(account["api_key_hash"], key_hash):
             raise Unauthorized("The account key is not valid.")
         return account
 
     def webhook_secret_ok(self, account_id: str, presented: str | None) -> bool:
-        item = self.store.get(account_pk(account_id), "META", consistent=False)
+        item = self.store.get(*keys.account_key(account_id), consistent=False)
         return item is not None and secret_matches(presented, item.get("webhook_secret_hash"))
 
     def rotate_api_key(self, account: dict[str, Any]) -> str:
@@ -115,14 +110,12 @@ class Accounts:
         new_hash = hash_secret(api_key)
         account_id = account["account_id"]
         meta = {**account, "api_key_hash": new_hash, "rotated_at": int(self.clock())}
+        lookup_pk, lookup_sk = keys.api_key_lookup_key(new_hash)
         self.store.transact(
             [
                 {"put": meta},
-                {"delete": (api_key_pk(account["api_key_hash"]), "APIKEY")},
-                {
-                    "put": {"pk": api_key_pk(new_hash), "sk": "APIKEY", "account_id": account_id},
-                    "if_absent": True,
-                },
+                {"delete": keys.api_key_lookup_key(account["api_key_hash"])},
+                {"put": {"pk": lookup_pk, "sk": lookup_sk, "account_id": account_id}, "if_absent": True},
             ]
         )
         return api_key
@@ -130,14 +123,13 @@ class Accounts:
     def rotate_webhook_secret(self, account: dict[str, Any]) -> str:
         secret = self.token(32)
         self.store.update(
-            account_pk(account["account_id"]), "META", {"webhook_secret_hash": hash_secret(secret)}
+            *keys.account_key(account["account_id"]), {"webhook_secret_hash": hash_secret(secret)}
         )
         return secret
 
     def set_referral_factory(self, account: dict[str, Any], api_key: str, api_base: str) -> None:
         self.store.update(
-            account_pk(account["account_id"]),
-            "META",
+            *keys.account_key(account["account_id"]),
             {
                 "rf_api_key": self.box.encrypt(api_key, account["account_id"]),
                 "rf_api_base": api_base.rstrip("/"),

@@ -9,25 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from shared import messages
 from shared.aws.store import ConditionFailed
+from shared.records import keys
 from shared.records.due_work import due_item
 
 if TYPE_CHECKING:
     from shared.aws.store import Store
 
-SETTINGS_PREFIX = "CAMPAIGN#"
-
-
-def settings_key(account_id: str, campaign_id: str) -> tuple[str, str]:
-    return f"ACCOUNT#{account_id}", f"{SETTINGS_PREFIX}{campaign_id}"
-
-
 # Referral Factory documents no webhook retries: this often, each configured campaign's recent users
 # are listed and any signup the webhooks missed is pushed.
 CATCH_UP_INTERVAL_S = 600
-
-
-def catch_up_work_id(account_id: str, campaign_id: str) -> str:
-    return f"catchup:{account_id}:{campaign_id}"
 
 
 # Intercom delivers a notification at most twice and drops some: this often, each campaign with a
@@ -35,18 +25,9 @@ def catch_up_work_id(account_id: str, campaign_id: str) -> str:
 QUALIFICATION_SWEEP_INTERVAL_S = 300
 
 
-def qualification_sweep_work_id(account_id: str, campaign_id: str) -> str:
-    return f"qualsweep:{account_id}:{campaign_id}"
-
-
 def has_qualification(settings: dict[str, Any]) -> bool:
     people = ("person_invited", "person_referring")
     return any((settings.get(person) or {}).get("qualification") for person in people)
-
-
-def ongoing_sync_work_id(account_id: str, campaign_id: str) -> str:
-    """The due-work id of a campaign's ongoing sync (see shared/due_work.py)."""
-    return f"sync:{account_id}:{campaign_id}"
 
 
 class CampaignStore:
@@ -55,11 +36,11 @@ class CampaignStore:
         self.clock = clock
 
     def get_settings(self, account_id: str, campaign_id: str) -> dict[str, Any] | None:
-        item = self.store.get(*settings_key(account_id, campaign_id))
+        item = self.store.get(*keys.settings_key(account_id, campaign_id))
         return item["settings"] if item else None
 
     def put_settings(self, account_id: str, campaign_id: str, settings: dict[str, Any]) -> None:
-        pk, sk = settings_key(account_id, campaign_id)
+        pk, sk = keys.settings_key(account_id, campaign_id)
         self.store.put(
             {
                 "pk": pk,
@@ -70,7 +51,7 @@ class CampaignStore:
                 "updated_at": int(self.clock()),
             }
         )
-        work_id = catch_up_work_id(account_id, campaign_id)
+        work_id = keys.catch_up_work_id(account_id, campaign_id)
         message = {"account_id": account_id, "campaign_id": campaign_id}
         item = due_item(
             work_id,
@@ -94,9 +75,9 @@ class CampaignStore:
     def _schedule_qualification_sweep(
         self, account_id: str, campaign_id: str, settings: dict[str, Any]
     ) -> None:
-        work_id = qualification_sweep_work_id(account_id, campaign_id)
+        work_id = keys.qualification_sweep_work_id(account_id, campaign_id)
         if not has_qualification(settings):
-            self.store.delete(f"DUE#{work_id}", "DUE")
+            self.store.delete(*keys.due_key(work_id))
             return
         item = due_item(
             work_id,
@@ -111,22 +92,22 @@ class CampaignStore:
 
     def delete_settings(self, account_id: str, campaign_id: str) -> bool:
         """Remove the settings and turn the campaign's ongoing sync off; True if there were settings."""
-        old = self.store.delete(*settings_key(account_id, campaign_id))
+        old = self.store.delete(*keys.settings_key(account_id, campaign_id))
         self.turn_ongoing_sync_off(account_id, campaign_id)
-        self.store.delete(f"DUE#{catch_up_work_id(account_id, campaign_id)}", "DUE")
-        self.store.delete(f"DUE#{qualification_sweep_work_id(account_id, campaign_id)}", "DUE")
+        self.store.delete(*keys.due_key(keys.catch_up_work_id(account_id, campaign_id)))
+        self.store.delete(*keys.due_key(keys.qualification_sweep_work_id(account_id, campaign_id)))
         return old is not None
 
     def turn_ongoing_sync_off(self, account_id: str, campaign_id: str) -> None:
-        self.store.delete(f"DUE#{ongoing_sync_work_id(account_id, campaign_id)}", "DUE")
+        self.store.delete(*keys.due_key(keys.ongoing_sync_work_id(account_id, campaign_id)))
 
     def has_ongoing_sync(self, account_id: str, campaign_id: str) -> bool:
-        return self.store.get(f"DUE#{ongoing_sync_work_id(account_id, campaign_id)}", "DUE") is not None
+        return self.store.get(*keys.due_key(keys.ongoing_sync_work_id(account_id, campaign_id))) is not None
 
     def configured(self, account_id: str) -> set[str]:
         """Ids of the account's campaigns that have Intercom settings."""
         return {
             item["campaign_id"]
-            for item in self.store.query_all(f"ACCOUNT#{account_id}", sk_prefix=SETTINGS_PREFIX)
+            for item in self.store.query_all(keys.account_pk(account_id), sk_prefix=keys.SETTINGS_PREFIX)
             if "settings" in item
         }

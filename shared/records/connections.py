@@ -12,11 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Attr
-
 from shared import messages
-from shared.aws.store import ConditionFailed
+from shared.aws.store import Attr, ConditionFailed
 from shared.domain.errors import Conflict
+from shared.records import keys
 
 if TYPE_CHECKING:
     from shared.aws.crypto import SecretBox
@@ -36,14 +35,6 @@ class WorkspaceInfo:
     id: str
     name: str | None
     region: str
-
-
-def _connection_key(account_id: str) -> tuple[str, str]:
-    return f"ACCOUNT#{account_id}", "CONNECTION"
-
-
-def _owner_key(workspace_id: str) -> tuple[str, str]:
-    return f"WORKSPACE#{workspace_id}", "OWNER"
 
 
 def public_view(item: dict[str, Any] | None) -> dict[str, Any]:
@@ -80,10 +71,10 @@ class Connections:
         self.clock = clock
 
     def get(self, account_id: str) -> dict[str, Any] | None:
-        return self.store.get(*_connection_key(account_id))
+        return self.store.get(*keys.connection_key(account_id))
 
     def account_for_workspace(self, workspace_id: str) -> str | None:
-        owner = self.store.get(*_owner_key(workspace_id), consistent=False)
+        owner = self.store.get(*keys.owner_key(workspace_id), consistent=False)
         return owner["account_id"] if owner else None
 
     def token(self, connection: dict[str, Any]) -> str:
@@ -91,11 +82,11 @@ class Connections:
 
     def connect(self, account_id: str, workspace: WorkspaceInfo, token: str) -> dict[str, Any]:
         """Store a working connection, replacing any earlier one of this account."""
-        pk, sk = _owner_key(workspace.id)
+        owner_pk, owner_sk = keys.owner_key(workspace.id)
         try:
             # A workspace routes to one account: claim it unless another account holds it.
             self.store.put(
-                {"pk": pk, "sk": sk, "account_id": account_id, "workspace_id": workspace.id},
+                {"pk": owner_pk, "sk": owner_sk, "account_id": account_id, "workspace_id": workspace.id},
                 condition=Attr("pk").not_exists() | Attr("account_id").eq(account_id),
             )
         except ConditionFailed as exc:
@@ -106,9 +97,10 @@ class Connections:
         if previous and previous.get("workspace_id") not in (None, workspace.id):
             self._release(previous["workspace_id"], account_id)
         now = int(self.clock())
+        pk, sk = keys.connection_key(account_id)
         item = {
-            "pk": f"ACCOUNT#{account_id}",
-            "sk": "CONNECTION",
+            "pk": pk,
+            "sk": sk,
             "account_id": account_id,
             "status": CONNECTED,
             "workspace_id": workspace.id,
@@ -133,7 +125,7 @@ class Connections:
         call changed the state, so exactly one caller publishes the event."""
         try:
             self.store.update(
-                *_connection_key(account_id),
+                *keys.connection_key(account_id),
                 {"status": REVOKED, "revoked_at": int(self.clock()), "revoked_reason": reason},
                 condition=Attr("status").eq(CONNECTED),
             )
@@ -155,7 +147,7 @@ class Connections:
         if previous is None or previous.get("status") == DISCONNECTED:
             return previous
         self.store.update(
-            *_connection_key(account_id),
+            *keys.connection_key(account_id),
             {"status": DISCONNECTED, "disconnected_at": int(self.clock())},
             remove=("token",),
         )
@@ -168,4 +160,4 @@ class Connections:
     def _release(self, workspace_id: str, account_id: str) -> None:
         # Another account may own it by now: then it is not ours to release.
         with contextlib.suppress(ConditionFailed):
-            self.store.delete_if(*_owner_key(workspace_id), condition=Attr("account_id").eq(account_id))
+            self.store.delete_if(*keys.owner_key(workspace_id), condition=Attr("account_id").eq(account_id))

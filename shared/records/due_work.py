@@ -10,36 +10,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Attr
-
-from shared.aws.store import ConditionFailed
+from shared.aws.store import Attr, ConditionFailed
+from shared.records import keys
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from shared.aws.store import Store
 
-DUE_PARTITION = "DUE"
-
-
-def due_sort_key(next_run_at: int, work_id: str) -> str:
-    return f"{next_run_at:012d}#{work_id}"
-
 
 def due_item(
     work_id: str, *, kind: str, queue: str, message: dict[str, Any], interval_s: int, next_run_at: int
 ) -> dict[str, Any]:
     """The item that makes `message` go to the logical queue `queue` every `interval_s` seconds."""
+    pk, sk = keys.due_key(work_id)
     return {
-        "pk": f"DUE#{work_id}",
-        "sk": "DUE",
+        "pk": pk,
+        "sk": sk,
         "kind": kind,
         "queue": queue,
         "message": message,
         "interval_s": interval_s,
         "next_run_at": next_run_at,
-        "gsi1pk": DUE_PARTITION,
-        "gsi1sk": due_sort_key(next_run_at, work_id),
+        "gsi1pk": keys.DUE_PARTITION,
+        "gsi1sk": keys.due_sort_key(next_run_at, work_id),
     }
 
 
@@ -60,18 +54,22 @@ def fire_due(
     start: dict[str, Any] | None = None
     while True:
         items, start = store.query(
-            DUE_PARTITION, index="gsi1", sk_lte=due_sort_key(now, "~"), start_key=start
+            keys.DUE_PARTITION, index="gsi1", sk_lte=keys.due_sort_key(now, "~"), start_key=start
         )
         for item in items:
-            work_id = item["pk"].removeprefix("DUE#")
+            work_id = keys.due_work_id(item["pk"])
             next_run = max(item["next_run_at"] + item["interval_s"], now + 1)
             try:
                 # Claim first: a crash after the claim loses one run (the next comes one interval
                 # later); a crash before it only delays this one to the next tick.
                 store.update(
                     item["pk"],
-                    "DUE",
-                    {"next_run_at": next_run, "gsi1sk": due_sort_key(next_run, work_id), "last_run_at": now},
+                    item["sk"],
+                    {
+                        "next_run_at": next_run,
+                        "gsi1sk": keys.due_sort_key(next_run, work_id),
+                        "last_run_at": now,
+                    },
                     condition=Attr("next_run_at").eq(item["next_run_at"]),
                 )
             except ConditionFailed:

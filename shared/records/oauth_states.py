@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from shared.aws.store import ConditionFailed
 from shared.domain.errors import BadRequest
+from shared.records import keys
 
 if TYPE_CHECKING:
     from shared.aws.store import Store
@@ -55,9 +56,10 @@ class OAuthStates:
     def issue(self, account_id: str, return_url: str | None) -> str:
         nonce = self.nonce()
         now = int(self.clock())
+        pk, sk = keys.oauth_state_key(nonce)
         item = {
-            "pk": f"OAUTHSTATE#{nonce}",
-            "sk": "STATE",
+            "pk": pk,
+            "sk": sk,
             "account_id": account_id,
             "created_at": now,
             "expires_at": now + STATE_TTL_SECONDS,
@@ -73,7 +75,7 @@ class OAuthStates:
         if not nonce or not hmac.compare_digest(signature, _sign(self.key, nonce)):
             raise InvalidState("The OAuth state is missing or was not issued by us.")
         try:
-            item = self.store.delete(f"OAUTHSTATE#{nonce}", "STATE", must_exist=True)
+            item = self.store.delete(*keys.oauth_state_key(nonce), must_exist=True)
         except ConditionFailed as exc:
             raise InvalidState(
                 "The OAuth state was already used or has expired; start connecting again."

@@ -1,10 +1,9 @@
 """The product's referral records: one per Referral Factory user the product has seen in a campaign,
 linked to the Intercom contact, with its push outcome, qualification state, counts and history.
 
-Keys (docs/data-model.md): `REFERRALS#{account}` / `{campaign}#{rf_user_id}`; GSI1 finds a record by
-its Intercom contact (`REFCONTACT#{workspace}#{contact}`), GSI2 by email (`REFEMAIL#{account}#{email}`),
-and the sparse GSI3 lists a campaign's referrers whose counts are not yet written to Intercom
-(`COUNTSPENDING#{account}#{campaign}`).
+Keyed by account, then campaign and user (shared/records/keys.py, docs/data-model.md); GSI1 finds a
+record by its Intercom contact, GSI2 by email, and the sparse GSI3 lists a campaign's referrers whose
+counts are not yet written to Intercom.
 """
 
 from __future__ import annotations
@@ -14,9 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Attr
-
-from shared.aws.store import ConditionFailed
+from shared.aws.store import Attr, ConditionFailed
+from shared.records import keys
 
 if TYPE_CHECKING:
     from shared.aws.store import Store
@@ -43,23 +41,6 @@ PUBLIC_FIELDS = (
 )
 
 
-def referral_key(account_id: str, campaign_id: str, rf_user_id: str) -> tuple[str, str]:
-    return f"REFERRALS#{account_id}", f"{campaign_id}#{rf_user_id}"
-
-
-def contact_index_key(workspace_id: str, contact_id: str) -> str:
-    return f"REFCONTACT#{workspace_id}#{contact_id}"
-
-
-def email_index_key(account_id: str, email: str) -> str:
-    return f"REFEMAIL#{account_id}#{email.strip().lower()}"
-
-
-def counts_pending_key(account_id: str, campaign_id: str) -> str:
-    """The sparse gsi3 partition of a campaign's referrers whose counts are not yet in Intercom."""
-    return f"COUNTSPENDING#{account_id}#{campaign_id}"
-
-
 COUNTS = ("referrals_count", "converted_referrals_count")
 
 
@@ -76,7 +57,7 @@ class Referrals:
         self.clock = clock
 
     def get(self, account_id: str, campaign_id: str, rf_user_id: str) -> dict[str, Any] | None:
-        return self.store.get(*referral_key(account_id, campaign_id, rf_user_id))
+        return self.store.get(*keys.referral_key(account_id, campaign_id, rf_user_id))
 
     def ensure(self, account_id: str, campaign_id: str, user: dict[str, Any]) -> dict[str, Any]:
         """The record for a Referral Factory user, created (pending, not pushed) on first sight."""
@@ -107,8 +88,8 @@ class Referrals:
             "intercom_contact_id": contact_id,
             "workspace_id": workspace_id,
         }
-        item["gsi1pk"] = contact_index_key(workspace_id, contact_id)
-        item["gsi1sk"] = f"{account_id}#{campaign_id}#{item['rf_user_id']}"
+        item["gsi1pk"] = keys.contact_index_key(workspace_id, contact_id)
+        item["gsi1sk"] = keys.contact_index_sort_key(account_id, campaign_id, item["rf_user_id"])
         item["events"] = [{"at": int(self.clock()), **event}]
         try:
             self.store.put(item, if_absent=True)
@@ -118,7 +99,7 @@ class Referrals:
 
     def _new(self, account_id: str, campaign_id: str, user: dict[str, Any]) -> dict[str, Any]:
         rf_user_id = str(user["id"])
-        pk, sk = referral_key(account_id, campaign_id, rf_user_id)
+        pk, sk = keys.referral_key(account_id, campaign_id, rf_user_id)
         email = str(user.get("email") or "")
         item: dict[str, Any] = {
             "pk": pk,
@@ -139,8 +120,8 @@ class Referrals:
             "converted_referrals_count": 0,
             "events": [],
             "created_at": int(self.clock()),
-            "gsi2pk": email_index_key(account_id, email),
-            "gsi2sk": f"{campaign_id}#{rf_user_id}",
+            "gsi2pk": keys.email_index_key(account_id, email),
+            "gsi2sk": keys.email_index_sort_key(campaign_id, rf_user_id),
         }
         return item
 
@@ -156,8 +137,10 @@ class Referrals:
         ):
             workspace = changes.get("workspace_id") or record.get("workspace_id")
             if workspace:
-                sets["gsi1pk"] = contact_index_key(workspace, changes["intercom_contact_id"])
-                sets["gsi1sk"] = f"{record['account_id']}#{record['campaign_id']}#{record['rf_user_id']}"
+                sets["gsi1pk"] = keys.contact_index_key(workspace, changes["intercom_contact_id"])
+                sets["gsi1sk"] = keys.contact_index_sort_key(
+                    record["account_id"], record["campaign_id"], record["rf_user_id"]
+                )
         appended = {"events": [{"at": int(self.clock()), **event}]} if event is not None else None
         return self.store.update(record["pk"], record["sk"], sets, append=appended)
 
@@ -177,7 +160,7 @@ class Referrals:
         return {**before, "push_claimed_at": record.get("push_claimed_at")}
 
     def by_contact(self, workspace_id: str, contact_id: str) -> list[dict[str, Any]]:
-        items, _ = self.store.query(contact_index_key(workspace_id, contact_id), index="gsi1")
+        items, _ = self.store.query(keys.contact_index_key(workspace_id, contact_id), index="gsi1")
         return items
 
     def page(
@@ -191,15 +174,15 @@ class Referrals:
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         if email:
             return self.store.query(
-                email_index_key(account_id, email),
+                keys.email_index_key(account_id, email),
                 index="gsi2",
-                sk_prefix=f"{campaign_id}#" if campaign_id else None,
+                sk_prefix=keys.campaign_prefix(campaign_id) if campaign_id else None,
                 limit=limit,
                 start_key=start_key,
             )
         return self.store.query(
-            f"REFERRALS#{account_id}",
-            sk_prefix=f"{campaign_id}#" if campaign_id else None,
+            keys.referrals_pk(account_id),
+            sk_prefix=keys.campaign_prefix(campaign_id) if campaign_id else None,
             limit=limit,
             start_key=start_key,
         )
@@ -213,8 +196,8 @@ class Referrals:
         counter = "converted_referrals_count" if converted else "referrals_count"
         # The referrer joins its campaign's pending counts (gsi3) until the writer has them in Intercom.
         pending = {
-            "gsi3pk": counts_pending_key(str(referrer["account_id"]), str(referrer["campaign_id"])),
-            "gsi3sk": str(referrer["rf_user_id"]),
+            "gsi3pk": keys.counts_pending_key(str(referrer["account_id"]), str(referrer["campaign_id"])),
+            "gsi3sk": keys.counts_pending_sort_key(referrer["rf_user_id"]),
         }
         try:
             self.store.transact(
@@ -229,7 +212,7 @@ class Referrals:
 
     def counts_pending(self, account_id: str, campaign_id: str) -> Iterator[dict[str, Any]]:
         """The campaign's referrers whose counts changed since they were last written, as they are now."""
-        for key in self.store.query_all(counts_pending_key(account_id, campaign_id), index="gsi3"):
+        for key in self.store.query_all(keys.counts_pending_key(account_id, campaign_id), index="gsi3"):
             record = self.store.get(key["pk"], key["sk"])
             if record is not None:
                 yield record

@@ -9,10 +9,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from boto3.dynamodb.conditions import Attr
-
-from shared.aws.store import ConditionFailed
+from shared.aws.store import Attr, ConditionFailed
 from shared.domain.errors import Conflict
+from shared.records import keys
 
 if TYPE_CHECKING:
     from shared.aws.store import Store
@@ -47,18 +46,6 @@ PUBLIC_FIELDS = (
 )
 
 
-def sync_key(sync_id: str) -> tuple[str, str]:
-    return f"SYNC#{sync_id}", "META"
-
-
-def lock_key(account_id: str, campaign_id: str) -> tuple[str, str]:
-    return f"ACCOUNT#{account_id}", f"CAMPAIGN#{campaign_id}#ACTIVESYNC"
-
-
-def campaign_syncs_key(account_id: str, campaign_id: str) -> str:
-    return f"CAMPAIGNSYNCS#{account_id}#{campaign_id}"
-
-
 def public_view(item: dict[str, Any]) -> dict[str, Any]:
     view = {field: item.get(field) for field in PUBLIC_FIELDS}
     view["errors"] = list(item.get("errors") or [])
@@ -81,7 +68,7 @@ class Syncs:
         self.ids = ids or (lambda: "sync_" + secrets.token_hex(8))
 
     def get(self, sync_id: str) -> dict[str, Any] | None:
-        return self.store.get(*sync_key(sync_id))
+        return self.store.get(*keys.sync_key(sync_id))
 
     def start(
         self,
@@ -97,10 +84,11 @@ class Syncs:
         """A new queued sync holding the campaign's lock (one running sync per campaign)."""
         sync_id = self.ids()
         now = int(self.clock())
-        pk, sk = lock_key(account_id, campaign_id)
+        pk, sk = keys.lock_key(account_id, campaign_id)
+        sync_pk, sync_sk = keys.sync_key(sync_id)
         item: dict[str, Any] = {
-            "pk": f"SYNC#{sync_id}",
-            "sk": "META",
+            "pk": sync_pk,
+            "sk": sync_sk,
             "sync_id": sync_id,
             "account_id": account_id,
             "campaign_id": campaign_id,
@@ -119,8 +107,8 @@ class Syncs:
             "next_page": 0,
             "parts_done": 0,
             "enumerated": False,
-            "gsi1pk": campaign_syncs_key(account_id, campaign_id),
-            "gsi1sk": f"{now:012d}#{sync_id}",
+            "gsi1pk": keys.campaign_syncs_key(account_id, campaign_id),
+            "gsi1sk": keys.campaign_syncs_sort_key(now, sync_id),
         }
         lock = {"pk": pk, "sk": sk, "sync_id": sync_id, "account_id": account_id, "campaign_id": campaign_id}
         try:
@@ -134,7 +122,7 @@ class Syncs:
         return item
 
     def running_for(self, account_id: str, campaign_id: str) -> str | None:
-        lock = self.store.get(*lock_key(account_id, campaign_id))
+        lock = self.store.get(*keys.lock_key(account_id, campaign_id))
         return lock["sync_id"] if lock else None
 
     def set_status(self, sync: dict[str, Any], status: str, *, only_from: tuple[str, ...] = ACTIVE) -> bool:
@@ -143,7 +131,7 @@ class Syncs:
             changes["finished_at"] = int(self.clock())
         try:
             self.store.update(
-                *sync_key(sync["sync_id"]), changes, condition=Attr("status").is_in(list(only_from))
+                *keys.sync_key(sync["sync_id"]), changes, condition=Attr("status").is_in(list(only_from))
             )
         except ConditionFailed:
             return False
@@ -152,7 +140,7 @@ class Syncs:
         return True
 
     def _release(self, sync: dict[str, Any]) -> None:
-        pk, sk = lock_key(sync["account_id"], sync["campaign_id"])
+        pk, sk = keys.lock_key(sync["account_id"], sync["campaign_id"])
         with contextlib.suppress(ConditionFailed):  # else the lock belongs to a newer sync
             self.store.delete_if(pk, sk, condition=Attr("sync_id").eq(sync["sync_id"]))
 
@@ -166,7 +154,7 @@ class Syncs:
             changes["pages_total"] = page + 1
         try:
             self.store.update(
-                *sync_key(sync["sync_id"]),
+                *keys.sync_key(sync["sync_id"]),
                 changes,
                 condition=Attr("next_page").eq(page) & Attr("status").is_in([QUEUED, RUNNING]),
             )
@@ -189,16 +177,17 @@ class Syncs:
         adds = {k: v for k, v in counts.items() if v}
         if part_finished:
             adds["parts_done"] = 1
+        marker_pk, marker_sk = keys.chunk_key(sync_id, chunk_id)
         marker: dict[str, Any] = {
-            "pk": f"SYNC#{sync_id}",
-            "sk": f"CHUNK#{chunk_id}",
+            "pk": marker_pk,
+            "sk": marker_sk,
             "expires_at": int(self.clock()) + 14 * 86_400,
         }
         if rest is not None:
             marker["rest"] = rest
         ops: list[dict[str, Any]] = [{"put": marker, "if_absent": True}]
         if adds:
-            ops.append({"update": sync_key(sync_id), "add": adds})
+            ops.append({"update": keys.sync_key(sync_id), "add": adds})
         try:
             self.store.transact(ops)
         except ConditionFailed:
@@ -206,12 +195,12 @@ class Syncs:
         if errors:
             current = self.get(sync_id) or {}
             kept = [*(current.get("errors") or []), *errors][:MAX_ERRORS_KEPT]
-            self.store.update(*sync_key(sync_id), {"errors": kept})
+            self.store.update(*keys.sync_key(sync_id), {"errors": kept})
         return True
 
     def chunk_marker(self, sync_id: str, chunk_id: str) -> dict[str, Any] | None:
         """The marker of a chunk already counted, or None."""
-        return self.store.get(f"SYNC#{sync_id}", f"CHUNK#{chunk_id}")
+        return self.store.get(*keys.chunk_key(sync_id, chunk_id))
 
     def complete_if_done(self, sync_id: str) -> bool:
         """Completed once enumeration ended and every part of every page was counted (coordinator or
@@ -225,10 +214,11 @@ class Syncs:
 
     def park(self, sync_id: str, chunk: dict[str, Any]) -> None:
         """Keep a page chunk while the connection is revoked; reconnecting sends it again."""
-        self.store.put({"pk": f"SYNC#{sync_id}", "sk": f"PARKED#{chunk['chunk_id']}", "chunk": chunk})
+        pk, sk = keys.parked_key(sync_id, chunk["chunk_id"])
+        self.store.put({"pk": pk, "sk": sk, "chunk": chunk})
 
     def unpark(self, sync_id: str) -> list[dict[str, Any]]:
-        parked = list(self.store.query_all(f"SYNC#{sync_id}", sk_prefix="PARKED#"))
+        parked = list(self.store.query_all(keys.sync_pk(sync_id), sk_prefix=keys.PARKED_PREFIX))
         for item in parked:
             self.store.delete(item["pk"], item["sk"])
         return [item["chunk"] for item in parked]
@@ -237,7 +227,7 @@ class Syncs:
         self, account_id: str, campaign_id: str, *, limit: int, start_key: dict[str, Any] | None
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         return self.store.query(
-            campaign_syncs_key(account_id, campaign_id),
+            keys.campaign_syncs_key(account_id, campaign_id),
             index="gsi1",
             limit=limit,
             start_key=start_key,

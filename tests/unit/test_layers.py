@@ -34,6 +34,9 @@ ALLOWED: dict[str, set[str]] = {
 }
 # The pure domain takes and returns plain values: no AWS, no network, no environment.
 FORBIDDEN_IN_DOMAIN = ("boto3", "botocore", "httpx", "aws_lambda_powertools", "os")
+# From the records up, DynamoDB is the store's: its own conditions and `ConditionFailed`, never boto's.
+ABOVE_THE_STORE = ("records", "wiring", "flows", "consumers", "api")
+FORBIDDEN_ABOVE_THE_STORE = ("boto3", "botocore")
 
 
 def _unit(path: Path) -> str:
@@ -86,6 +89,18 @@ def test_the_domain_knows_no_aws_no_network_and_no_environment(path: Path):
     ]
     assert impure == []
     assert "environ" not in path.read_text()
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in _modules() if _unit(p) in ABOVE_THE_STORE], ids=lambda p: str(p.relative_to(SHARED))
+)
+def test_nothing_above_the_store_imports_boto(path: Path):
+    boto = [
+        f"{path.relative_to(SHARED)}:{line} imports {name}"
+        for line, name in _imports(path)
+        if name.split(".")[0] in FORBIDDEN_ABOVE_THE_STORE
+    ]
+    assert boto == []
 
 
 def test_the_check_itself_catches_an_upward_import(tmp_path: Path):

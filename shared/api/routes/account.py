@@ -22,9 +22,10 @@ from shared.clients.intercom import IntercomClient
 from shared.domain.campaign_settings import CampaignSettings, named_attributes, validate
 from shared.domain.errors import ApiError, Conflict, NotFound, ValidationFailed, field_error
 from shared.observability import logger
+from shared.records import keys
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import CONNECTED, REVOKED
-from shared.records.referrals import Referrals, email_index_key
+from shared.records.referrals import Referrals
 from shared.records.referrals import public_view as referral_view
 from shared.wiring import Services, services
 
@@ -100,7 +101,7 @@ def _intercom(account: dict[str, Any]) -> tuple[dict[str, Any], IntercomClient]:
 def _cached(account: dict[str, Any], name: str, refresh: bool, load: Any) -> list[dict[str, Any]]:
     connection, client = _intercom(account)
     store = _services().store
-    pk, sk = f"ACCOUNT#{account['account_id']}", f"CACHE#{name}#{connection['workspace_id']}"
+    pk, sk = keys.cache_key(account["account_id"], name, connection["workspace_id"])
     now = int(time.time())
     if not refresh:
         item = store.get(pk, sk, consistent=False)
@@ -142,7 +143,7 @@ def _load_segments(client: IntercomClient) -> list[dict[str, Any]]:
 
 
 def _invalidate_attributes(account: dict[str, Any], workspace_id: str) -> None:
-    _services().store.delete(f"ACCOUNT#{account['account_id']}", f"CACHE#attributes#{workspace_id}")
+    _services().store.delete(*keys.cache_key(account["account_id"], "attributes", workspace_id))
 
 
 @router.get("/v1/intercom/attributes")
@@ -360,7 +361,9 @@ def list_referrals(
     account = _account()
     referrals = Referrals(_services().store)
     partition = (
-        email_index_key(account["account_id"], email) if email else f"REFERRALS#{account['account_id']}"
+        keys.email_index_key(account["account_id"], email)
+        if email
+        else keys.referrals_pk(account["account_id"])
     )
     start = decode_cursor(cursor, partition=partition, partition_key="gsi2pk" if email else "pk")
     items, last = referrals.page(

@@ -16,9 +16,10 @@ from shared.api.resolver import json_response
 from shared.domain.campaign_settings import CampaignSettings
 from shared.domain.errors import Conflict, NotFound
 from shared.flows.sync import Engine
+from shared.records import keys
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import CONNECTED
-from shared.records.syncs import CANCELLED, QUEUED, RUNNING, campaign_syncs_key, public_view
+from shared.records.syncs import CANCELLED, QUEUED, RUNNING, public_view
 from shared.wiring import Services, services
 
 router = APIGatewayRouter()
@@ -88,7 +89,7 @@ def list_syncs(
 ) -> dict[str, Any]:
     account = _account()
     start = decode_cursor(
-        cursor, partition=campaign_syncs_key(account["account_id"], campaign_id), partition_key="gsi1pk"
+        cursor, partition=keys.campaign_syncs_key(account["account_id"], campaign_id), partition_key="gsi1pk"
     )
     items, last = _engine().syncs.for_campaign(
         account["account_id"], campaign_id, limit=limit, start_key=start
