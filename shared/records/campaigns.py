@@ -21,7 +21,7 @@ CATCH_UP_INTERVAL_S = 600
 
 
 # Intercom delivers a notification at most twice and drops some: this often, each campaign with a
-# qualification searches Intercom for qualifying contacts the webhooks missed (shared/qualification_sweep.py).
+# qualification searches Intercom for qualifying contacts the webhooks missed (shared/flows/sweep.py).
 QUALIFICATION_SWEEP_INTERVAL_S = 300
 
 
