@@ -61,10 +61,6 @@ def _rf_client(svc: Services, account: dict[str, Any]) -> ReferralFactoryClient:
     return _rf_clients[key]
 
 
-def _connections(svc: Services, settings: IntercomEventsSettings) -> Connections:
-    return svc.connections(publish_to=(settings.signup_queue_url, settings.sync_queue_url))
-
-
 def _qualifier(
     svc: Services, settings: IntercomEventsSettings, account_id: str, connections: Connections
 ) -> Callable[[], Qualifier]:
@@ -100,7 +96,7 @@ def _intercom(svc: Services, connections: Connections, account_id: str) -> Inter
 
 
 def _uninstall(message: dict[str, Any], svc: Services, settings: IntercomEventsSettings) -> str:
-    outcome = handle_uninstall(str(message["app_id"]), _connections(svc, settings), svc.intercom_for)
+    outcome = handle_uninstall(str(message["app_id"]), svc.connections(), svc.intercom_for)
     logger.info("uninstall notice handled", extra={"app_id": message["app_id"], "outcome": outcome})
     metrics.add_metric(name=f"Uninstall_{outcome}", unit="Count", value=1)
     return outcome
@@ -108,7 +104,7 @@ def _uninstall(message: dict[str, Any], svc: Services, settings: IntercomEventsS
 
 def _notification(message: dict[str, Any], svc: Services, settings: IntercomEventsSettings) -> str:
     account_id = str(message["account_id"])
-    connections = _connections(svc, settings)
+    connections = svc.connections()
     try:
         outcome = handle_notification(
             message,
@@ -135,7 +131,7 @@ def _notification(message: dict[str, Any], svc: Services, settings: IntercomEven
 
 def _sweep(message: dict[str, Any], svc: Services, settings: IntercomEventsSettings) -> str:
     account_id = str(message["account_id"])
-    connections = _connections(svc, settings)
+    connections = svc.connections()
     connection = connections.get(account_id)
     if connection is None or connection.get("status") != CONNECTED:
         # The mark stays where it was: after a reconnect the sweep looks back over the gap.

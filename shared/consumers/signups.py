@@ -33,13 +33,13 @@ CATCH_UP_OVERLAP_S = 3600
 CATCH_UP_MAX_PAGES = 20
 
 
-def _pusher(svc: Services, account: dict[str, Any], settings: SignupProcessorSettings) -> SignupPusher:
+def _pusher(svc: Services, account: dict[str, Any]) -> SignupPusher:
     return SignupPusher(
         PushContext(
             account=account,
             referrals=Referrals(svc.store),
             campaigns=CampaignStore(svc.store),
-            connections=svc.connections(publish_to=(settings.signup_queue_url, settings.sync_queue_url)),
+            connections=svc.connections(),
             rf=svc.referral_factory_for(account),
             intercom_for=svc.intercom_for,
         )
@@ -55,7 +55,7 @@ def _rf_event(message: dict[str, Any], svc: Services, settings: SignupProcessorS
         if known and known["intercom_status"] in PUSHED:
             return
     account = svc.accounts.get(message["account_id"])
-    pusher = _pusher(svc, account, settings)
+    pusher = _pusher(svc, account)
     if not rf_user_id:
         found = pusher.ctx.rf.get_user(message["email"], campaign_id=int(message["campaign_id"]))
         rf_user_id = str(found["id"])

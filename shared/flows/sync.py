@@ -92,9 +92,6 @@ class Engine:
     def campaigns(self) -> CampaignStore:
         return CampaignStore(self.svc.store)
 
-    def connections(self) -> Any:
-        return self.svc.connections(publish_to=(self.settings.signup_queue_url, self.settings.sync_queue_url))
-
     def continue_sync(self, sync_id: str, delay_s: int = 0) -> None:
         queues.send(
             self.settings.sync_queue_url,
@@ -187,7 +184,7 @@ class Engine:
                 account=account,
                 referrals=Referrals(self.svc.store),
                 campaigns=self.campaigns,
-                connections=self.connections(),
+                connections=self.svc.connections(),
                 rf=self.svc.referral_factory_for(account),
                 intercom_for=self.svc.intercom_for,
             )
@@ -227,7 +224,7 @@ class Engine:
             self.continue_sync(sync_id, int((exc.retry_after or 1) + 1))
             return
         except ConnectionRevoked:
-            self.connections().mark_revoked(sync["account_id"], "401 from Intercom")
+            self.svc.connections().mark_revoked(sync["account_id"], "401 from Intercom")
             self.syncs.set_status(sync, PAUSED)
             return
         attributes = tuple(settings.sync.return_mapping.values()) if settings.sync else ()
@@ -347,7 +344,7 @@ class ChunkWorker:
                 stop, delay_s = index, int((exc.retry_after or 1) + 1)
                 break
             except ConnectionRevoked:
-                self.engine.connections().mark_revoked(self.sync["account_id"], "401 from Intercom")
+                self.engine.svc.connections().mark_revoked(self.sync["account_id"], "401 from Intercom")
                 parked = self._rest(chunk, index, retries, attempts, 0)
                 if self._commit(chunk, parked):
                     syncs.park(sync_id, rest_message(chunk, parked))

@@ -71,10 +71,7 @@ def _upstream(account: dict[str, Any], service: str) -> Iterator[None]:
     try:
         yield
     except ConnectionRevoked as exc:
-        s = _settings()
-        _services().connections(publish_to=(s.signup_queue_url, s.sync_queue_url)).mark_revoked(
-            account["account_id"], "401 from Intercom"
-        )
+        _services().connections().mark_revoked(account["account_id"], "401 from Intercom")
         raise Conflict(
             "Intercom access was revoked; connect the workspace again.", code="connection_revoked"
         ) from exc

@@ -121,7 +121,7 @@ def _complete(code: str | None, state: str | None, denied: str | None) -> tuple[
         raise ExchangeFailed("Intercom refused the authorization code; start connecting again.") from exc
     except UpstreamError as exc:
         raise IntercomUnavailable("Intercom could not be reached to finish connecting; try again.") from exc
-    connections = svc.connections(publish_to=(s.signup_queue_url, s.sync_queue_url))
+    connections = svc.connections()
     item = connections.connect(
         claim.account_id, WorkspaceInfo(workspace.id, workspace.name, workspace.region), token
     )
@@ -160,8 +160,7 @@ def get_connection() -> dict[str, Any]:
 def disconnect() -> Response[Any]:
     account = _account()
     svc = _services()
-    s = _settings()
-    connections = svc.connections(publish_to=(s.signup_queue_url, s.sync_queue_url))
+    connections = svc.connections()
     current = connections.get(account["account_id"])
     if current and current.get("status") == "connected":
         try:
