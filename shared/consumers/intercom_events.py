@@ -21,7 +21,7 @@ from shared.flows.sweep import sweep
 from shared.flows.uninstall import handle_uninstall
 from shared.observability import logger, metrics
 from shared.records.campaigns import QUALIFICATION_SWEEP_INTERVAL_S, CampaignStore
-from shared.records.connections import CONNECTED
+from shared.records.connections import usable
 from shared.records.referrals import Referrals
 from shared.wiring import services
 
@@ -90,7 +90,7 @@ def _qualifier(
 
 def _intercom(svc: Services, connections: Connections, account_id: str) -> IntercomClient | None:
     connection = connections.get(account_id)
-    if connection is None or connection.get("status") != CONNECTED:
+    if not usable(connection):
         return None
     return svc.intercom_for(connection)
 
@@ -113,7 +113,7 @@ def _notification(message: dict[str, Any], svc: Services, settings: IntercomEven
             lambda: _intercom(svc, connections, account_id),
         )
     except ConnectionRevoked:
-        connections.mark_revoked(account_id, "401 from Intercom")
+        connections.revoked_by_intercom(account_id)
         outcome = "connection_revoked"
     logger.info(
         "notification handled",
@@ -133,7 +133,7 @@ def _sweep(message: dict[str, Any], svc: Services, settings: IntercomEventsSetti
     account_id = str(message["account_id"])
     connections = svc.connections()
     connection = connections.get(account_id)
-    if connection is None or connection.get("status") != CONNECTED:
+    if not usable(connection):
         # The mark stays where it was: after a reconnect the sweep looks back over the gap.
         return "not_connected"
     try:
@@ -147,7 +147,7 @@ def _sweep(message: dict[str, Any], svc: Services, settings: IntercomEventsSetti
             interval_s=QUALIFICATION_SWEEP_INTERVAL_S,
         )
     except ConnectionRevoked:
-        connections.mark_revoked(account_id, "401 from Intercom")
+        connections.revoked_by_intercom(account_id)
         return "connection_revoked"
     if result.continuation is not None:
         queues.send(settings.intercom_events_queue_url, result.continuation)

@@ -355,5 +355,5 @@ class Qualifier:
         try:
             pusher.write_counts(referrals.get(self.account_id, campaign_id, str(referrer_id)))
         except ConnectionRevoked:
-            self.ctx.connections.mark_revoked(self.account_id, "401 from Intercom")
+            self.ctx.connections.revoked_by_intercom(self.account_id)
         referrals.update(invited, {"converted_count_written": True})

@@ -23,7 +23,7 @@ from shared.clients.errors import Conflict, ConnectionRevoked, NotFound
 from shared.domain.campaign_settings import CampaignSettings, PersonSettings
 from shared.domain.field_mapping import contact_body, get_attribute, merge_bodies, rf_values, set_attribute
 from shared.observability import logger
-from shared.records.connections import CONNECTED
+from shared.records.connections import usable
 from shared.records.referrals import (
     COUNTS,
     CREATED,
@@ -104,14 +104,14 @@ class SignupPusher:
             return self._hold(
                 record, NOT_PUSHED, "settings_missing" if person is None else "action_none", via
             )
-        if connection is None or connection.get("status") != CONNECTED:
+        if not usable(connection):
             return self._hold(record, WAITING, "waiting_for_connection", via)
         try:
             pushed = self._push_to_intercom(
                 record=record, user=user, person=person, connection=connection, via=via
             )
         except ConnectionRevoked:
-            self.ctx.connections.mark_revoked(self.account_id, "401 from Intercom")
+            self.ctx.connections.revoked_by_intercom(self.account_id)
             fresh = self.ctx.referrals.get(self.account_id, campaign_id, record["rf_user_id"]) or record
             return self._hold(fresh, WAITING, "waiting_for_connection", via)
         if pushed.get("referrals_count") or pushed.get("converted_referrals_count"):
@@ -343,7 +343,7 @@ class SignupPusher:
             self.ctx.referrals.counts_settled(referrer)
             return False
         connection = self.ctx.connections.get(self.account_id)
-        if connection is None or connection.get("status") != CONNECTED:
+        if not usable(connection):
             return False  # pending: the first pass after a reconnect writes them
         client = self.ctx.intercom_for(connection)
         for _ in range(COUNT_WRITE_ROUNDS):

@@ -47,7 +47,7 @@ from shared.domain.sync_plan import (
 )
 from shared.observability import logger, metrics
 from shared.records.campaigns import CampaignStore, ongoing_sync_work_id
-from shared.records.connections import CONNECTED
+from shared.records.connections import usable
 from shared.records.due_work import due_item
 from shared.records.referrals import EXISTING_UPDATED, Referrals
 from shared.records.syncs import (
@@ -154,11 +154,7 @@ class Engine:
         if due is None:
             return  # turned off since
         connection = self.svc.connections().get(account_id)
-        if (
-            not connection
-            or connection.get("status") != CONNECTED
-            or self.syncs.running_for(account_id, campaign_id)
-        ):
+        if not usable(connection) or self.syncs.running_for(account_id, campaign_id):
             return  # the next pass picks these contacts up: `since` does not move
         since = int(due["message"].get("since") or 0)
         started = int(time.time())
@@ -199,7 +195,7 @@ class Engine:
             return
         connection = self.svc.connections().get(sync["account_id"])
         settings = self._settings(sync)
-        if not connection or connection.get("status") != CONNECTED:
+        if not usable(connection):
             self.syncs.set_status(sync, PAUSED)
         elif sync.get("enumerated"):
             self.syncs.complete_if_done(sync_id)
@@ -224,7 +220,7 @@ class Engine:
             self.continue_sync(sync_id, int((exc.retry_after or 1) + 1))
             return
         except ConnectionRevoked:
-            self.svc.connections().mark_revoked(sync["account_id"], "401 from Intercom")
+            self.svc.connections().revoked_by_intercom(sync["account_id"])
             self.syncs.set_status(sync, PAUSED)
             return
         attributes = tuple(settings.sync.return_mapping.values()) if settings.sync else ()
@@ -271,7 +267,7 @@ class Engine:
             return
         connection = self.svc.connections().get(sync["account_id"])
         settings = self._settings(sync)
-        if sync["status"] == PAUSED or not connection or connection.get("status") != CONNECTED:
+        if sync["status"] == PAUSED or not usable(connection):
             self.syncs.park(sync["sync_id"], chunk)
             self.syncs.set_status(sync, PAUSED)
             return
@@ -344,7 +340,7 @@ class ChunkWorker:
                 stop, delay_s = index, int((exc.retry_after or 1) + 1)
                 break
             except ConnectionRevoked:
-                self.engine.svc.connections().mark_revoked(self.sync["account_id"], "401 from Intercom")
+                self.engine.svc.connections().revoked_by_intercom(self.sync["account_id"])
                 parked = self._rest(chunk, index, retries, attempts, 0)
                 if self._commit(chunk, parked):
                     syncs.park(sync_id, rest_message(chunk, parked))

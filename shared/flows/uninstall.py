@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.clients.errors import ConnectionRevoked
-from shared.records.connections import CONNECTED
+from shared.records.connections import UNINSTALLED, usable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -34,15 +34,11 @@ def handle_uninstall(
     if account_id is None:
         return IGNORED_UNKNOWN
     connection = connections.get(account_id)
-    if (
-        connection is None
-        or connection.get("status") != CONNECTED
-        or connection.get("workspace_id") != app_id
-    ):
+    if not usable(connection) or connection.get("workspace_id") != app_id:
         return IGNORED_NOT_CONNECTED
     try:
         intercom_for(connection).me()
     except ConnectionRevoked:
-        connections.mark_revoked(account_id, "uninstalled")
+        connections.mark_revoked(account_id, UNINSTALLED)
         return REVOKED
     return IGNORED_STILL_WORKS

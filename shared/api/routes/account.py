@@ -23,7 +23,7 @@ from shared.domain.campaign_settings import CampaignSettings, named_attributes, 
 from shared.domain.errors import ApiError, Conflict, NotFound, ValidationFailed, field_error
 from shared.observability import logger
 from shared.records.campaigns import CampaignStore
-from shared.records.connections import CONNECTED, REVOKED
+from shared.records.connections import REVOKED, AccessRevoked, NotConnected, usable
 from shared.records.referrals import Referrals, email_index_key
 from shared.records.referrals import public_view as referral_view
 from shared.wiring import Services, services
@@ -55,13 +55,10 @@ class UpstreamUnavailable(ApiError):
 
 def _connection(account: dict[str, Any]) -> dict[str, Any]:
     connection = _services().connections().get(account["account_id"])
-    status = (connection or {}).get("status")
-    if status == REVOKED:
-        raise Conflict("Intercom access was revoked; connect the workspace again.", code="connection_revoked")
-    if connection is None or status != CONNECTED:
-        raise Conflict(
-            "Connect an Intercom workspace first (POST /v1/intercom/connect).", code="not_connected"
-        )
+    if connection is not None and connection.get("status") == REVOKED:
+        raise AccessRevoked
+    if not usable(connection):
+        raise NotConnected
     return connection
 
 
@@ -71,10 +68,8 @@ def _upstream(account: dict[str, Any], service: str) -> Iterator[None]:
     try:
         yield
     except ConnectionRevoked as exc:
-        _services().connections().mark_revoked(account["account_id"], "401 from Intercom")
-        raise Conflict(
-            "Intercom access was revoked; connect the workspace again.", code="connection_revoked"
-        ) from exc
+        _services().connections().revoked_by_intercom(account["account_id"])
+        raise AccessRevoked from exc
     except Unauthorized as exc:
         raise Conflict(
             f"{service} rejected the account's credentials.", code="upstream_unauthorized"

@@ -18,7 +18,7 @@ from shared.clients.errors import ConnectionRevoked, Unauthorized, UpstreamError
 from shared.clients.intercom import IntercomClient, exchange_code
 from shared.domain.errors import ApiError, BadRequest
 from shared.observability import logger, metrics
-from shared.records.connections import WorkspaceInfo, public_view
+from shared.records.connections import CONNECTED, WorkspaceInfo, public_view, usable
 from shared.records.oauth_states import OAuthStates
 from shared.wiring import Services, services
 
@@ -141,7 +141,7 @@ def callback(
     except ApiError as exc:
         return _failure(exc)
     if return_url:
-        return Response(status_code=302, headers={"Location": _with_status(return_url, "connected")}, body="")
+        return Response(status_code=302, headers={"Location": _with_status(return_url, CONNECTED)}, body="")
     view = public_view(item)
     if _wants_json():
         return json_response(view)
@@ -162,7 +162,7 @@ def disconnect() -> Response[Any]:
     svc = _services()
     connections = svc.connections()
     current = connections.get(account["account_id"])
-    if current and current.get("status") == "connected":
+    if usable(current):
         try:
             svc.intercom_for(current).uninstall()
         except ConnectionRevoked:

@@ -17,7 +17,7 @@ from shared.domain.campaign_settings import CampaignSettings
 from shared.domain.errors import Conflict, NotFound
 from shared.flows.sync import Engine
 from shared.records.campaigns import CampaignStore
-from shared.records.connections import CONNECTED
+from shared.records.connections import NotConnected, usable
 from shared.records.syncs import CANCELLED, QUEUED, RUNNING, campaign_syncs_key, public_view
 from shared.wiring import Services, services
 
@@ -58,10 +58,8 @@ def start_sync(campaign_id: str, body: StartSync) -> Response[dict[str, Any]]:
     account = _account()
     svc = _services()
     connection = svc.connections().get(account["account_id"])
-    if not connection or connection.get("status") != CONNECTED:
-        raise Conflict(
-            "Connect an Intercom workspace first (POST /v1/intercom/connect).", code="not_connected"
-        )
+    if not usable(connection):
+        raise NotConnected
     raw = CampaignStore(svc.store).get_settings(account["account_id"], campaign_id)
     if not raw or CampaignSettings.model_validate(raw).sync is None:
         raise Conflict(
