@@ -168,8 +168,7 @@ class Qualifier:
         cached = _settings_cache.get(key)
         if cached is not None and cached[0] + SETTINGS_TTL_S > now:
             return cached[1]
-        raw = self.ctx.campaigns.get_settings(self.account_id, campaign_id)
-        settings = CampaignSettings.model_validate(raw) if raw else None
+        settings = self.ctx.campaigns.settings(self.account_id, campaign_id)
         _settings_cache[key] = (now, settings)
         return settings
 

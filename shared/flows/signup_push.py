@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared import messages
 from shared.clients.errors import Conflict, ConnectionRevoked, NotFound
-from shared.domain.campaign_settings import CampaignSettings, PersonSettings
+from shared.domain.campaign_settings import PersonSettings
 from shared.domain.field_mapping import contact_body, get_attribute, merge_bodies, rf_values, set_attribute
 from shared.observability import logger
 from shared.records.connections import usable
@@ -96,8 +96,7 @@ class SignupPusher:
             self._count(record, converted=False)
         if record["intercom_status"] in PUSHED:
             return record
-        raw = self.ctx.campaigns.get_settings(self.account_id, campaign_id)
-        settings = CampaignSettings.model_validate(raw) if raw else None
+        settings = self.ctx.campaigns.settings(self.account_id, campaign_id)
         person: PersonSettings | None = getattr(settings, record["type"]) if settings else None
         connection = self.ctx.connections.get(self.account_id)
         if person is None or person.action == "none":
@@ -332,8 +331,7 @@ class SignupPusher:
             # `duplicates: skip` never touches an existing contact, counts included.
             self.ctx.referrals.counts_settled(referrer)
             return False
-        raw = self.ctx.campaigns.get_settings(self.account_id, str(referrer["campaign_id"]))
-        settings = CampaignSettings.model_validate(raw) if raw else None
+        settings = self.ctx.campaigns.settings(self.account_id, str(referrer["campaign_id"]))
         mapping = settings.sync.return_mapping if settings and settings.sync else {}
         fields = {f: mapping[f] for f in COUNTS if f in mapping}
         written: dict[str, Any] = referrer.get("written_counts") or {}

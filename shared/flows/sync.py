@@ -248,8 +248,7 @@ class Engine:
             self.syncs.complete_if_done(sync_id)
 
     def _settings(self, sync: dict[str, Any]) -> CampaignSettings | None:
-        raw = self.campaigns.get_settings(sync["account_id"], sync["campaign_id"])
-        settings = CampaignSettings.model_validate(raw) if raw else None
+        settings = self.campaigns.settings(sync["account_id"], sync["campaign_id"])
         return settings if settings and settings.sync else None
 
     def _fail(self, sync: dict[str, Any], code: str, message: str) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from shared.aws.store import Store
+from shared.domain.campaign_settings import CampaignSettings
 from shared.flows.signup_push import PushContext, SignupPusher
 from shared.records.connections import CONNECTED
 from shared.records.referrals import PENDING, QUALIFIED, Referrals
@@ -68,8 +69,8 @@ def test_a_referral_is_marked_qualified_once(aws: Provisioned) -> None:
 
 
 class _Settings:
-    def get_settings(self, _account_id: str, _campaign_id: str) -> dict[str, Any]:
-        return CONTRACT_EXAMPLE
+    def settings(self, _account_id: str, _campaign_id: str) -> CampaignSettings:
+        return CampaignSettings.model_validate(CONTRACT_EXAMPLE)
 
 
 @dataclass

@@ -265,10 +265,9 @@ def setup_campaign(campaign_id: str, body: Annotated[dict[str, Any] | None, Body
     settings to set up (so attributes can exist before `PUT` validates them); else the stored ones."""
     account = _account()
     _own_campaign(account, campaign_id)
-    raw = body or _campaigns().get_settings(account["account_id"], campaign_id)
-    if raw is None:
+    parsed = _parse_settings(body) if body else _campaigns().settings(account["account_id"], campaign_id)
+    if parsed is None:
         raise Conflict("Send the settings to set up, or save them first.", code="settings_missing")
-    parsed = _parse_settings(raw)
     connection, client = _intercom(account)
     existing_names = {a["full_name"] for a in _cached(account, "attributes", True, _load_attributes)}
     created: list[str] = []

@@ -13,7 +13,6 @@ from pydantic import BaseModel, model_validator
 from shared import settings
 from shared.api.pagination import decode_cursor, page
 from shared.api.resolver import json_response
-from shared.domain.campaign_settings import CampaignSettings
 from shared.domain.errors import Conflict, NotFound
 from shared.flows.sync import Engine
 from shared.records.campaigns import CampaignStore
@@ -60,8 +59,8 @@ def start_sync(campaign_id: str, body: StartSync) -> Response[dict[str, Any]]:
     connection = svc.connections().get(account["account_id"])
     if not usable(connection):
         raise NotConnected
-    raw = CampaignStore(svc.store).get_settings(account["account_id"], campaign_id)
-    if not raw or CampaignSettings.model_validate(raw).sync is None:
+    campaign = CampaignStore(svc.store).settings(account["account_id"], campaign_id)
+    if campaign is None or campaign.sync is None:
         raise Conflict(
             f"Campaign {campaign_id} has no sync settings; PUT /v1/campaigns/{campaign_id}/intercom first.",
             code="settings_missing",
