@@ -41,7 +41,7 @@ from shared.domain.qualification import (
     parse_sale_value,
     worth_a_look,
 )
-from shared.flows.signup_push import PushContext, SignupPusher
+from shared.flows.counts import Counts
 from shared.observability import logger, metrics
 from shared.records.referrals import QUALIFIED, Referrals
 
@@ -335,24 +335,14 @@ class Qualifier:
             return
         campaign_id = str(invited["campaign_id"])
         referrals = self.ctx.referrals
-        referrer = referrals.get(self.account_id, campaign_id, str(referrer_id))
-        if referrer is None:
-            referrer = referrals.ensure(self.account_id, campaign_id, self.ctx.rf.get_user(int(referrer_id)))
+        counts = Counts(
+            self.account_id, referrals, self.ctx.campaigns, self.ctx.connections, self.ctx.intercom_for
+        )
+        referrer = counts.referrer_of(invited, lambda rf_user_id: self.ctx.rf.get_user(int(rf_user_id)))
         if not invited.get("counted_converted"):
             referrals.count_for_referrer(invited, referrer, converted=True)
-        pusher = SignupPusher(
-            PushContext(
-                account=self.ctx.account,
-                referrals=referrals,
-                campaigns=self.ctx.campaigns,
-                connections=self.ctx.connections,
-                rf=self.ctx.rf,
-                intercom_for=self.ctx.intercom_for,
-                clock=self.ctx.clock,
-            )
-        )
         try:
-            pusher.write_counts(referrals.get(self.account_id, campaign_id, str(referrer_id)))
+            counts.write(referrals.get(self.account_id, campaign_id, str(referrer_id)))
         except ConnectionRevoked:
             self.ctx.connections.revoked_by_intercom(self.account_id)
         referrals.update(invited, {"converted_count_written": True})

@@ -45,6 +45,7 @@ from shared.domain.sync_plan import (
     page_contact,
     return_write,
 )
+from shared.flows.counts import Counts
 from shared.observability import logger, metrics
 from shared.records.campaigns import CampaignStore, ongoing_sync_work_id
 from shared.records.connections import usable
@@ -172,21 +173,10 @@ class Engine:
 
     def _refresh_counts(self, account_id: str, campaign_id: str) -> None:
         """Referrers whose counts changed since they were last written get them written now."""
-        from shared.flows.signup_push import PushContext, SignupPusher
-
-        account = self.svc.accounts.get(account_id)
-        pusher = SignupPusher(
-            PushContext(
-                account=account,
-                referrals=Referrals(self.svc.store),
-                campaigns=self.campaigns,
-                connections=self.svc.connections(),
-                rf=self.svc.referral_factory_for(account),
-                intercom_for=self.svc.intercom_for,
-            )
-        )
-        for referrer in pusher.ctx.referrals.counts_pending(account_id, campaign_id):
-            pusher.write_counts(referrer)
+        referrals = Referrals(self.svc.store)
+        counts = Counts(account_id, referrals, self.campaigns, self.svc.connections(), self.svc.intercom_for)
+        for referrer in referrals.counts_pending(account_id, campaign_id):
+            counts.write(referrer)
 
     # -- the coordinator ------------------------------------------------------------------------
     def coordinate(self, sync_id: str) -> None:
