@@ -21,7 +21,7 @@ from shared.flows.sweep import sweep
 from shared.flows.uninstall import handle_uninstall
 from shared.observability import logger, metrics
 from shared.records.campaigns import QUALIFICATION_SWEEP_INTERVAL_S, CampaignStore
-from shared.records.connections import usable
+from shared.records.connections import ACCESS_REVOKED, NOT_CONNECTED, usable
 from shared.records.referrals import Referrals
 from shared.wiring import services
 
@@ -114,7 +114,7 @@ def _notification(message: dict[str, Any], svc: Services, settings: IntercomEven
         )
     except ConnectionRevoked:
         connections.revoked_by_intercom(account_id)
-        outcome = "connection_revoked"
+        outcome = ACCESS_REVOKED
     logger.info(
         "notification handled",
         extra={
@@ -135,7 +135,7 @@ def _sweep(message: dict[str, Any], svc: Services, settings: IntercomEventsSetti
     connection = connections.get(account_id)
     if not usable(connection):
         # The mark stays where it was: after a reconnect the sweep looks back over the gap.
-        return "not_connected"
+        return NOT_CONNECTED
     try:
         result = sweep(
             message,
@@ -148,7 +148,7 @@ def _sweep(message: dict[str, Any], svc: Services, settings: IntercomEventsSetti
         )
     except ConnectionRevoked:
         connections.revoked_by_intercom(account_id)
-        return "connection_revoked"
+        return ACCESS_REVOKED
     if result.continuation is not None:
         queues.send(settings.intercom_events_queue_url, result.continuation)
         return "continued"

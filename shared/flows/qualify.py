@@ -33,6 +33,8 @@ from shared.domain.campaign_settings import CampaignSettings
 from shared.domain.field_mapping import get_attribute
 from shared.domain.qualification import (
     ALREADY_QUALIFIED,
+    EXISTING_UPDATED,
+    QUALIFIED,
     Decision,
     SaleValue,
     Watch,
@@ -43,7 +45,7 @@ from shared.domain.qualification import (
 )
 from shared.flows.counts import Counts
 from shared.observability import logger, metrics
-from shared.records.referrals import QUALIFIED, Referrals
+from shared.records.referrals import Referrals
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -247,7 +249,7 @@ class Qualifier:
         if q is None:
             return Decision(False, NO_QUALIFICATION), None
         value = get_attribute(contact, q.attribute)
-        existing = record.get("intercom_status") == "existing_updated"
+        existing = record.get("intercom_status") == EXISTING_UPDATED
         seen_at = record.get("qualification_seen_at") or record.get("pushed_at")
         decision = decide(
             status=record.get("status"),

@@ -22,12 +22,11 @@ from shared import messages
 from shared.clients.errors import Conflict, ConnectionRevoked, NotFound
 from shared.domain.campaign_settings import PersonSettings
 from shared.domain.field_mapping import contact_body, get_attribute, merge_bodies, rf_values, set_attribute
+from shared.domain.qualification import CREATED, EXISTING_UPDATED
 from shared.flows.counts import Counts
 from shared.records.connections import usable
 from shared.records.referrals import (
-    CREATED,
     EXISTING_SKIPPED,
-    EXISTING_UPDATED,
     NOT_PUSHED,
     PERSON_INVITED,
     PUSHED,
@@ -272,9 +271,9 @@ class SignupPusher:
             "pushed_at": int(self.ctx.clock()),
         }
         kind = {
-            "created": "contact_created",
-            "existing_skipped": "existing_skipped",
-            "existing_updated": "existing_updated",
+            CREATED: "contact_created",
+            EXISTING_SKIPPED: "existing_skipped",
+            EXISTING_UPDATED: "existing_updated",
         }[status]
         return self.ctx.referrals.update(
             record,

@@ -37,6 +37,7 @@ from shared.clients.errors import ConnectionRevoked, Invalid, RateLimited, Upstr
 from shared.clients.http import RetryPolicy
 from shared.clients.intercom import SEARCH_PAGE_SIZE
 from shared.domain.campaign_settings import CampaignSettings
+from shared.domain.qualification import EXISTING_UPDATED
 from shared.domain.sync_plan import (
     ReturnWrite,
     audience_query,
@@ -50,7 +51,7 @@ from shared.observability import logger, metrics
 from shared.records.campaigns import CampaignStore, ongoing_sync_work_id
 from shared.records.connections import usable
 from shared.records.due_work import due_item
-from shared.records.referrals import EXISTING_UPDATED, Referrals
+from shared.records.referrals import Referrals
 from shared.records.syncs import (
     ACTIVE,
     CANCELLED,

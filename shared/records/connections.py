@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from shared.aws.store import Store
 
 CONNECTED, REVOKED, DISCONNECTED = "connected", "revoked", "disconnected"
+# What work that needs Intercom reports when the connection is not usable, or when Intercom refused
+# its token (and the API's 409 codes for them).
+NOT_CONNECTED, ACCESS_REVOKED = "not_connected", "connection_revoked"
 # Why a connection was revoked (`revoked_reason`).
 REFUSED_BY_INTERCOM, UNINSTALLED = "401 from Intercom", "uninstalled"
 
@@ -36,7 +39,7 @@ class WorkspaceConnectedElsewhere(Conflict):
 class NotConnected(Conflict):
     """The caller asked for something that needs Intercom, and the account has no usable connection."""
 
-    code = "not_connected"
+    code = NOT_CONNECTED
 
     def __init__(self) -> None:
         super().__init__("Connect an Intercom workspace first (POST /v1/intercom/connect).")
@@ -45,7 +48,7 @@ class NotConnected(Conflict):
 class AccessRevoked(Conflict):
     """The account's Intercom token stopped working: only connecting again helps."""
 
-    code = "connection_revoked"
+    code = ACCESS_REVOKED
 
     def __init__(self) -> None:
         super().__init__("Intercom access was revoked; connect the workspace again.")

@@ -17,16 +17,17 @@ from typing import TYPE_CHECKING, Any
 from boto3.dynamodb.conditions import Attr
 
 from shared.aws.store import ConditionFailed
+from shared.domain.qualification import CREATED, EXISTING_UPDATED, PENDING, QUALIFIED
 
 if TYPE_CHECKING:
     from shared.aws.store import Store
 
 PERSON_INVITED, PERSON_REFERRING = "person_invited", "person_referring"
-# intercom_status values (the contract's)
-CREATED, EXISTING_SKIPPED, EXISTING_UPDATED = "created", "existing_skipped", "existing_updated"
+# intercom_status values (the contract's; `created` and `existing_updated`, which can qualify, and the
+# `status` values `pending` and `qualified` are the domain's: shared/domain/qualification.py)
+EXISTING_SKIPPED = "existing_skipped"
 NOT_PUSHED, WAITING, FAILED = "not_pushed", "waiting_for_connection", "failed"
 PUSHED = (CREATED, EXISTING_SKIPPED, EXISTING_UPDATED)
-PENDING, QUALIFIED = "pending", "qualified"
 
 PUBLIC_FIELDS = (
     "rf_user_id",

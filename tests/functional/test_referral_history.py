@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from shared.aws.store import Store
 from shared.domain.campaign_settings import CampaignSettings
+from shared.domain.qualification import PENDING, QUALIFIED
 from shared.flows.counts import Counts
 from shared.records.connections import CONNECTED
-from shared.records.referrals import PENDING, QUALIFIED, Referrals
+from shared.records.referrals import Referrals
 from tests.unit.test_campaign_settings import CONTRACT_EXAMPLE
 
 if TYPE_CHECKING:

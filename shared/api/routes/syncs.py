@@ -17,7 +17,7 @@ from shared.domain.errors import Conflict, NotFound
 from shared.flows.sync import Engine
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import NotConnected, usable
-from shared.records.syncs import CANCELLED, QUEUED, RUNNING, campaign_syncs_key, public_view
+from shared.records.syncs import CANCELLED, PAUSED, QUEUED, RUNNING, campaign_syncs_key, public_view
 from shared.wiring import Services, services
 
 router = APIGatewayRouter()
@@ -116,7 +116,7 @@ def get_sync(sync_id: str) -> dict[str, Any]:
 def cancel_sync(sync_id: str) -> Response[dict[str, Any]]:
     sync = _own_sync(sync_id)
     syncs = _engine().syncs
-    if not syncs.set_status(sync, CANCELLED, only_from=(QUEUED, RUNNING, "paused")):
+    if not syncs.set_status(sync, CANCELLED, only_from=(QUEUED, RUNNING, PAUSED)):
         raise Conflict(
             f"Sync {sync_id} is {sync['status']}; only a queued, running or paused sync stops.",
             code="sync_not_running",
