@@ -3,7 +3,7 @@
 
 Work that cannot happen now (a rate budget spent, another worker qualifying the same referral,
 Referral Factory failing for a while) goes back to the queue with a delay instead of sleeping in a
-billed Lambda or waiting out the queue's visibility timeout.
+billed Lambda or waiting out the queue's visibility timeout (shared/consumers/handback.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from shared import messages
 from shared.aws import queues
-from shared.clients.errors import ConnectionRevoked, RateLimited, Transient
+from shared.clients.errors import ConnectionRevoked
+from shared.consumers.handback import UnknownMessage, run_or_hand_back
 from shared.flows.contact_changes import handle_notification
 from shared.flows.qualify import Qualifier, QualifyContext
 from shared.flows.sweep import sweep
@@ -36,18 +37,9 @@ if TYPE_CHECKING:
     from shared.settings import IntercomEventsSettings
     from shared.wiring import Services
 
-# A message handed back this many times goes to the DLQ (visible, redrivable) instead.
-MAX_REQUEUES = 40
-# Referral Factory or Intercom kept failing through the client's own retries: try again this much later.
-TRANSIENT_RETRY_S = 5
-
 # One client per account key in a warm process: its key is decrypted once and its budget's reservations
 # are reused across messages.
 _rf_clients: dict[str, ReferralFactoryClient] = {}
-
-
-class UnknownMessage(Exception):
-    pass
 
 
 def _rf_client(svc: Services, account: dict[str, Any]) -> ReferralFactoryClient:
@@ -170,22 +162,6 @@ def handle_record(record: SQSRecord, settings: IntercomEventsSettings) -> str:
         # Never acknowledge what we do not understand: it stays visible (and then in the DLQ).
         raise UnknownMessage(f"the Intercom events queue has no handler for {kind!r}")
     svc = services(settings)
-    try:
-        return handler(message, svc, settings)
-    except (messages.Deferred, RateLimited, Transient) as later:
-        if isinstance(later, messages.Deferred):
-            delay = later.delay_s
-        elif isinstance(later, RateLimited):
-            delay = int(later.retry_after + 1)
-        else:
-            delay = TRANSIENT_RETRY_S
-        requeues = int(message.get("requeues") or 0)
-        if requeues >= MAX_REQUEUES:
-            raise
-        queues.send(
-            settings.intercom_events_queue_url,
-            {**message, "requeues": requeues + 1},
-            delay_seconds=max(1, delay),
-        )
-        logger.info("handed back to the queue", extra={"kind": kind, "delay_s": delay, "reason": str(later)})
-        return "handed_back"
+    return run_or_hand_back(
+        message, settings.intercom_events_queue_url, lambda: handler(message, svc, settings)
+    )
