@@ -150,11 +150,7 @@ class Referrals:
     ) -> dict[str, Any]:
         """Apply `changes` and append `event` to the history, in one write."""
         sets = dict(changes)
-        if (
-            "intercom_contact_id" in changes
-            and changes["intercom_contact_id"]
-            and record.get("workspace_id") != "-"
-        ):
+        if changes.get("intercom_contact_id"):
             workspace = changes.get("workspace_id") or record.get("workspace_id")
             if workspace:
                 sets["gsi1pk"] = contact_index_key(workspace, changes["intercom_contact_id"])
