@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from shared.clients.errors import Conflict, ConnectionRevoked, Invalid, NotFound, UpstreamError
+from shared.clients.errors import AlreadyExists, ConnectionRevoked, Invalid, UpstreamError, UpstreamNotFound
 from shared.clients.http import DEFAULT_POLICY, Budget, HttpClient, RetryPolicy, error_for
 from shared.settings import DEFAULT_INTERCOM_API_BASE
 
@@ -130,7 +130,7 @@ def exchange_code(
     """Trade an OAuth code for the workspace's access token (reference §1.3).
 
     The code is sent exactly as received: a trailing `=` is part of it, and dropping it gets
-    `401 Unauthorized Code`. A 401 here is `Unauthorized`, not `ConnectionRevoked`: nothing worked yet.
+    `401 Unauthorized Code`. A 401 here is `CredentialsRejected`, not `ConnectionRevoked`: nothing worked yet.
     """
     http = HttpClient(
         base_url,
@@ -198,7 +198,7 @@ class IntercomClient:
             return ConnectionRevoked(message, service=SERVICE, status=status, code=code)
         if status == 409:
             match = _CONFLICT_ID.search(message)
-            return Conflict(
+            return AlreadyExists(
                 message,
                 existing_id=match.group(1) if match else None,
                 service=SERVICE,
@@ -242,7 +242,7 @@ class IntercomClient:
 
     # -- contacts -----------------------------------------------------------------------------
     def create_contact(self, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """`POST /contacts`; a duplicate raises `Conflict` carrying the existing contact's id."""
+        """`POST /contacts`; a duplicate raises `AlreadyExists` carrying the existing contact's id."""
         contact: dict[str, Any] = self._call("POST", "/contacts", json=_writable(fields))
         return contact
 
@@ -276,7 +276,9 @@ class IntercomClient:
             if not survivor or survivor == current:
                 raise self._error(response)
             current = survivor
-        raise NotFound(f"contact {contact_id}: merge chain longer than {MAX_MERGE_HOPS}", service=SERVICE)
+        raise UpstreamNotFound(
+            f"contact {contact_id}: merge chain longer than {MAX_MERGE_HOPS}", service=SERVICE
+        )
 
     def _user_with_email(self, email: str) -> str | None:
         # Merges keep the user (reference §3.8), so the survivor is the user with that email.

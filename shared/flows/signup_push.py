@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared import messages
-from shared.clients.errors import Conflict, ConnectionRevoked, NotFound
+from shared.clients.errors import AlreadyExists, ConnectionRevoked, UpstreamNotFound
 from shared.domain.campaign_settings import PersonSettings
 from shared.domain.field_mapping import contact_body, get_attribute, merge_bodies, rf_values, set_attribute
 from shared.domain.qualification import CREATED, EXISTING_UPDATED
@@ -156,14 +156,14 @@ class SignupPusher:
             return self._existing(**outcome, intercom=intercom, contact=existing, user=user)
         try:
             contact = intercom.create_contact(self._new_contact_body(record, user, person))
-        except Conflict as conflict:
+        except AlreadyExists as duplicate:
             # A user with this email (possibly archived, so search missed it) already exists.
-            if not conflict.existing_id:
+            if not duplicate.existing_id:
                 raise
             try:
-                contact = intercom.get_contact(conflict.existing_id)
-            except NotFound:
-                archived = {"id": conflict.existing_id}
+                contact = intercom.get_contact(duplicate.existing_id)
+            except UpstreamNotFound:
+                archived = {"id": duplicate.existing_id}
                 return self._record(
                     **outcome,
                     contact=archived,

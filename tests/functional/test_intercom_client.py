@@ -22,7 +22,7 @@ from openapi_core.testing import MockRequest
 from local.emulators.intercom import create_app
 from local.emulators.server import RunningServer, serve_in_thread
 from local.provision import Provisioned
-from shared.clients.errors import Conflict, ConnectionRevoked, NotFound, Unauthorized
+from shared.clients.errors import AlreadyExists, ConnectionRevoked, CredentialsRejected, UpstreamNotFound
 from shared.clients.http import RetryPolicy
 from shared.clients.intercom import (
     IntercomClient,
@@ -160,7 +160,7 @@ def test_a_code_without_its_trailing_equals_is_refused(
 ) -> None:
     code = authorization_code(control)
     assert code.endswith("="), "the emulator issues codes that end in '=' as Intercom's may"
-    with pytest.raises(Unauthorized) as info:
+    with pytest.raises(CredentialsRejected) as info:
         exchange_code(
             code.rstrip("="),
             client_id=CLIENT_ID,
@@ -209,7 +209,7 @@ def test_contacts_create_get_update(intercom: IntercomClient) -> None:
 
 def test_a_409_names_the_existing_contact(control: httpx.Client, intercom: IntercomClient) -> None:
     (existing,) = seed(control, {"role": "user", "email": "dup@example.com", "name": "Existing"})
-    with pytest.raises(Conflict) as info:
+    with pytest.raises(AlreadyExists) as info:
         intercom.create_contact({"role": "user", "email": "dup@example.com"})
     assert info.value.existing_id == existing
 
@@ -227,7 +227,7 @@ def test_a_merged_away_contact_is_followed_to_its_survivor(
     # 2.14 answers 404 for the merged lead: the client finds the user by the email it knew.
     assert intercom.get_contact(lead, email="same@example.com")["id"] == user
     assert intercom.update_contact(lead, {"name": "Renamed"}, email="same@example.com")["id"] == user
-    with pytest.raises(NotFound):
+    with pytest.raises(UpstreamNotFound):
         intercom.get_contact(lead)
 
 

@@ -12,7 +12,7 @@ import pytest
 from local.emulators.referral_factory.app import create_app
 from local.emulators.server import RunningServer, serve_in_thread
 from local.provision import Provisioned
-from shared.clients.errors import Invalid, NotFound, RateLimited, Unauthorized
+from shared.clients.errors import CredentialsRejected, Invalid, RateLimited, UpstreamNotFound
 from shared.clients.http import RetryPolicy
 from shared.clients.rate_budget import referral_factory_budget
 from shared.clients.referral_factory import SALE_VALUE_FIELD, ReferralFactoryClient, Referrer
@@ -70,7 +70,7 @@ def test_create_with_referrer_attribution_and_get(rf: ReferralFactoryClient) -> 
     assert rf.get_user(invited["id"])["email"] == "lead@example.com"
     assert rf.get_user("lead@example.com", campaign_id=CAMPAIGN)["id"] == invited["id"]
     assert rf.get_user(invited["code"])["id"] == invited["id"]
-    with pytest.raises(NotFound):
+    with pytest.raises(UpstreamNotFound):
         rf.get_user(999_999_999)
 
 
@@ -123,7 +123,7 @@ def test_campaigns(rf: ReferralFactoryClient) -> None:
 
 def test_a_wrong_key_is_unauthorized(server: RunningServer, control: httpx.Client) -> None:
     wrong = ReferralFactoryClient("not-a-key", base_url=f"{server.base_url}/api/v2")
-    with pytest.raises(Unauthorized):
+    with pytest.raises(CredentialsRejected):
         wrong.list_campaigns()
     assert "not-a-key" not in repr(wrong)
 

@@ -10,7 +10,13 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from shared.clients.errors import Conflict, ConnectionRevoked, Invalid, NotFound, Unauthorized
+from shared.clients.errors import (
+    AlreadyExists,
+    ConnectionRevoked,
+    CredentialsRejected,
+    Invalid,
+    UpstreamNotFound,
+)
 from shared.clients.http import RetryPolicy
 from shared.clients.intercom import (
     INTERCOM_VERSION,
@@ -80,7 +86,7 @@ def test_any_401_means_the_connection_is_revoked() -> None:
     with pytest.raises(ConnectionRevoked) as info:
         fake.client().me()
     assert info.value.status == 401 and info.value.code == "token_revoked"
-    assert isinstance(info.value, Unauthorized)
+    assert isinstance(info.value, CredentialsRejected)
 
 
 def test_a_409_carries_the_existing_id() -> None:
@@ -91,14 +97,14 @@ def test_a_409_carries_the_existing_id() -> None:
             ]
         }
     )
-    with pytest.raises(Conflict) as info:
+    with pytest.raises(AlreadyExists) as info:
         fake.client().create_contact({"email": "a@b.c", "role": "user"})
     assert info.value.existing_id == "abc123"
 
 
 def test_a_409_without_an_id_names_none() -> None:
     fake = Fake({("POST", "/contacts"): [error(409, "conflict", "Multiple existing users match")]})
-    with pytest.raises(Conflict) as info:
+    with pytest.raises(AlreadyExists) as info:
         fake.client().create_contact({"email": "a@b.c"})
     assert info.value.existing_id is None
 
@@ -131,7 +137,7 @@ def test_a_410_is_followed_through_its_canonical_link() -> None:
 
 def test_a_410_without_a_link_is_not_found() -> None:
     fake = Fake({("GET", "/contacts/old"): [error(410, "contact_merged", "merged")]})
-    with pytest.raises(NotFound):
+    with pytest.raises(UpstreamNotFound):
         fake.client().get_contact("old")
 
 
@@ -139,13 +145,13 @@ def test_a_merge_chain_has_a_bound() -> None:
     loop = error(410, "contact_merged", "merged", Link="</contacts/b>; rel=canonical")
     back = error(410, "contact_merged", "merged", Link="</contacts/a>; rel=canonical")
     fake = Fake({("GET", "/contacts/a"): [loop], ("GET", "/contacts/b"): [back]})
-    with pytest.raises(NotFound, match="merge chain"):
+    with pytest.raises(UpstreamNotFound, match="merge chain"):
         fake.client().get_contact("a")
 
 
 def test_a_link_to_itself_is_not_followed() -> None:
     fake = Fake({("GET", "/contacts/a"): [error(410, "m", "merged", Link="</contacts/a>; rel=canonical")]})
-    with pytest.raises(NotFound):
+    with pytest.raises(UpstreamNotFound):
         fake.client().get_contact("a")
     assert len(fake.seen) == 1
 
@@ -160,7 +166,7 @@ def test_a_404_is_followed_to_the_user_with_the_email_once() -> None:
             ("GET", "/contacts/user1"): [error(404, "not_found", "User Not Found")],
         }
     )
-    with pytest.raises(NotFound):
+    with pytest.raises(UpstreamNotFound):
         fake.client().get_contact("lead1", email="a@b.c")
     searches = fake.bodies("/contacts/search")
     assert len(searches) == 1
@@ -171,7 +177,7 @@ def test_a_404_is_followed_to_the_user_with_the_email_once() -> None:
             ("POST", "/contacts/search"): [httpx.Response(200, json={"type": "list", "data": []})],
         }
     )
-    with pytest.raises(NotFound):
+    with pytest.raises(UpstreamNotFound):
         nobody.client().get_contact("lead1", email="a@b.c")
 
 
@@ -235,7 +241,7 @@ def test_error_bodies_that_are_not_intercoms_envelope() -> None:
             ("GET", "/data_attributes"): [httpx.Response(400, json={"something": "else"})],
         }
     )
-    with pytest.raises(Unauthorized) as info:
+    with pytest.raises(CredentialsRejected) as info:
         fake.client().list_segments()
     assert not isinstance(info.value, ConnectionRevoked)
     with pytest.raises(Invalid):
@@ -278,7 +284,7 @@ def test_the_code_is_exchanged_with_its_trailing_equals() -> None:
 
 
 def test_a_refused_code_is_unauthorized_not_revoked() -> None:
-    with pytest.raises(Unauthorized) as info:
+    with pytest.raises(CredentialsRejected) as info:
         exchange_with(error(401, "unauthorized", "Unauthorized Code"))
     assert not isinstance(info.value, ConnectionRevoked)
     assert info.value.message == "Unauthorized Code"

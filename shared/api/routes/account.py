@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, HttpUrl, ValidationError
 from shared import settings
 from shared.api.pagination import decode_cursor, page
 from shared.api.resolver import json_response
-from shared.clients.errors import ConnectionRevoked, RateLimited, Unauthorized, UpstreamError
+from shared.clients.errors import ConnectionRevoked, CredentialsRejected, RateLimited, UpstreamError
 from shared.clients.intercom import IntercomClient
 from shared.domain.campaign_settings import CampaignSettings, named_attributes, validate
 from shared.domain.errors import ApiError, Conflict, NotFound, ValidationFailed, field_error
@@ -70,7 +70,7 @@ def _upstream(account: dict[str, Any], service: str) -> Iterator[None]:
     except ConnectionRevoked as exc:
         _services().connections().revoked_by_intercom(account["account_id"])
         raise AccessRevoked from exc
-    except Unauthorized as exc:
+    except CredentialsRejected as exc:
         raise Conflict(
             f"{service} rejected the account's credentials.", code="upstream_unauthorized"
         ) from exc
@@ -311,7 +311,7 @@ def put_referral_factory(body: ReferralFactoryKey) -> dict[str, Any]:
     }
     try:
         svc.referral_factory_for(candidate).list_campaigns()
-    except Unauthorized as exc:
+    except CredentialsRejected as exc:
         raise ValidationFailed(
             "Referral Factory rejected the key.",
             details=[field_error("api_key", "Referral Factory rejected it")],

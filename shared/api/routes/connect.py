@@ -14,7 +14,7 @@ from pydantic import BaseModel, HttpUrl
 
 from shared import settings
 from shared.api.resolver import json_response, public_base_url
-from shared.clients.errors import ConnectionRevoked, Unauthorized, UpstreamError
+from shared.clients.errors import ConnectionRevoked, CredentialsRejected, UpstreamError
 from shared.clients.intercom import IntercomClient, exchange_code
 from shared.domain.errors import ApiError, BadRequest
 from shared.observability import logger, metrics
@@ -117,7 +117,7 @@ def _complete(code: str | None, state: str | None, denied: str | None) -> tuple[
             code, client_id=app.client_id, client_secret=app.client_secret, base_url=s.intercom_api_base
         )
         workspace = IntercomClient(token, base_url=s.intercom_api_base).me()
-    except Unauthorized as exc:
+    except CredentialsRejected as exc:
         raise ExchangeFailed("Intercom refused the authorization code; start connecting again.") from exc
     except UpstreamError as exc:
         raise IntercomUnavailable("Intercom could not be reached to finish connecting; try again.") from exc
