@@ -31,13 +31,18 @@ class BaseSettings(BaseModel):
 
 
 class SecretsSettings(BaseSettings):
-    """Functions that read or write Intercom tokens and Referral Factory keys."""
+    """Functions that read or write Intercom tokens and Referral Factory keys.
+
+    Any of them may change a connection's state (a 401 from Intercom revokes it), so each has the
+    queues every connection event goes to (`shared.messages.CONNECTION_EVENT_QUEUES`)."""
 
     kms_key_id: str = Field(alias="KMS_KEY_ID")
     intercom_app_secret_arn: str = Field(alias="INTERCOM_APP_SECRET_ARN")
     intercom_api_base: str = Field(DEFAULT_INTERCOM_API_BASE, alias="INTERCOM_API_BASE")
     # Empty in AWS: the public URL is then taken from the request (API Gateway's domain and stage).
     public_base_url: str = Field("", alias="PUBLIC_BASE_URL")
+    signup_queue_url: str = Field(alias="SIGNUP_QUEUE_URL")
+    sync_queue_url: str = Field(alias="SYNC_QUEUE_URL")
 
 
 class AccountApiSettings(SecretsSettings):
@@ -47,23 +52,16 @@ class AccountApiSettings(SecretsSettings):
     # `iam` in AWS (API Gateway authorises /admin with SigV4); `token` locally (bearer admin token).
     admin_auth: str = Field("iam", alias="ADMIN_AUTH", pattern="^(iam|token)$")
     admin_token: str = Field("", alias="ADMIN_TOKEN")
-    # A 401 from Intercom revokes the connection; its event goes where the sync and signup issues listen.
-    signup_queue_url: str = Field(alias="SIGNUP_QUEUE_URL")
-    sync_queue_url: str = Field(alias="SYNC_QUEUE_URL")
 
 
 class OAuthSettings(SecretsSettings):
     intercom_oauth_base: str = Field(DEFAULT_INTERCOM_OAUTH_BASE, alias="INTERCOM_OAUTH_BASE")
-    signup_queue_url: str = Field(alias="SIGNUP_QUEUE_URL")
-    sync_queue_url: str = Field(alias="SYNC_QUEUE_URL")
 
 
 class ContactSyncSettings(SecretsSettings):
-    sync_queue_url: str = Field(alias="SYNC_QUEUE_URL")
     sync_pages_queue_url: str = Field(alias="SYNC_PAGES_QUEUE_URL")
     # A contact that keeps failing is sent here (and recorded in the sync's errors).
     sync_pages_dlq_url: str = Field(alias="SYNC_PAGES_DLQ_URL")
-    signup_queue_url: str = Field(alias="SIGNUP_QUEUE_URL")
     idempotency_table_name: str = Field(alias="IDEMPOTENCY_TABLE_NAME")
 
 
@@ -76,8 +74,6 @@ class IntercomWebhookSettings(BaseSettings):
 
 class IntercomEventsSettings(SecretsSettings):
     idempotency_table_name: str = Field(alias="IDEMPOTENCY_TABLE_NAME")
-    signup_queue_url: str = Field(alias="SIGNUP_QUEUE_URL")
-    sync_queue_url: str = Field(alias="SYNC_QUEUE_URL")
     # Work handed back with a delay, and the rest of a long sweep, go back to the function's own queue.
     intercom_events_queue_url: str = Field(alias="INTERCOM_EVENTS_QUEUE_URL")
 
@@ -88,8 +84,6 @@ class SignupReceiverSettings(BaseSettings):
 
 class SignupProcessorSettings(SecretsSettings):
     idempotency_table_name: str = Field(alias="IDEMPOTENCY_TABLE_NAME")
-    signup_queue_url: str = Field(alias="SIGNUP_QUEUE_URL")
-    sync_queue_url: str = Field(alias="SYNC_QUEUE_URL")
 
 
 class SchedulerSettings(BaseSettings):

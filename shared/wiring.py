@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from shared import caches
+from shared import caches, messages
 from shared.aws import boto, queues
 from shared.aws.app_secret import AppCredentials, app_credentials
 from shared.aws.crypto import SecretBox
@@ -41,14 +41,24 @@ class Services:
     def accounts(self) -> Accounts:
         return Accounts(self.store, self.box)
 
-    def connections(self, publish_to: tuple[str, ...] = ()) -> Connections:
-        """Connections whose state changes are published to the queues `publish_to`."""
+    def connections(self) -> Connections:
+        """Connections whose every change of state is published to each queue that acts on it
+        (`messages.CONNECTION_EVENT_QUEUES`), whoever makes the change."""
+        urls = tuple(self._queue_url(queue) for queue in messages.CONNECTION_EVENT_QUEUES)
 
         def publish(event: dict[str, Any]) -> None:
-            for url in publish_to:
+            for url in urls:
                 queues.send(url, event)
 
         return Connections(self.store, self.box, publish)
+
+    def _queue_url(self, queue: str) -> str:
+        """The URL of a logical queue (`shared.messages`) in this function's settings."""
+        urls = {
+            messages.SIGNUP_QUEUE: self.settings.signup_queue_url,
+            messages.SYNC_QUEUE: self.settings.sync_queue_url,
+        }
+        return urls[queue]
 
     def app(self) -> AppCredentials:
         return app_credentials(self.settings.intercom_app_secret_arn)

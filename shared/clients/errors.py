@@ -1,7 +1,8 @@
 """One exception type per kind of failure an upstream API (Intercom, Referral Factory) can answer with.
 
 Callers branch on these types, never on message text. They are distinct from `shared.domain.errors`, which
-are the product's own HTTP answers: an upstream 404 is not necessarily the caller's 404.
+are the product's own HTTP answers: an upstream 404 is not necessarily the caller's 404, so no class
+name is shared by the two families.
 """
 
 from __future__ import annotations
@@ -47,19 +48,19 @@ class RateLimited(UpstreamError):
         self.retry_after = max(0.0, retry_after)
 
 
-class Unauthorized(UpstreamError):
+class CredentialsRejected(UpstreamError):
     """401/403: the credentials do not (or no longer) grant this call. Never retried."""
 
 
-class ConnectionRevoked(Unauthorized):
+class ConnectionRevoked(CredentialsRejected):
     """A 401 on an Intercom token that worked before: the workspace uninstalled or revoked the app."""
 
 
-class NotFound(UpstreamError):
-    pass
+class UpstreamNotFound(UpstreamError):
+    """404 (or 410 with nowhere to follow): the service has no such resource."""
 
 
-class Conflict(UpstreamError):
+class AlreadyExists(UpstreamError):
     """The resource exists already; `existing_id` names it when the service said which."""
 
     def __init__(

@@ -21,13 +21,13 @@ import httpx
 
 from shared import caches
 from shared.clients.errors import (
-    Conflict,
+    AlreadyExists,
+    CredentialsRejected,
     Invalid,
-    NotFound,
     RateLimited,
     Transient,
-    Unauthorized,
     UpstreamError,
+    UpstreamNotFound,
 )
 from shared.observability import logger
 
@@ -126,11 +126,11 @@ def error_for(
     if status == 429:
         return RateLimited(message, retry_after=header_wait(response.headers, now) or 1.0, **kwargs)
     if status in (401, 403):
-        return Unauthorized(message, **kwargs)
+        return CredentialsRejected(message, **kwargs)
     if status in (404, 410):
-        return NotFound(message, **kwargs)
+        return UpstreamNotFound(message, **kwargs)
     if status == 409:
-        return Conflict(message, **kwargs)
+        return AlreadyExists(message, **kwargs)
     if status >= 500 or _is_empty(response):
         return Transient(message, **kwargs)
     return Invalid(message, **kwargs)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from shared.clients.errors import Conflict, ConnectionRevoked, Invalid, NotFound, UpstreamError
+from shared.clients.errors import AlreadyExists, ConnectionRevoked, Invalid, UpstreamError, UpstreamNotFound
 from shared.clients.http import DEFAULT_POLICY, Budget, HttpClient, RetryPolicy, error_for
 from shared.settings import DEFAULT_INTERCOM_API_BASE
 
@@ -130,7 +130,7 @@ def exchange_code(
     """Trade an OAuth code for the workspace's access token (reference §1.3).
 
     The code is sent exactly as received: a trailing `=` is part of it, and dropping it gets
-    `401 Unauthorized Code`. A 401 here is `Unauthorized`, not `ConnectionRevoked`: nothing worked yet.
+    `401 Unauthorized Code`. A 401 here is `CredentialsRejected`, not `ConnectionRevoked`: nothing worked yet.
     """
     http = HttpClient(
         base_url,
@@ -198,7 +198,7 @@ class IntercomClient:
             return ConnectionRevoked(message, service=SERVICE, status=status, code=code)
         if status == 409:
             match = _CONFLICT_ID.search(message)
-            return Conflict(
+            return AlreadyExists(
                 message,
                 existing_id=match.group(1) if match else None,
                 service=SERVICE,
@@ -242,22 +242,9 @@ class IntercomClient:
 
     # -- contacts -----------------------------------------------------------------------------
     def create_contact(self, fields: Mapping[str, Any]) -> dict[str, Any]:
-        """`POST /contacts`; a duplicate raises `Conflict` carrying the existing contact's id."""
+        """`POST /contacts`; a duplicate raises `AlreadyExists` carrying the existing contact's id."""
         contact: dict[str, Any] = self._call("POST", "/contacts", json=_writable(fields))
         return contact
-
-    def ensure_contact(self, fields: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
-        """The contact these fields describe and whether it was created now: a 409 resolves to the
-        contact that already exists. An archived duplicate cannot be read back and stays a `Conflict`."""
-        try:
-            return self.create_contact(fields), True
-        except Conflict as conflict:
-            if not conflict.existing_id:
-                raise
-            try:
-                return self.get_contact(conflict.existing_id), False
-            except NotFound:
-                raise conflict from None
 
     def get_contact(self, contact_id: str, *, email: str | None = None) -> dict[str, Any]:
         """A contact, followed to its survivor if it was merged away: through the `Link` header of a
@@ -269,17 +256,6 @@ class IntercomClient:
     ) -> dict[str, Any]:
         """`PUT /contacts/{id}` with only the given fields, on the survivor if it was merged away."""
         return self._on_contact("PUT", contact_id, _writable(fields), email)
-
-    def delete_contact(self, contact_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("DELETE", f"/contacts/{quote(contact_id, safe='')}")
-        return result
-
-    def merge_contacts(self, from_id: str, into_id: str) -> dict[str, Any]:
-        """Merge a lead into a user; returns the surviving user (reference §3.8)."""
-        contact: dict[str, Any] = self._call(
-            "POST", "/contacts/merge", json={"from": from_id, "into": into_id}
-        )
-        return contact
 
     def _on_contact(
         self, method: str, contact_id: str, body: dict[str, Any] | None, email: str | None
@@ -300,7 +276,9 @@ class IntercomClient:
             if not survivor or survivor == current:
                 raise self._error(response)
             current = survivor
-        raise NotFound(f"contact {contact_id}: merge chain longer than {MAX_MERGE_HOPS}", service=SERVICE)
+        raise UpstreamNotFound(
+            f"contact {contact_id}: merge chain longer than {MAX_MERGE_HOPS}", service=SERVICE
+        )
 
     def _user_with_email(self, email: str) -> str | None:
         # Merges keep the user (reference §3.8), so the survivor is the user with that email.
@@ -339,22 +317,6 @@ class IntercomClient:
             next_cursor=str(cursor) if cursor else None,
             total_count=result.get("total_count"),
         )
-
-    def search_contacts(
-        self,
-        query: Mapping[str, Any],
-        *,
-        starting_after: str | None = None,
-        sort: Mapping[str, str] | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """Every contact matching `query`, 150 a page. Callers that checkpoint use `search_page`."""
-        cursor = starting_after
-        while True:
-            page = self.search_page(query, starting_after=cursor, sort=sort)
-            yield from page.contacts
-            if not page.next_cursor or page.next_cursor == cursor:
-                return
-            cursor = page.next_cursor
 
     # -- segments and data attributes ---------------------------------------------------------
     def list_segments(self, *, include_count: bool = False) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ IP that keeps exceeding 600 calls a minute (§1), so the budget is spent before 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import quote
@@ -131,17 +131,6 @@ class ReferralFactoryClient:
         params = {"campaign_id": campaign_id, "page": page, "per_page": min(per_page, MAX_PER_PAGE)}
         return _page(self._call("GET", "/users", params=params), page)
 
-    def iter_users(self, campaign_id: int, *, per_page: int = MAX_PER_PAGE) -> Iterator[dict[str, Any]]:
-        """Every user of a campaign, page by page. Pages are newest first, so users who join while
-        this runs can shift earlier users onto the next page: callers dedupe by id."""
-        page = 1
-        while True:
-            result = self.list_users(campaign_id, page=page, per_page=per_page)
-            yield from result.items
-            if not result.has_more or not result.items:
-                return
-            page += 1
-
     def create_user(
         self,
         campaign_id: int,
@@ -170,16 +159,6 @@ class ReferralFactoryClient:
         """A user by id, code or email (an email is per campaign, so give `campaign_id` with one)."""
         params = {"campaign_id": campaign_id} if campaign_id is not None else None
         return _single(self._call("GET", f"/users/{quote(str(identifier), safe='@')}", params=params))
-
-    def search_users(
-        self, filters: Mapping[str, Any], *, page: int = 1, per_page: int = MAX_PER_PAGE
-    ) -> Page:
-        """`POST /users/search` with flat equality filters, e.g. `{"campaign_id": 7, "email": ...}`."""
-        body = {**filters, "page": page, "per_page": min(per_page, MAX_PER_PAGE)}
-        return _page(self._call("POST", "/users/search", json=body), page)
-
-    def update_user(self, user_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
-        return _single(self._call("PUT", f"/users/{int(user_id)}", json=dict(fields)))
 
     def qualify(
         self,

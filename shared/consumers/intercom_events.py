@@ -3,7 +3,7 @@
 
 Work that cannot happen now (a rate budget spent, another worker qualifying the same referral,
 Referral Factory failing for a while) goes back to the queue with a delay instead of sleeping in a
-billed Lambda or waiting out the queue's visibility timeout.
+billed Lambda or waiting out the queue's visibility timeout (shared/consumers/handback.py).
 """
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from shared import caches, messages
 from shared.aws import queues
-from shared.clients.errors import ConnectionRevoked, RateLimited, Transient
+from shared.clients.errors import ConnectionRevoked
+from shared.consumers.handback import UnknownMessage, run_or_hand_back
 from shared.flows.contact_changes import handle_notification
 from shared.flows.qualify import Qualifier, QualifyContext
 from shared.flows.sweep import sweep
 from shared.flows.uninstall import handle_uninstall
 from shared.observability import logger, metrics
 from shared.records.campaigns import QUALIFICATION_SWEEP_INTERVAL_S, CampaignStore
-from shared.records.connections import CONNECTED
+from shared.records.connections import ACCESS_REVOKED, NOT_CONNECTED, usable
 from shared.records.referrals import Referrals
 from shared.wiring import services
 
@@ -37,11 +38,6 @@ if TYPE_CHECKING:
     from shared.settings import IntercomEventsSettings
     from shared.wiring import Services
 
-# A message handed back this many times goes to the DLQ (visible, redrivable) instead.
-MAX_REQUEUES = 40
-# Referral Factory or Intercom kept failing through the client's own retries: try again this much later.
-TRANSIENT_RETRY_S = 5
-
 # One client per account key in a warm process: its key is decrypted once and its budget's reservations
 # are reused across messages. Bounded, and keyed by a digest of the stored (encrypted) key: no key
 # material sits in a cache key.
@@ -51,18 +47,10 @@ _rf_clients: caches.LRU[tuple[str, str], ReferralFactoryClient] = caches.LRU(
 )
 
 
-class UnknownMessage(Exception):
-    pass
-
-
 def _rf_client(svc: Services, account: dict[str, Any]) -> ReferralFactoryClient:
     stored = json.dumps([account.get("rf_api_key"), account.get("rf_api_base")], sort_keys=True, default=str)
     key = (str(account["account_id"]), hashlib.sha256(stored.encode()).hexdigest())
     return _rf_clients.get_or_build(key, lambda: svc.referral_factory_for(account))
-
-
-def _connections(svc: Services, settings: IntercomEventsSettings) -> Connections:
-    return svc.connections(publish_to=(settings.signup_queue_url, settings.sync_queue_url))
 
 
 def _qualifier(
@@ -94,13 +82,13 @@ def _qualifier(
 
 def _intercom(svc: Services, connections: Connections, account_id: str) -> IntercomClient | None:
     connection = connections.get(account_id)
-    if connection is None or connection.get("status") != CONNECTED:
+    if not usable(connection):
         return None
     return svc.intercom_for(connection)
 
 
 def _uninstall(message: dict[str, Any], svc: Services, settings: IntercomEventsSettings) -> str:
-    outcome = handle_uninstall(str(message["app_id"]), _connections(svc, settings), svc.intercom_for)
+    outcome = handle_uninstall(str(message["app_id"]), svc.connections(), svc.intercom_for)
     logger.info("uninstall notice handled", extra={"app_id": message["app_id"], "outcome": outcome})
     metrics.add_metric(name=f"Uninstall_{outcome}", unit="Count", value=1)
     return outcome
@@ -108,7 +96,7 @@ def _uninstall(message: dict[str, Any], svc: Services, settings: IntercomEventsS
 
 def _notification(message: dict[str, Any], svc: Services, settings: IntercomEventsSettings) -> str:
     account_id = str(message["account_id"])
-    connections = _connections(svc, settings)
+    connections = svc.connections()
     try:
         outcome = handle_notification(
             message,
@@ -117,8 +105,8 @@ def _notification(message: dict[str, Any], svc: Services, settings: IntercomEven
             lambda: _intercom(svc, connections, account_id),
         )
     except ConnectionRevoked:
-        connections.mark_revoked(account_id, "401 from Intercom")
-        outcome = "connection_revoked"
+        connections.revoked_by_intercom(account_id)
+        outcome = ACCESS_REVOKED
     logger.info(
         "notification handled",
         extra={
@@ -135,11 +123,11 @@ def _notification(message: dict[str, Any], svc: Services, settings: IntercomEven
 
 def _sweep(message: dict[str, Any], svc: Services, settings: IntercomEventsSettings) -> str:
     account_id = str(message["account_id"])
-    connections = _connections(svc, settings)
+    connections = svc.connections()
     connection = connections.get(account_id)
-    if connection is None or connection.get("status") != CONNECTED:
+    if not usable(connection):
         # The mark stays where it was: after a reconnect the sweep looks back over the gap.
-        return "not_connected"
+        return NOT_CONNECTED
     try:
         result = sweep(
             message,
@@ -151,8 +139,8 @@ def _sweep(message: dict[str, Any], svc: Services, settings: IntercomEventsSetti
             interval_s=QUALIFICATION_SWEEP_INTERVAL_S,
         )
     except ConnectionRevoked:
-        connections.mark_revoked(account_id, "401 from Intercom")
-        return "connection_revoked"
+        connections.revoked_by_intercom(account_id)
+        return ACCESS_REVOKED
     if result.continuation is not None:
         queues.send(settings.intercom_events_queue_url, result.continuation)
         return "continued"
@@ -174,22 +162,6 @@ def handle_record(record: SQSRecord, settings: IntercomEventsSettings) -> str:
         # Never acknowledge what we do not understand: it stays visible (and then in the DLQ).
         raise UnknownMessage(f"the Intercom events queue has no handler for {kind!r}")
     svc = services(settings)
-    try:
-        return handler(message, svc, settings)
-    except (messages.Deferred, RateLimited, Transient) as later:
-        if isinstance(later, messages.Deferred):
-            delay = later.delay_s
-        elif isinstance(later, RateLimited):
-            delay = int(later.retry_after + 1)
-        else:
-            delay = TRANSIENT_RETRY_S
-        requeues = int(message.get("requeues") or 0)
-        if requeues >= MAX_REQUEUES:
-            raise
-        queues.send(
-            settings.intercom_events_queue_url,
-            {**message, "requeues": requeues + 1},
-            delay_seconds=max(1, delay),
-        )
-        logger.info("handed back to the queue", extra={"kind": kind, "delay_s": delay, "reason": str(later)})
-        return "handed_back"
+    return run_or_hand_back(
+        message, settings.intercom_events_queue_url, lambda: handler(message, svc, settings)
+    )

@@ -1,7 +1,8 @@
 """The signup queue's consumer: Referral Factory events, connection changes and scheduled catch-ups.
 
 Work that cannot happen now (a rate budget spent, another worker holding a push, Intercom's search
-not yet trustworthy) goes back to the queue with a delay instead of sleeping in a billed Lambda.
+not yet trustworthy, a service failing for a while) goes back to the queue with a delay instead of
+sleeping in a billed Lambda (shared/consumers/handback.py).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from shared import messages
 from shared.aws import queues
-from shared.clients.errors import RateLimited
 from shared.clients.intercom import parse_timestamp
+from shared.consumers.handback import UnknownMessage, run_or_hand_back
 from shared.flows.signup_push import PushContext, SignupPusher
 from shared.observability import logger, metrics
 from shared.records import keys
@@ -27,20 +28,18 @@ if TYPE_CHECKING:
     from shared.settings import SignupProcessorSettings
     from shared.wiring import Services
 
-# A message handed back this many times goes to the DLQ (visible, redrivable) instead.
-MAX_REQUEUES = 40
 # Catch-ups look this far behind their previous run: webhooks can arrive late, clocks drift.
 CATCH_UP_OVERLAP_S = 3600
 CATCH_UP_MAX_PAGES = 20
 
 
-def _pusher(svc: Services, account: dict[str, Any], settings: SignupProcessorSettings) -> SignupPusher:
+def _pusher(svc: Services, account: dict[str, Any]) -> SignupPusher:
     return SignupPusher(
         PushContext(
             account=account,
             referrals=Referrals(svc.store),
             campaigns=CampaignStore(svc.store),
-            connections=svc.connections(publish_to=(settings.signup_queue_url, settings.sync_queue_url)),
+            connections=svc.connections(),
             rf=svc.referral_factory_for(account),
             intercom_for=svc.intercom_for,
         )
@@ -56,7 +55,7 @@ def _rf_event(message: dict[str, Any], svc: Services, settings: SignupProcessorS
         if known and known["intercom_status"] in PUSHED:
             return
     account = svc.accounts.get(message["account_id"])
-    pusher = _pusher(svc, account, settings)
+    pusher = _pusher(svc, account)
     if not rf_user_id:
         found = pusher.ctx.rf.get_user(message["email"], campaign_id=int(message["campaign_id"]))
         rf_user_id = str(found["id"])
@@ -141,10 +140,6 @@ def _catch_up(message: dict[str, Any], svc: Services, settings: SignupProcessorS
     )
 
 
-class UnknownMessage(Exception):
-    pass
-
-
 # Pushes check the connection themselves, so losing it needs nothing here.
 IGNORED_KINDS = (messages.CONNECTION_REVOKED, messages.CONNECTION_DISCONNECTED)
 HANDLERS = {
@@ -164,17 +159,4 @@ def handle_record(record: SQSRecord, settings: SignupProcessorSettings) -> None:
         # Never acknowledge what we do not understand: it stays visible (and then in the DLQ).
         raise UnknownMessage(f"the signup queue has no handler for {kind!r}")
     svc = services(settings)
-    try:
-        handler(message, svc, settings)
-    except (messages.Deferred, RateLimited) as later:
-        delay = later.delay_s if isinstance(later, messages.Deferred) else int((later.retry_after or 1) + 1)
-        requeues = int(message.get("requeues") or 0)
-        if requeues >= MAX_REQUEUES:
-            raise
-        queues.send(
-            settings.signup_queue_url, {**message, "requeues": requeues + 1}, delay_seconds=max(1, delay)
-        )
-        logger.info(
-            "handed back to the queue",
-            extra={"kind": message.get("kind"), "delay_s": delay, "reason": str(later)},
-        )
+    run_or_hand_back(message, settings.signup_queue_url, lambda: handler(message, svc, settings))

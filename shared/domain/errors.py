@@ -39,11 +39,6 @@ class Unauthorized(ApiError):
     code = "unauthorized"
 
 
-class Forbidden(ApiError):
-    status = 403
-    code = "forbidden"
-
-
 class NotFound(ApiError):
     status = 404
     code = "not_found"

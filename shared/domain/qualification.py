@@ -14,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# `intercom_status` values that can lead to a qualification (see shared/referrals.py).
+# `intercom_status` values that can lead to a qualification (the others: shared/records/referrals.py).
 CREATED, EXISTING_UPDATED = "created", "existing_updated"
-PENDING = "pending"
+# A referral's `status`: pending until qualified, once.
+PENDING, QUALIFIED = "pending", "qualified"
 
 # Why a decision went the way it did: metric names and history details.
 QUALIFY_AFTER_CREATION = "qualifying_value_after_creation"

@@ -8,7 +8,6 @@ from typing import Any
 
 from shared.domain.field_mapping import changed_fields, contact_body, get_attribute, rf_values
 
-AUDIENCES = ("leads", "users", "all", "segment")
 # Intercom's search matches dates by calendar day in the workspace's timezone (reference §3.5): an
 # ongoing pass asks for a day more than it needs and filters on its side.
 DAY_S = 86_400

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from shared.clients.intercom import parse_timestamp
 from shared.flows.qualify import NO_REFERRAL
 from shared.observability import logger, metrics
+from shared.records.connections import NOT_CONNECTED
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -53,7 +54,7 @@ def handle_notification(
         # Too big for the queue: read the contact as it is now.
         client = intercom()
         if client is None:
-            return "not_connected"
+            return NOT_CONNECTED
         item = client.get_contact(str(item["id"]))
     observed_at = parse_timestamp(item.get("updated_at"))
     outcomes = [qualifier().observe(r, item, via="webhook", observed_at=observed_at) for r in linked]

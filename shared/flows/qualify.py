@@ -33,6 +33,8 @@ from shared.domain.campaign_settings import CampaignSettings
 from shared.domain.field_mapping import get_attribute
 from shared.domain.qualification import (
     ALREADY_QUALIFIED,
+    EXISTING_UPDATED,
+    QUALIFIED,
     Decision,
     SaleValue,
     Watch,
@@ -41,9 +43,9 @@ from shared.domain.qualification import (
     parse_sale_value,
     worth_a_look,
 )
-from shared.flows.signup_push import PushContext, SignupPusher
+from shared.flows.counts import Counts
 from shared.observability import logger, metrics
-from shared.records.referrals import QUALIFIED, Referrals
+from shared.records.referrals import Referrals
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -171,8 +173,7 @@ class Qualifier:
         cached = _settings_cache.get(key)
         if cached is not None and cached[0] + SETTINGS_TTL_S > now:
             return cached[1]
-        raw = self.ctx.campaigns.get_settings(self.account_id, campaign_id)
-        settings = CampaignSettings.model_validate(raw) if raw else None
+        settings = self.ctx.campaigns.settings(self.account_id, campaign_id)
         _settings_cache[key] = (now, settings)
         return settings
 
@@ -251,7 +252,7 @@ class Qualifier:
         if q is None:
             return Decision(False, NO_QUALIFICATION), None
         value = get_attribute(contact, q.attribute)
-        existing = record.get("intercom_status") == "existing_updated"
+        existing = record.get("intercom_status") == EXISTING_UPDATED
         seen_at = record.get("qualification_seen_at") or record.get("pushed_at")
         decision = decide(
             status=record.get("status"),
@@ -339,24 +340,14 @@ class Qualifier:
             return
         campaign_id = str(invited["campaign_id"])
         referrals = self.ctx.referrals
-        referrer = referrals.get(self.account_id, campaign_id, str(referrer_id))
-        if referrer is None:
-            referrer = referrals.ensure(self.account_id, campaign_id, self.ctx.rf.get_user(int(referrer_id)))
+        counts = Counts(
+            self.account_id, referrals, self.ctx.campaigns, self.ctx.connections, self.ctx.intercom_for
+        )
+        referrer = counts.referrer_of(invited, lambda rf_user_id: self.ctx.rf.get_user(int(rf_user_id)))
         if not invited.get("counted_converted"):
             referrals.count_for_referrer(invited, referrer, converted=True)
-        pusher = SignupPusher(
-            PushContext(
-                account=self.ctx.account,
-                referrals=referrals,
-                campaigns=self.ctx.campaigns,
-                connections=self.ctx.connections,
-                rf=self.ctx.rf,
-                intercom_for=self.ctx.intercom_for,
-                clock=self.ctx.clock,
-            )
-        )
         try:
-            pusher.write_counts(referrals.get(self.account_id, campaign_id, str(referrer_id)))
+            counts.write(referrals.get(self.account_id, campaign_id, str(referrer_id)))
         except ConnectionRevoked:
-            self.ctx.connections.mark_revoked(self.account_id, "401 from Intercom")
+            self.ctx.connections.revoked_by_intercom(self.account_id)
         referrals.update(invited, {"converted_count_written": True})

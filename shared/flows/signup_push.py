@@ -19,16 +19,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared import caches, messages
-from shared.clients.errors import Conflict, ConnectionRevoked, NotFound
-from shared.domain.campaign_settings import CampaignSettings, PersonSettings
+from shared.clients.errors import AlreadyExists, ConnectionRevoked, UpstreamNotFound
+from shared.domain.campaign_settings import PersonSettings
 from shared.domain.field_mapping import contact_body, get_attribute, merge_bodies, rf_values, set_attribute
-from shared.observability import logger
-from shared.records.connections import CONNECTED
+from shared.domain.qualification import CREATED, EXISTING_UPDATED
+from shared.flows.counts import Counts
+from shared.records.connections import usable
 from shared.records.referrals import (
-    COUNTS,
-    CREATED,
     EXISTING_SKIPPED,
-    EXISTING_UPDATED,
     NOT_PUSHED,
     PERSON_INVITED,
     PUSHED,
@@ -50,8 +48,6 @@ SEARCH_TRUST_DELAY_S = 90
 CAMPAIGN_NAME_MAX_AGE_S = 300
 _CAMPAIGN_NAMES: dict[tuple[str, str], tuple[str | None, float]] = {}
 caches.register(f"{__name__}._CAMPAIGN_NAMES", _CAMPAIGN_NAMES.clear)
-# Writes of one referrer's counts before leaving the rest to the next change (see `write_counts`).
-COUNT_WRITE_ROUNDS = 3
 ROLE_FOR_ACTION = {"create_lead": "lead", "create_user": "user"}
 
 
@@ -71,6 +67,7 @@ class SignupPusher:
         self.ctx = ctx
         self.account_id = str(ctx.account["account_id"])
         self._users: dict[str, dict[str, Any]] = {}
+        self.counts = Counts(self.account_id, ctx.referrals, ctx.campaigns, ctx.connections, ctx.intercom_for)
 
     # -- entry points ---------------------------------------------------------------------------
     def on_join(self, rf_user_id: str, *, via: str) -> dict[str, Any]:
@@ -97,28 +94,27 @@ class SignupPusher:
             self._count(record, converted=False)
         if record["intercom_status"] in PUSHED:
             return record
-        raw = self.ctx.campaigns.get_settings(self.account_id, campaign_id)
-        settings = CampaignSettings.model_validate(raw) if raw else None
+        settings = self.ctx.campaigns.settings(self.account_id, campaign_id)
         person: PersonSettings | None = getattr(settings, record["type"]) if settings else None
         connection = self.ctx.connections.get(self.account_id)
         if person is None or person.action == "none":
             return self._hold(
                 record, NOT_PUSHED, "settings_missing" if person is None else "action_none", via
             )
-        if connection is None or connection.get("status") != CONNECTED:
+        if not usable(connection):
             return self._hold(record, WAITING, "waiting_for_connection", via)
         try:
             pushed = self._push_to_intercom(
                 record=record, user=user, person=person, connection=connection, via=via
             )
         except ConnectionRevoked:
-            self.ctx.connections.mark_revoked(self.account_id, "401 from Intercom")
+            self.ctx.connections.revoked_by_intercom(self.account_id)
             fresh = self.ctx.referrals.get(self.account_id, campaign_id, record["rf_user_id"]) or record
             return self._hold(fresh, WAITING, "waiting_for_connection", via)
         if pushed.get("referrals_count") or pushed.get("converted_referrals_count"):
             # Friends counted while this referrer had no contact yet had nothing to write to; the
             # record returned by the write that stored the contact id holds every such count.
-            self.write_counts(pushed)
+            self.counts.write(pushed)
         return pushed
 
     def _hold(self, record: dict[str, Any], status: str, kind: str, via: str) -> dict[str, Any]:
@@ -161,14 +157,14 @@ class SignupPusher:
             return self._existing(**outcome, intercom=intercom, contact=existing, user=user)
         try:
             contact = intercom.create_contact(self._new_contact_body(record, user, person))
-        except Conflict as conflict:
+        except AlreadyExists as duplicate:
             # A user with this email (possibly archived, so search missed it) already exists.
-            if not conflict.existing_id:
+            if not duplicate.existing_id:
                 raise
             try:
-                contact = intercom.get_contact(conflict.existing_id)
-            except NotFound:
-                archived = {"id": conflict.existing_id}
+                contact = intercom.get_contact(duplicate.existing_id)
+            except UpstreamNotFound:
+                archived = {"id": duplicate.existing_id}
                 return self._record(
                     **outcome,
                     contact=archived,
@@ -276,9 +272,9 @@ class SignupPusher:
             "pushed_at": int(self.ctx.clock()),
         }
         kind = {
-            "created": "contact_created",
-            "existing_skipped": "existing_skipped",
-            "existing_updated": "existing_updated",
+            CREATED: "contact_created",
+            EXISTING_SKIPPED: "existing_skipped",
+            EXISTING_UPDATED: "existing_updated",
         }[status]
         return self.ctx.referrals.update(
             record,
@@ -309,61 +305,8 @@ class SignupPusher:
         return cached[0]
 
     def _count(self, invited: dict[str, Any], *, converted: bool) -> None:
-        campaign_id = str(invited["campaign_id"])
-        referrer = self.ctx.referrals.get(self.account_id, campaign_id, str(invited["referrer_rf_user_id"]))
-        if referrer is None:
-            referrer_user = self._rf_user(invited["referrer_rf_user_id"])
-            referrer = self.ctx.referrals.ensure(self.account_id, campaign_id, referrer_user)
+        referrer = self.counts.referrer_of(invited, self._rf_user)
         if self.ctx.referrals.count_for_referrer(invited, referrer, converted=converted):
-            self.write_counts(
+            self.counts.write(
                 self.ctx.referrals.get(self.account_id, str(invited["campaign_id"]), referrer["rf_user_id"])
             )
-
-    def write_counts(self, referrer: dict[str, Any] | None) -> bool:
-        """The one writer of referral counts to a referrer's Intercom contact, where the campaign's
-        `sync.return_mapping` maps them; only values that changed are written.
-
-        Two writers for the same referrer (two friends processed at once) may each read a different
-        count, and the older one's PUT may land last. So after its PUT a writer reads the record
-        again and writes once more if the counts moved on: whichever PUT lands last, its writer
-        then saw the latest counts, and a count that changes later brings its own writer."""
-        if not referrer or not referrer.get("intercom_contact_id"):
-            return False  # pending until the referrer has a contact
-        if referrer.get("intercom_status") == EXISTING_SKIPPED:
-            # `duplicates: skip` never touches an existing contact, counts included.
-            self.ctx.referrals.counts_settled(referrer)
-            return False
-        raw = self.ctx.campaigns.get_settings(self.account_id, str(referrer["campaign_id"]))
-        settings = CampaignSettings.model_validate(raw) if raw else None
-        mapping = settings.sync.return_mapping if settings and settings.sync else {}
-        fields = {f: mapping[f] for f in COUNTS if f in mapping}
-        written: dict[str, Any] = referrer.get("written_counts") or {}
-        wanted = {attribute: int(referrer.get(f) or 0) for f, attribute in fields.items()}
-        changed = {k: v for k, v in wanted.items() if written.get(k) != v}
-        if not changed:
-            self.ctx.referrals.counts_settled(referrer)
-            return False
-        connection = self.ctx.connections.get(self.account_id)
-        if connection is None or connection.get("status") != CONNECTED:
-            return False  # pending: the first pass after a reconnect writes them
-        client = self.ctx.intercom_for(connection)
-        for _ in range(COUNT_WRITE_ROUNDS):
-            body: dict[str, Any] = {}
-            for attribute, value in changed.items():
-                set_attribute(body, attribute, value)
-            client.update_contact(str(referrer["intercom_contact_id"]), body)
-            written = {**written, **changed}
-            referrer = self.ctx.referrals.update(referrer, {"written_counts": written})
-            now = {attribute: int(referrer.get(f) or 0) for f, attribute in fields.items()}
-            # Compared with what this writer sent, not with `written_counts`: another writer may have
-            # recorded the latest counts before this writer's older PUT landed.
-            changed = {k: v for k, v in now.items() if wanted.get(k) != v}
-            if not changed:
-                self.ctx.referrals.counts_settled(referrer)
-                return True
-            wanted = now
-        logger.warning(
-            "referrer's counts kept changing while being written; the next change writes them",
-            extra={"account_id": self.account_id, "rf_user_id": referrer.get("rf_user_id")},
-        )
-        return True

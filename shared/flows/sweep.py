@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from shared import messages
 from shared.clients.intercom import SEARCH_PAGE_SIZE
-from shared.domain.qualification import QUALIFY_AFTER_CREATION, QUALIFY_CHANGED
+from shared.domain.qualification import PENDING, QUALIFY_AFTER_CREATION, QUALIFY_CHANGED
 from shared.observability import logger, metrics
 from shared.records import keys
-from shared.records.referrals import PENDING
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -37,6 +37,7 @@ from shared.clients.errors import ConnectionRevoked, Invalid, RateLimited, Upstr
 from shared.clients.http import RetryPolicy
 from shared.clients.intercom import SEARCH_PAGE_SIZE
 from shared.domain.campaign_settings import CampaignSettings
+from shared.domain.qualification import EXISTING_UPDATED
 from shared.domain.sync_plan import (
     ReturnWrite,
     audience_query,
@@ -45,12 +46,13 @@ from shared.domain.sync_plan import (
     page_contact,
     return_write,
 )
+from shared.flows.counts import Counts
 from shared.observability import logger, metrics
 from shared.records import keys
 from shared.records.campaigns import CampaignStore
-from shared.records.connections import CONNECTED
+from shared.records.connections import usable
 from shared.records.due_work import due_item
-from shared.records.referrals import EXISTING_UPDATED, Referrals
+from shared.records.referrals import Referrals
 from shared.records.syncs import (
     ACTIVE,
     CANCELLED,
@@ -92,9 +94,6 @@ class Engine:
     @property
     def campaigns(self) -> CampaignStore:
         return CampaignStore(self.svc.store)
-
-    def connections(self) -> Any:
-        return self.svc.connections(publish_to=(self.settings.signup_queue_url, self.settings.sync_queue_url))
 
     def continue_sync(self, sync_id: str, delay_s: int = 0) -> None:
         queues.send(
@@ -158,11 +157,7 @@ class Engine:
         if due is None:
             return  # turned off since
         connection = self.svc.connections().get(account_id)
-        if (
-            not connection
-            or connection.get("status") != CONNECTED
-            or self.syncs.running_for(account_id, campaign_id)
-        ):
+        if not usable(connection) or self.syncs.running_for(account_id, campaign_id):
             return  # the next pass picks these contacts up: `since` does not move
         since = int(due["message"].get("since") or 0)
         started = int(time.time())
@@ -180,21 +175,10 @@ class Engine:
 
     def _refresh_counts(self, account_id: str, campaign_id: str) -> None:
         """Referrers whose counts changed since they were last written get them written now."""
-        from shared.flows.signup_push import PushContext, SignupPusher
-
-        account = self.svc.accounts.get(account_id)
-        pusher = SignupPusher(
-            PushContext(
-                account=account,
-                referrals=Referrals(self.svc.store),
-                campaigns=self.campaigns,
-                connections=self.connections(),
-                rf=self.svc.referral_factory_for(account),
-                intercom_for=self.svc.intercom_for,
-            )
-        )
-        for referrer in pusher.ctx.referrals.counts_pending(account_id, campaign_id):
-            pusher.write_counts(referrer)
+        referrals = Referrals(self.svc.store)
+        counts = Counts(account_id, referrals, self.campaigns, self.svc.connections(), self.svc.intercom_for)
+        for referrer in referrals.counts_pending(account_id, campaign_id):
+            counts.write(referrer)
 
     # -- the coordinator ------------------------------------------------------------------------
     def coordinate(self, sync_id: str) -> None:
@@ -203,7 +187,7 @@ class Engine:
             return
         connection = self.svc.connections().get(sync["account_id"])
         settings = self._settings(sync)
-        if not connection or connection.get("status") != CONNECTED:
+        if not usable(connection):
             self.syncs.set_status(sync, PAUSED)
         elif sync.get("enumerated"):
             self.syncs.complete_if_done(sync_id)
@@ -228,7 +212,7 @@ class Engine:
             self.continue_sync(sync_id, int((exc.retry_after or 1) + 1))
             return
         except ConnectionRevoked:
-            self.connections().mark_revoked(sync["account_id"], "401 from Intercom")
+            self.svc.connections().revoked_by_intercom(sync["account_id"])
             self.syncs.set_status(sync, PAUSED)
             return
         attributes = tuple(settings.sync.return_mapping.values()) if settings.sync else ()
@@ -256,8 +240,7 @@ class Engine:
             self.syncs.complete_if_done(sync_id)
 
     def _settings(self, sync: dict[str, Any]) -> CampaignSettings | None:
-        raw = self.campaigns.get_settings(sync["account_id"], sync["campaign_id"])
-        settings = CampaignSettings.model_validate(raw) if raw else None
+        settings = self.campaigns.settings(sync["account_id"], sync["campaign_id"])
         return settings if settings and settings.sync else None
 
     def _fail(self, sync: dict[str, Any], code: str, message: str) -> None:
@@ -274,7 +257,7 @@ class Engine:
             return
         connection = self.svc.connections().get(sync["account_id"])
         settings = self._settings(sync)
-        if sync["status"] == PAUSED or not connection or connection.get("status") != CONNECTED:
+        if sync["status"] == PAUSED or not usable(connection):
             self.syncs.park(sync["sync_id"], chunk)
             self.syncs.set_status(sync, PAUSED)
             return
@@ -347,7 +330,7 @@ class ChunkWorker:
                 stop, delay_s = index, int((exc.retry_after or 1) + 1)
                 break
             except ConnectionRevoked:
-                self.engine.connections().mark_revoked(self.sync["account_id"], "401 from Intercom")
+                self.engine.svc.connections().revoked_by_intercom(self.sync["account_id"])
                 parked = self._rest(chunk, index, retries, attempts, 0)
                 if self._commit(chunk, parked):
                     syncs.park(sync_id, rest_message(chunk, parked))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.clients.errors import ConnectionRevoked
-from shared.records.connections import CONNECTED
+from shared.records.connections import NOT_CONNECTED, REVOKED, UNINSTALLED, usable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -18,12 +18,8 @@ if TYPE_CHECKING:
     from shared.clients.intercom import IntercomClient
     from shared.records.connections import Connections
 
-IGNORED_UNKNOWN, IGNORED_NOT_CONNECTED, IGNORED_STILL_WORKS, REVOKED = (
-    "unknown_workspace",
-    "not_connected",
-    "token_still_works",
-    "revoked",
-)
+# What a notice did: ignored (an unknown workspace, NOT_CONNECTED, a token that still works), or REVOKED.
+IGNORED_UNKNOWN, IGNORED_STILL_WORKS = "unknown_workspace", "token_still_works"
 
 
 def handle_uninstall(
@@ -34,15 +30,11 @@ def handle_uninstall(
     if account_id is None:
         return IGNORED_UNKNOWN
     connection = connections.get(account_id)
-    if (
-        connection is None
-        or connection.get("status") != CONNECTED
-        or connection.get("workspace_id") != app_id
-    ):
-        return IGNORED_NOT_CONNECTED
+    if not usable(connection) or connection.get("workspace_id") != app_id:
+        return NOT_CONNECTED
     try:
         intercom_for(connection).me()
     except ConnectionRevoked:
-        connections.mark_revoked(account_id, "uninstalled")
+        connections.mark_revoked(account_id, UNINSTALLED)
         return REVOKED
     return IGNORED_STILL_WORKS

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared import messages
 from shared.aws.store import ConditionFailed
+from shared.domain.campaign_settings import CampaignSettings
 from shared.records import keys
 from shared.records.due_work import due_item
 
@@ -38,6 +39,12 @@ class CampaignStore:
     def get_settings(self, account_id: str, campaign_id: str) -> dict[str, Any] | None:
         item = self.store.get(*keys.settings_key(account_id, campaign_id))
         return item["settings"] if item else None
+
+    def settings(self, account_id: str, campaign_id: str) -> CampaignSettings | None:
+        """The campaign's settings as the rules read them; None when it has none. (Stored settings were
+        validated when saved: `PUT /v1/campaigns/{id}/intercom` answers a bad body with its 422.)"""
+        raw = self.get_settings(account_id, campaign_id)
+        return CampaignSettings.model_validate(raw) if raw else None
 
     def put_settings(self, account_id: str, campaign_id: str, settings: dict[str, Any]) -> None:
         pk, sk = keys.settings_key(account_id, campaign_id)

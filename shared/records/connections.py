@@ -10,7 +10,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from shared import messages
 from shared.aws.store import Attr, ConditionFailed
@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from shared.aws.store import Store
 
 CONNECTED, REVOKED, DISCONNECTED = "connected", "revoked", "disconnected"
+# What work that needs Intercom reports when the connection is not usable, or when Intercom refused
+# its token (and the API's 409 codes for them).
+NOT_CONNECTED, ACCESS_REVOKED = "not_connected", "connection_revoked"
+# Why a connection was revoked (`revoked_reason`).
+REFUSED_BY_INTERCOM, UNINSTALLED = "401 from Intercom", "uninstalled"
 
 Publish = Callable[[dict[str, Any]], None]
 
@@ -30,11 +35,35 @@ class WorkspaceConnectedElsewhere(Conflict):
     code = "workspace_connected_elsewhere"
 
 
+class NotConnected(Conflict):
+    """The caller asked for something that needs Intercom, and the account has no usable connection."""
+
+    code = NOT_CONNECTED
+
+    def __init__(self) -> None:
+        super().__init__("Connect an Intercom workspace first (POST /v1/intercom/connect).")
+
+
+class AccessRevoked(Conflict):
+    """The account's Intercom token stopped working: only connecting again helps."""
+
+    code = ACCESS_REVOKED
+
+    def __init__(self) -> None:
+        super().__init__("Intercom access was revoked; connect the workspace again.")
+
+
 @dataclass(frozen=True)
 class WorkspaceInfo:
     id: str
     name: str | None
     region: str
+
+
+def usable(connection: dict[str, Any] | None) -> TypeGuard[dict[str, Any]]:
+    """Whether a stored connection can call Intercom now: there is one, and it is connected (neither
+    revoked nor disconnected). The one place this rule is written."""
+    return connection is not None and connection.get("status") == CONNECTED
 
 
 def public_view(item: dict[str, Any] | None) -> dict[str, Any]:
@@ -140,6 +169,10 @@ class Connections:
             }
         )
         return True
+
+    def revoked_by_intercom(self, account_id: str) -> bool:
+        """Intercom answered 401 on the stored token: `mark_revoked` with the one reason for it."""
+        return self.mark_revoked(account_id, REFUSED_BY_INTERCOM)
 
     def disconnect(self, account_id: str) -> dict[str, Any] | None:
         """Forget the token and the workspace routing; what was synced stays in both systems."""

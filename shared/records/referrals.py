@@ -14,17 +14,18 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from shared.aws.store import Attr, ConditionFailed
+from shared.domain.qualification import CREATED, EXISTING_UPDATED, PENDING, QUALIFIED
 from shared.records import keys
 
 if TYPE_CHECKING:
     from shared.aws.store import Store
 
 PERSON_INVITED, PERSON_REFERRING = "person_invited", "person_referring"
-# intercom_status values (the contract's)
-CREATED, EXISTING_SKIPPED, EXISTING_UPDATED = "created", "existing_skipped", "existing_updated"
+# intercom_status values (the contract's; `created` and `existing_updated`, which can qualify, and the
+# `status` values `pending` and `qualified` are the domain's: shared/domain/qualification.py)
+EXISTING_SKIPPED = "existing_skipped"
 NOT_PUSHED, WAITING, FAILED = "not_pushed", "waiting_for_connection", "failed"
 PUSHED = (CREATED, EXISTING_SKIPPED, EXISTING_UPDATED)
-PENDING, QUALIFIED = "pending", "qualified"
 
 PUBLIC_FIELDS = (
     "rf_user_id",
@@ -130,11 +131,7 @@ class Referrals:
     ) -> dict[str, Any]:
         """Apply `changes` and append `event` to the history, in one write."""
         sets = dict(changes)
-        if (
-            "intercom_contact_id" in changes
-            and changes["intercom_contact_id"]
-            and record.get("workspace_id") != "-"
-        ):
+        if changes.get("intercom_contact_id"):
             workspace = changes.get("workspace_id") or record.get("workspace_id")
             if workspace:
                 sets["gsi1pk"] = keys.contact_index_key(workspace, changes["intercom_contact_id"])

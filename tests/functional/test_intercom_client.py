@@ -7,7 +7,6 @@ that file as it is sent, so the client and the emulator cannot drift from Interc
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +22,9 @@ from openapi_core.testing import MockRequest
 from local.emulators.intercom import create_app
 from local.emulators.server import RunningServer, serve_in_thread
 from local.provision import Provisioned
-from shared.clients.errors import Conflict, ConnectionRevoked, NotFound, Unauthorized
+from shared.clients.errors import AlreadyExists, ConnectionRevoked, CredentialsRejected, UpstreamNotFound
 from shared.clients.http import RetryPolicy
 from shared.clients.intercom import (
-    SEARCH_PAGE_SIZE,
     IntercomClient,
     Workspace,
     api_base_for_region,
@@ -162,7 +160,7 @@ def test_a_code_without_its_trailing_equals_is_refused(
 ) -> None:
     code = authorization_code(control)
     assert code.endswith("="), "the emulator issues codes that end in '=' as Intercom's may"
-    with pytest.raises(Unauthorized) as info:
+    with pytest.raises(CredentialsRejected) as info:
         exchange_code(
             code.rstrip("="),
             client_id=CLIENT_ID,
@@ -193,7 +191,7 @@ def test_uninstalling_revokes_our_own_token(intercom: IntercomClient) -> None:
 # --- contacts ------------------------------------------------------------------------------------
 
 
-def test_contacts_create_get_update_delete(intercom: IntercomClient) -> None:
+def test_contacts_create_get_update(intercom: IntercomClient) -> None:
     intercom.create_data_attribute("referral_code", "string")
     created = intercom.create_contact(
         {
@@ -207,20 +205,13 @@ def test_contacts_create_get_update_delete(intercom: IntercomClient) -> None:
     assert intercom.get_contact(created["id"])["email"] == "jane@example.com"
     updated = intercom.update_contact(created["id"], {"custom_attributes": {"referral_code": "J2"}})
     assert updated["custom_attributes"] == {"referral_code": "J2"} and updated["name"] == "Jane"
-    assert intercom.delete_contact(created["id"])["deleted"] is True
-    with pytest.raises(NotFound):
-        intercom.get_contact(created["id"])
 
 
-def test_a_409_resolves_to_the_existing_contact(control: httpx.Client, intercom: IntercomClient) -> None:
+def test_a_409_names_the_existing_contact(control: httpx.Client, intercom: IntercomClient) -> None:
     (existing,) = seed(control, {"role": "user", "email": "dup@example.com", "name": "Existing"})
-    with pytest.raises(Conflict) as info:
+    with pytest.raises(AlreadyExists) as info:
         intercom.create_contact({"role": "user", "email": "dup@example.com"})
     assert info.value.existing_id == existing
-    contact, created = intercom.ensure_contact({"role": "user", "email": "dup@example.com", "name": "New"})
-    assert (contact["id"], contact["name"], created) == (existing, "Existing", False)
-    fresh, created = intercom.ensure_contact({"role": "lead", "email": "new@example.com"})
-    assert created is True and fresh["role"] == "lead"
 
 
 def test_a_merged_away_contact_is_followed_to_its_survivor(
@@ -231,24 +222,13 @@ def test_a_merged_away_contact_is_followed_to_its_survivor(
         {"role": "lead", "email": "same@example.com", "name": "Lead"},
         {"role": "user", "email": "same@example.com", "name": "User"},
     )
-    assert intercom.merge_contacts(lead, user)["id"] == user
+    merged = control.post("/_emulator/contacts/merge", json={"from": lead, "into": user})
+    assert merged.json()["id"] == user
     # 2.14 answers 404 for the merged lead: the client finds the user by the email it knew.
     assert intercom.get_contact(lead, email="same@example.com")["id"] == user
     assert intercom.update_contact(lead, {"name": "Renamed"}, email="same@example.com")["id"] == user
-    with pytest.raises(NotFound):
+    with pytest.raises(UpstreamNotFound):
         intercom.get_contact(lead)
-
-
-def test_a_thousand_contacts_page_in_ceil_n_over_150_searches(
-    control: httpx.Client, intercom: IntercomClient
-) -> None:
-    control.post(f"/_emulator/workspaces/{WS}/contacts", json={"generate": {"count": 1000, "role": "user"}})
-    control.post(f"/_emulator/workspaces/{WS}/contacts", json={"generate": {"count": 5, "role": "lead"}})
-    before = stats(control)["requests"].get("POST /contacts/search", 0)
-    found = list(intercom.search_contacts({"field": "role", "operator": "=", "value": "user"}))
-    searches = stats(control)["requests"]["POST /contacts/search"] - before
-    assert len(found) == len({c["id"] for c in found}) == 1000
-    assert searches == math.ceil(1000 / SEARCH_PAGE_SIZE) == 7
 
 
 def test_a_segment_pages_by_checkpointable_cursor(control: httpx.Client, intercom: IntercomClient) -> None:
@@ -265,9 +245,9 @@ def test_a_segment_pages_by_checkpointable_cursor(control: httpx.Client, interco
     first = intercom.search_page(query)
     assert len(first.contacts) == 150 and first.total_count == 160 and first.next_cursor
     # A worker that checkpointed the cursor resumes where it left off.
-    rest = list(intercom.search_contacts(query, starting_after=first.next_cursor))
-    assert len(rest) == 10
-    assert not {c["id"] for c in rest} & {c["id"] for c in first.contacts}
+    rest = intercom.search_page(query, starting_after=first.next_cursor)
+    assert len(rest.contacts) == 10 and rest.next_cursor is None
+    assert not {c["id"] for c in rest.contacts} & {c["id"] for c in first.contacts}
 
 
 # --- data attributes -----------------------------------------------------------------------------
@@ -318,9 +298,7 @@ def test_every_declared_path_the_client_uses_was_validated() -> None:
         ("POST", "/contacts"),
         ("GET", "/contacts/{contact_id}"),
         ("PUT", "/contacts/{contact_id}"),
-        ("DELETE", "/contacts/{contact_id}"),
         ("POST", "/contacts/search"),
-        ("POST", "/contacts/merge"),
         ("GET", "/segments"),
         ("GET", "/data_attributes"),
         ("POST", "/data_attributes"),

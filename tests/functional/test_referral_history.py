@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from shared.aws.store import Store
-from shared.flows.signup_push import PushContext, SignupPusher
+from shared.domain.campaign_settings import CampaignSettings
+from shared.domain.qualification import PENDING, QUALIFIED
+from shared.flows.counts import Counts
 from shared.records.connections import CONNECTED
-from shared.records.referrals import PENDING, QUALIFIED, Referrals
+from shared.records.referrals import Referrals
 from tests.unit.test_campaign_settings import CONTRACT_EXAMPLE
 
 if TYPE_CHECKING:
@@ -68,8 +70,8 @@ def test_a_referral_is_marked_qualified_once(aws: Provisioned) -> None:
 
 
 class _Settings:
-    def get_settings(self, _account_id: str, _campaign_id: str) -> dict[str, Any]:
-        return CONTRACT_EXAMPLE
+    def settings(self, _account_id: str, _campaign_id: str) -> CampaignSettings:
+        return CampaignSettings.model_validate(CONTRACT_EXAMPLE)
 
 
 @dataclass
@@ -100,18 +102,13 @@ def _referrer_with_friends(referrals: Referrals, friends: int) -> dict[str, Any]
     return referrer
 
 
-def _pusher(
-    referrals: Referrals, account_id: str, intercom: _Intercom, connection: _Connection
-) -> SignupPusher:
-    return SignupPusher(
-        PushContext(
-            account={"account_id": account_id},
-            referrals=referrals,
-            campaigns=cast("Any", _Settings()),
-            connections=cast("Any", connection),
-            rf=cast("Any", None),
-            intercom_for=lambda _connection: cast("Any", intercom),
-        )
+def _counts(referrals: Referrals, account_id: str, intercom: _Intercom, connection: _Connection) -> Counts:
+    return Counts(
+        account_id,
+        referrals,
+        campaigns=cast("Any", _Settings()),
+        connections=cast("Any", connection),
+        intercom_for=lambda _connection: cast("Any", intercom),
     )
 
 
@@ -127,9 +124,9 @@ def test_a_count_written_from_a_stale_read_is_corrected_by_its_writer(aws: Provi
     account_id = str(referrer["account_id"])
     stale = {**referrer, "referrals_count": 1}  # as B read it between the two counts
     intercom = _Intercom()
-    pusher = _pusher(referrals, account_id, intercom, _Connection())
+    counts = _counts(referrals, account_id, intercom, _Connection())
 
-    assert pusher.write_counts(stale) is True
+    assert counts.write(stale) is True
 
     written = [body["custom_attributes"]["referrals_count"] for body in intercom.puts]
     assert written == [1, 2]  # the stale PUT, then the correction: the last PUT holds the count
@@ -139,7 +136,7 @@ def test_a_count_written_from_a_stale_read_is_corrected_by_its_writer(aws: Provi
         "custom_attributes.referrals_count": 2,
         "custom_attributes.converted_referrals": 0,
     }
-    assert pusher.write_counts(current) is False  # nothing left to write
+    assert counts.write(current) is False  # nothing left to write
 
 
 def test_referrers_are_pending_from_their_count_until_it_is_in_intercom(aws: Provisioned) -> None:
@@ -148,16 +145,16 @@ def test_referrers_are_pending_from_their_count_until_it_is_in_intercom(aws: Pro
     account_id = str(referrer["account_id"])
     assert _pending(referrals, account_id) == ["3"]
     intercom, connection = _Intercom(), _Connection(status="revoked")
-    pusher = _pusher(referrals, account_id, intercom, connection)
+    counts = _counts(referrals, account_id, intercom, connection)
 
     [current] = referrals.counts_pending(account_id, "1")
-    assert pusher.write_counts(current) is False  # not connected: nothing written, still pending
+    assert counts.write(current) is False  # not connected: nothing written, still pending
     assert intercom.puts == []
     assert _pending(referrals, account_id) == ["3"]
 
     connection.status = CONNECTED
     [current] = referrals.counts_pending(account_id, "1")  # what an ongoing pass does
-    assert pusher.write_counts(current) is True
+    assert counts.write(current) is True
     assert intercom.puts[-1]["custom_attributes"]["referrals_count"] == 1
     assert _pending(referrals, account_id) == []
 

@@ -6,11 +6,15 @@ import copy
 import json
 import threading
 
+import boto3
 import httpx
 import pytest
 
+from shared.clients.errors import Transient
+from shared.clients.referral_factory import ReferralFactoryClient
+from shared.consumers import handback
 from shared.flows import signup_push
-from tests.factories import api_event, body_of
+from tests.factories import LambdaContext, api_event, body_of, sqs_event
 from tests.functional.oauth_flow import account_call, bearer, connect
 from tests.functional.signup_flow import (
     configure,
@@ -250,6 +254,35 @@ def test_intercom_errors_during_creation_still_make_one_contact(
         for r in referrals(call, setup)
         if r["email"].endswith(f"-{fault}@example.com")
     )
+
+
+def test_a_transient_failure_is_handed_back_with_a_delay_not_failed(
+    call, lambda_module, aws, emulators, connected_account, monkeypatch
+):
+    setup = connected_account
+    configure(call, setup)
+    drain(lambda_module, aws)  # the connection's own event
+    tara = join(emulators, setup, "Tara", "tara-transient@example.com")
+    deliver(call, setup, tara)
+    monkeypatch.setattr(handback, "TRANSIENT_RETRY_S", 2)
+    real_get_user = ReferralFactoryClient.get_user
+
+    def failing(self, *args, **kwargs):
+        raise Transient("kept failing through the retries", service="Referral Factory", status=503)
+
+    monkeypatch.setattr(ReferralFactoryClient, "get_user", failing)
+    sqs, url = boto3.client("sqs"), aws.refs["SignupQueue"]
+    [message] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    processor = lambda_module("SignupProcessorFunction").handler
+
+    assert processor(sqs_event(json.loads(message["Body"])), LambdaContext()) == {"batchItemFailures": []}
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert int(attributes["ApproximateNumberOfMessagesDelayed"]) == 1  # back on the queue, later
+
+    monkeypatch.setattr(ReferralFactoryClient, "get_user", real_get_user)
+    assert [m.get("requeues") for m in drain(lambda_module, aws)] == [1]
+    assert len(by_email(emulators, setup, "tara-transient@example.com")) == 1
 
 
 def test_qualified_events_refresh_counts_and_never_create(

@@ -129,7 +129,14 @@ def test_filled_caches_are_empty_after_one_reset(monkeypatch):
     signup_push._CAMPAIGN_NAMES[("acc_1", "1")] = ("Campaign", 0.0)
     intercom_webhooks._routes["ws1"] = ("acc_1", 0.0)
     first_session, first_http = boto.session(), shared_http()
-    for name in ("POWERTOOLS_SERVICE_NAME", "TABLE_NAME", "KMS_KEY_ID", "INTERCOM_APP_SECRET_ARN"):
+    for name in (
+        "POWERTOOLS_SERVICE_NAME",
+        "TABLE_NAME",
+        "KMS_KEY_ID",
+        "INTERCOM_APP_SECRET_ARN",
+        "SIGNUP_QUEUE_URL",
+        "SYNC_QUEUE_URL",
+    ):
         monkeypatch.setenv(name, "x")
     services(settings.load(settings.SecretsSettings))
     filled = [

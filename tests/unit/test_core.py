@@ -79,3 +79,20 @@ def test_template_model_reads_intrinsics():
         "C": {"Ref": "Z"},
         "D": {"Fn::If": ["c", [1], [2]]},
     }
+
+
+def test_the_products_errors_and_upstream_failures_share_no_class_name():
+    import inspect
+
+    from shared.clients import errors as upstream
+    from shared.domain import errors as product
+
+    def names(module: object) -> set[str]:
+        return {
+            name
+            for name, cls in inspect.getmembers(module, inspect.isclass)
+            if cls.__module__ == getattr(module, "__name__", None)
+        }
+
+    assert names(upstream) and names(product)
+    assert names(upstream) & names(product) == set()

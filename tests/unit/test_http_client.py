@@ -9,7 +9,14 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from shared.clients.errors import Conflict, Invalid, NotFound, RateLimited, Transient, Unauthorized
+from shared.clients.errors import (
+    AlreadyExists,
+    CredentialsRejected,
+    Invalid,
+    RateLimited,
+    Transient,
+    UpstreamNotFound,
+)
 from shared.clients.http import HttpClient, RetryPolicy, _loggable, error_for, header_wait, shared_http
 
 NOW = 1_700_000_000.0
@@ -255,11 +262,11 @@ def test_header_wait_reads_every_form() -> None:
     [
         (400, Invalid),
         (422, Invalid),
-        (401, Unauthorized),
-        (403, Unauthorized),
-        (404, NotFound),
-        (410, NotFound),
-        (409, Conflict),
+        (401, CredentialsRejected),
+        (403, CredentialsRejected),
+        (404, UpstreamNotFound),
+        (410, UpstreamNotFound),
+        (409, AlreadyExists),
         (429, RateLimited),
         (500, Transient),
         (418, Invalid),

@@ -10,7 +10,13 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from shared.clients.errors import Conflict, ConnectionRevoked, Invalid, NotFound, Unauthorized
+from shared.clients.errors import (
+    AlreadyExists,
+    ConnectionRevoked,
+    CredentialsRejected,
+    Invalid,
+    UpstreamNotFound,
+)
 from shared.clients.http import RetryPolicy
 from shared.clients.intercom import (
     INTERCOM_VERSION,
@@ -80,7 +86,7 @@ def test_any_401_means_the_connection_is_revoked() -> None:
     with pytest.raises(ConnectionRevoked) as info:
         fake.client().me()
     assert info.value.status == 401 and info.value.code == "token_revoked"
-    assert isinstance(info.value, Unauthorized)
+    assert isinstance(info.value, CredentialsRejected)
 
 
 def test_a_409_carries_the_existing_id() -> None:
@@ -91,30 +97,16 @@ def test_a_409_carries_the_existing_id() -> None:
             ]
         }
     )
-    with pytest.raises(Conflict) as info:
+    with pytest.raises(AlreadyExists) as info:
         fake.client().create_contact({"email": "a@b.c", "role": "user"})
     assert info.value.existing_id == "abc123"
 
 
-def test_a_409_without_an_id_cannot_be_resolved() -> None:
+def test_a_409_without_an_id_names_none() -> None:
     fake = Fake({("POST", "/contacts"): [error(409, "conflict", "Multiple existing users match")]})
-    with pytest.raises(Conflict) as info:
-        fake.client().ensure_contact({"email": "a@b.c"})
+    with pytest.raises(AlreadyExists) as info:
+        fake.client().create_contact({"email": "a@b.c"})
     assert info.value.existing_id is None
-
-
-def test_an_archived_duplicate_stays_a_conflict() -> None:
-    fake = Fake(
-        {
-            ("POST", "/contacts"): [
-                error(409, "conflict", "An archived contact matching those details exists with id=arch1")
-            ],
-            ("GET", "/contacts/arch1"): [error(404, "not_found", "User Not Found")],
-        }
-    )
-    with pytest.raises(Conflict) as info:
-        fake.client().ensure_contact({"email": "a@b.c"})
-    assert info.value.existing_id == "arch1"
 
 
 def test_the_product_never_writes_external_id() -> None:
@@ -145,7 +137,7 @@ def test_a_410_is_followed_through_its_canonical_link() -> None:
 
 def test_a_410_without_a_link_is_not_found() -> None:
     fake = Fake({("GET", "/contacts/old"): [error(410, "contact_merged", "merged")]})
-    with pytest.raises(NotFound):
+    with pytest.raises(UpstreamNotFound):
         fake.client().get_contact("old")
 
 
@@ -153,13 +145,13 @@ def test_a_merge_chain_has_a_bound() -> None:
     loop = error(410, "contact_merged", "merged", Link="</contacts/b>; rel=canonical")
     back = error(410, "contact_merged", "merged", Link="</contacts/a>; rel=canonical")
     fake = Fake({("GET", "/contacts/a"): [loop], ("GET", "/contacts/b"): [back]})
-    with pytest.raises(NotFound, match="merge chain"):
+    with pytest.raises(UpstreamNotFound, match="merge chain"):
         fake.client().get_contact("a")
 
 
 def test_a_link_to_itself_is_not_followed() -> None:
     fake = Fake({("GET", "/contacts/a"): [error(410, "m", "merged", Link="</contacts/a>; rel=canonical")]})
-    with pytest.raises(NotFound):
+    with pytest.raises(UpstreamNotFound):
         fake.client().get_contact("a")
     assert len(fake.seen) == 1
 
@@ -174,7 +166,7 @@ def test_a_404_is_followed_to_the_user_with_the_email_once() -> None:
             ("GET", "/contacts/user1"): [error(404, "not_found", "User Not Found")],
         }
     )
-    with pytest.raises(NotFound):
+    with pytest.raises(UpstreamNotFound):
         fake.client().get_contact("lead1", email="a@b.c")
     searches = fake.bodies("/contacts/search")
     assert len(searches) == 1
@@ -185,22 +177,17 @@ def test_a_404_is_followed_to_the_user_with_the_email_once() -> None:
             ("POST", "/contacts/search"): [httpx.Response(200, json={"type": "list", "data": []})],
         }
     )
-    with pytest.raises(NotFound):
+    with pytest.raises(UpstreamNotFound):
         nobody.client().get_contact("lead1", email="a@b.c")
 
 
-def test_search_walks_the_body_cursor_and_stops_on_a_repeated_one() -> None:
+def test_search_sends_its_cursor_and_sort_in_the_body() -> None:
     page = {"type": "list", "data": [{"id": "1"}], "pages": {"next": {"starting_after": "c1"}}}
     fake = Fake({("POST", "/contacts/search"): [httpx.Response(200, json=page)]})
-    ids = [
-        c["id"]
-        for c in fake.client().search_contacts(
-            {"field": "role", "operator": "=", "value": "user"},
-            sort={"field": "updated_at", "order": "ascending"},
-        )
-    ]
-    # The second page points at the same cursor again: a service bug must not loop forever.
-    assert ids == ["1", "1"]
+    client, query = fake.client(), {"field": "role", "operator": "=", "value": "user"}
+    found = client.search_page(query, sort={"field": "updated_at", "order": "ascending"})
+    assert [c["id"] for c in found.contacts] == ["1"] and found.next_cursor == "c1"
+    client.search_page(query, starting_after=found.next_cursor)
     first, second = fake.bodies("/contacts/search")
     assert first["pagination"] == {"per_page": 150}
     assert second["pagination"] == {"per_page": 150, "starting_after": "c1"}
@@ -254,7 +241,7 @@ def test_error_bodies_that_are_not_intercoms_envelope() -> None:
             ("GET", "/data_attributes"): [httpx.Response(400, json={"something": "else"})],
         }
     )
-    with pytest.raises(Unauthorized) as info:
+    with pytest.raises(CredentialsRejected) as info:
         fake.client().list_segments()
     assert not isinstance(info.value, ConnectionRevoked)
     with pytest.raises(Invalid):
@@ -297,7 +284,7 @@ def test_the_code_is_exchanged_with_its_trailing_equals() -> None:
 
 
 def test_a_refused_code_is_unauthorized_not_revoked() -> None:
-    with pytest.raises(Unauthorized) as info:
+    with pytest.raises(CredentialsRejected) as info:
         exchange_with(error(401, "unauthorized", "Unauthorized Code"))
     assert not isinstance(info.value, ConnectionRevoked)
     assert info.value.message == "Unauthorized Code"

@@ -17,14 +17,14 @@ from pydantic import BaseModel, Field, HttpUrl, ValidationError
 from shared import caches, settings
 from shared.api.pagination import decode_cursor, page
 from shared.api.resolver import json_response
-from shared.clients.errors import ConnectionRevoked, RateLimited, Unauthorized, UpstreamError
+from shared.clients.errors import ConnectionRevoked, CredentialsRejected, RateLimited, UpstreamError
 from shared.clients.intercom import IntercomClient
 from shared.domain.campaign_settings import CampaignSettings, named_attributes, validate
 from shared.domain.errors import ApiError, Conflict, NotFound, ValidationFailed, field_error
 from shared.observability import logger
 from shared.records import keys
 from shared.records.campaigns import CampaignStore
-from shared.records.connections import CONNECTED, REVOKED
+from shared.records.connections import REVOKED, AccessRevoked, NotConnected, usable
 from shared.records.referrals import Referrals
 from shared.records.referrals import public_view as referral_view
 from shared.wiring import Services, services
@@ -57,13 +57,10 @@ class UpstreamUnavailable(ApiError):
 
 def _connection(account: dict[str, Any]) -> dict[str, Any]:
     connection = _services().connections().get(account["account_id"])
-    status = (connection or {}).get("status")
-    if status == REVOKED:
-        raise Conflict("Intercom access was revoked; connect the workspace again.", code="connection_revoked")
-    if connection is None or status != CONNECTED:
-        raise Conflict(
-            "Connect an Intercom workspace first (POST /v1/intercom/connect).", code="not_connected"
-        )
+    if connection is not None and connection.get("status") == REVOKED:
+        raise AccessRevoked
+    if not usable(connection):
+        raise NotConnected
     return connection
 
 
@@ -73,14 +70,9 @@ def _upstream(account: dict[str, Any], service: str) -> Iterator[None]:
     try:
         yield
     except ConnectionRevoked as exc:
-        s = _settings()
-        _services().connections(publish_to=(s.signup_queue_url, s.sync_queue_url)).mark_revoked(
-            account["account_id"], "401 from Intercom"
-        )
-        raise Conflict(
-            "Intercom access was revoked; connect the workspace again.", code="connection_revoked"
-        ) from exc
-    except Unauthorized as exc:
+        _services().connections().revoked_by_intercom(account["account_id"])
+        raise AccessRevoked from exc
+    except CredentialsRejected as exc:
         raise Conflict(
             f"{service} rejected the account's credentials.", code="upstream_unauthorized"
         ) from exc
@@ -275,10 +267,9 @@ def setup_campaign(campaign_id: str, body: Annotated[dict[str, Any] | None, Body
     settings to set up (so attributes can exist before `PUT` validates them); else the stored ones."""
     account = _account()
     _own_campaign(account, campaign_id)
-    raw = body or _campaigns().get_settings(account["account_id"], campaign_id)
-    if raw is None:
+    parsed = _parse_settings(body) if body else _campaigns().settings(account["account_id"], campaign_id)
+    if parsed is None:
         raise Conflict("Send the settings to set up, or save them first.", code="settings_missing")
-    parsed = _parse_settings(raw)
     connection, client = _intercom(account)
     existing_names = {a["full_name"] for a in _cached(account, "attributes", True, _load_attributes)}
     created: list[str] = []
@@ -322,7 +313,7 @@ def put_referral_factory(body: ReferralFactoryKey) -> dict[str, Any]:
     }
     try:
         svc.referral_factory_for(candidate).list_campaigns()
-    except Unauthorized as exc:
+    except CredentialsRejected as exc:
         raise ValidationFailed(
             "Referral Factory rejected the key.",
             details=[field_error("api_key", "Referral Factory rejected it")],

@@ -14,11 +14,11 @@ from pydantic import BaseModel, HttpUrl
 
 from shared import caches, settings
 from shared.api.resolver import json_response, public_base_url
-from shared.clients.errors import ConnectionRevoked, Unauthorized, UpstreamError
+from shared.clients.errors import ConnectionRevoked, CredentialsRejected, UpstreamError
 from shared.clients.intercom import IntercomClient, exchange_code
 from shared.domain.errors import ApiError, BadRequest
 from shared.observability import logger, metrics
-from shared.records.connections import WorkspaceInfo, public_view
+from shared.records.connections import CONNECTED, WorkspaceInfo, public_view, usable
 from shared.records.oauth_states import OAuthStates
 from shared.wiring import Services, services
 
@@ -118,11 +118,11 @@ def _complete(code: str | None, state: str | None, denied: str | None) -> tuple[
             code, client_id=app.client_id, client_secret=app.client_secret, base_url=s.intercom_api_base
         )
         workspace = IntercomClient(token, base_url=s.intercom_api_base).me()
-    except Unauthorized as exc:
+    except CredentialsRejected as exc:
         raise ExchangeFailed("Intercom refused the authorization code; start connecting again.") from exc
     except UpstreamError as exc:
         raise IntercomUnavailable("Intercom could not be reached to finish connecting; try again.") from exc
-    connections = svc.connections(publish_to=(s.signup_queue_url, s.sync_queue_url))
+    connections = svc.connections()
     item = connections.connect(
         claim.account_id, WorkspaceInfo(workspace.id, workspace.name, workspace.region), token
     )
@@ -142,7 +142,7 @@ def callback(
     except ApiError as exc:
         return _failure(exc)
     if return_url:
-        return Response(status_code=302, headers={"Location": _with_status(return_url, "connected")}, body="")
+        return Response(status_code=302, headers={"Location": _with_status(return_url, CONNECTED)}, body="")
     view = public_view(item)
     if _wants_json():
         return json_response(view)
@@ -161,10 +161,9 @@ def get_connection() -> dict[str, Any]:
 def disconnect() -> Response[Any]:
     account = _account()
     svc = _services()
-    s = _settings()
-    connections = svc.connections(publish_to=(s.signup_queue_url, s.sync_queue_url))
+    connections = svc.connections()
     current = connections.get(account["account_id"])
-    if current and current.get("status") == "connected":
+    if usable(current):
         try:
             svc.intercom_for(current).uninstall()
         except ConnectionRevoked:

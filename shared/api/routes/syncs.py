@@ -13,13 +13,12 @@ from pydantic import BaseModel, model_validator
 from shared import caches, settings
 from shared.api.pagination import decode_cursor, page
 from shared.api.resolver import json_response
-from shared.domain.campaign_settings import CampaignSettings
 from shared.domain.errors import Conflict, NotFound
 from shared.flows.sync import Engine
 from shared.records import keys
 from shared.records.campaigns import CampaignStore
-from shared.records.connections import CONNECTED
-from shared.records.syncs import CANCELLED, QUEUED, RUNNING, public_view
+from shared.records.connections import NotConnected, usable
+from shared.records.syncs import CANCELLED, PAUSED, QUEUED, RUNNING, public_view
 from shared.wiring import Services, services
 
 router = APIGatewayRouter()
@@ -60,12 +59,10 @@ def start_sync(campaign_id: str, body: StartSync) -> Response[dict[str, Any]]:
     account = _account()
     svc = _services()
     connection = svc.connections().get(account["account_id"])
-    if not connection or connection.get("status") != CONNECTED:
-        raise Conflict(
-            "Connect an Intercom workspace first (POST /v1/intercom/connect).", code="not_connected"
-        )
-    raw = CampaignStore(svc.store).get_settings(account["account_id"], campaign_id)
-    if not raw or CampaignSettings.model_validate(raw).sync is None:
+    if not usable(connection):
+        raise NotConnected
+    campaign = CampaignStore(svc.store).settings(account["account_id"], campaign_id)
+    if campaign is None or campaign.sync is None:
         raise Conflict(
             f"Campaign {campaign_id} has no sync settings; PUT /v1/campaigns/{campaign_id}/intercom first.",
             code="settings_missing",
@@ -121,7 +118,7 @@ def get_sync(sync_id: str) -> dict[str, Any]:
 def cancel_sync(sync_id: str) -> Response[dict[str, Any]]:
     sync = _own_sync(sync_id)
     syncs = _engine().syncs
-    if not syncs.set_status(sync, CANCELLED, only_from=(QUEUED, RUNNING, "paused")):
+    if not syncs.set_status(sync, CANCELLED, only_from=(QUEUED, RUNNING, PAUSED)):
         raise Conflict(
             f"Sync {sync_id} is {sync['status']}; only a queued, running or paused sync stops.",
             code="sync_not_running",

@@ -1,0 +1,58 @@
+"""Handing a queue message back with a delay: the one loop both queue consumers run their handlers in.
+
+Work that cannot happen now (`Deferred`: another worker holds it, a search not yet trustworthy; a rate
+budget spent; Referral Factory or Intercom failing through the client's own retries) goes back to its
+queue with a delay instead of sleeping in a billed Lambda or waiting out the visibility timeout. A
+message handed back MAX_REQUEUES times is failed instead, so it ends in the DLQ (visible, redrivable).
+
+(The sync workers hand back the rest of a chunk, counted by progress, not by message: shared/flows/sync.py.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from shared import messages
+from shared.aws import queues
+from shared.clients.errors import RateLimited, Transient
+from shared.observability import logger
+
+# A message handed back this many times goes to the DLQ (visible, redrivable) instead.
+MAX_REQUEUES = 40
+# Referral Factory or Intercom kept failing through the client's own retries: try again this much later.
+TRANSIENT_RETRY_S = 5
+HANDED_BACK = "handed_back"
+
+R = TypeVar("R")
+
+
+class UnknownMessage(Exception):
+    """A kind the queue has no handler for: never acknowledged, so it stays visible (and then in the DLQ)."""
+
+
+def delay_for(later: Exception) -> int:
+    """How long to wait before trying the message again (seconds)."""
+    if isinstance(later, messages.Deferred):
+        return later.delay_s
+    if isinstance(later, RateLimited):
+        return int((later.retry_after or 1) + 1)
+    return TRANSIENT_RETRY_S
+
+
+def run_or_hand_back(message: dict[str, Any], queue_url: str, handle: Callable[[], R]) -> R | str:
+    """`handle()`'s result, or HANDED_BACK when the work cannot happen now and `message` went back to
+    `queue_url` with a delay (raises instead after MAX_REQUEUES)."""
+    try:
+        return handle()
+    except (messages.Deferred, RateLimited, Transient) as later:
+        delay = delay_for(later)
+        requeues = int(message.get("requeues") or 0)
+        if requeues >= MAX_REQUEUES:
+            raise
+        queues.send(queue_url, {**message, "requeues": requeues + 1}, delay_seconds=max(1, delay))
+        logger.info(
+            "handed back to the queue",
+            extra={"kind": message.get("kind"), "delay_s": delay, "reason": str(later)},
+        )
+        return HANDED_BACK
