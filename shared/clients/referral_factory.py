@@ -10,13 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 from shared.clients.errors import UpstreamError
 from shared.clients.http import DEFAULT_POLICY, Budget, HttpClient, RetryPolicy, error_for
+from shared.domain.rf_user import RfUser
 from shared.settings import DEFAULT_REFERRAL_FACTORY_API_BASE
 
 SERVICE = "referral_factory"
@@ -37,9 +38,12 @@ class Referrer:
     value: str | int
 
 
+T = TypeVar("T")
+
+
 @dataclass(frozen=True)
-class Page:
-    items: list[dict[str, Any]]
+class Page(Generic[T]):
+    items: list[T]
     page: int
     last_page: int
 
@@ -67,7 +71,7 @@ def _single(body: Any) -> dict[str, Any]:
     return dict(body) if isinstance(body, dict) else {}
 
 
-def _page(body: Any, page: int) -> Page:
+def _page(body: Any, page: int) -> Page[dict[str, Any]]:
     meta = body.get("meta") or {} if isinstance(body, dict) else {}
     data = body.get("data") if isinstance(body, dict) else None
     current = int(meta.get("current_page") or page)
@@ -127,9 +131,10 @@ class ReferralFactoryClient:
         return response.json()
 
     # -- users --------------------------------------------------------------------------------
-    def list_users(self, campaign_id: int, *, page: int = 1, per_page: int = MAX_PER_PAGE) -> Page:
+    def list_users(self, campaign_id: int, *, page: int = 1, per_page: int = MAX_PER_PAGE) -> Page[RfUser]:
         params = {"campaign_id": campaign_id, "page": page, "per_page": min(per_page, MAX_PER_PAGE)}
-        return _page(self._call("GET", "/users", params=params), page)
+        found = _page(self._call("GET", "/users", params=params), page)
+        return Page([RfUser.model_validate(item) for item in found.items], found.page, found.last_page)
 
     def create_user(
         self,
@@ -139,7 +144,7 @@ class ReferralFactoryClient:
         *,
         referrer: Referrer | None = None,
         meta: list[dict[str, Any]] | None = None,
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[RfUser, bool]:
         """The campaign's user with this email, and whether it was created now: a 422 for an email
         already in the campaign resolves to the user who has it."""
         body: dict[str, Any] = {"campaign_id": campaign_id, "email": email, "first_name": first_name}
@@ -149,16 +154,17 @@ class ReferralFactoryClient:
             body["meta"] = meta
         response = self._send("POST", "/users", json=body)
         if response.is_success:
-            return _single(response.json()), True
+            return RfUser.model_validate(_single(response.json())), True
         error = self._error(response)
         if response.status_code == 422 and _email_taken(error.fields):
             return self.get_user(email, campaign_id=campaign_id), False
         raise error
 
-    def get_user(self, identifier: str | int, *, campaign_id: int | None = None) -> dict[str, Any]:
+    def get_user(self, identifier: str | int, *, campaign_id: int | None = None) -> RfUser:
         """A user by id, code or email (an email is per campaign, so give `campaign_id` with one)."""
         params = {"campaign_id": campaign_id} if campaign_id is not None else None
-        return _single(self._call("GET", f"/users/{quote(str(identifier), safe='@')}", params=params))
+        body = self._call("GET", f"/users/{quote(str(identifier), safe='@')}", params=params)
+        return RfUser.model_validate(_single(body))
 
     def qualify(
         self,

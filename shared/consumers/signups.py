@@ -52,13 +52,13 @@ def _rf_event(message: dict[str, Any], svc: Services, settings: SignupProcessorS
         # Duplicates end here, at no cost to Referral Factory's budget, and before the account is
         # read and its key decrypted: every user a contact sync creates comes back this way.
         known = Referrals(svc.store).get(message["account_id"], message["campaign_id"], rf_user_id)
-        if known and known["intercom_status"] in PUSHED:
+        if known and known.intercom_status in PUSHED:
             return
     account = svc.accounts.get(message["account_id"])
     pusher = _pusher(svc, account)
     if not rf_user_id:
         found = pusher.ctx.rf.get_user(message["email"], campaign_id=int(message["campaign_id"]))
-        rf_user_id = str(found["id"])
+        rf_user_id = str(found.id)
     if message["event"] == "user.join":
         record = pusher.on_join(rf_user_id, via=message.get("via") or "webhook")
         logger.info(
@@ -66,10 +66,10 @@ def _rf_event(message: dict[str, Any], svc: Services, settings: SignupProcessorS
             extra={
                 "account_id": account["account_id"],
                 "rf_user_id": rf_user_id,
-                "intercom_status": record["intercom_status"],
+                "intercom_status": record.intercom_status,
             },
         )
-        metrics.add_metric(name=f"Signup_{record['intercom_status']}", unit="Count", value=1)
+        metrics.add_metric(name=f"Signup_{record.intercom_status}", unit="Count", value=1)
     else:
         pusher.on_counts_changed(rf_user_id, message["event"])
 
@@ -77,11 +77,7 @@ def _rf_event(message: dict[str, Any], svc: Services, settings: SignupProcessorS
 def _reconnected(message: dict[str, Any], svc: Services, settings: SignupProcessorSettings) -> None:
     """Push every signup that waited for the connection (one message each: nothing is lost)."""
     account_id = message["account_id"]
-    waiting = [
-        item
-        for item in svc.store.query_all(keys.referrals_pk(account_id))
-        if item.get("intercom_status") == WAITING
-    ]
+    waiting = Referrals(svc.store).waiting_for_connection(account_id)
     queues.send_batch(
         settings.signup_queue_url,
         [
@@ -89,11 +85,11 @@ def _reconnected(message: dict[str, Any], svc: Services, settings: SignupProcess
                 "kind": messages.RF_WEBHOOK,
                 "account_id": account_id,
                 "event": "user.join",
-                "rf_user_id": item["rf_user_id"],
-                "campaign_id": item["campaign_id"],
+                "rf_user_id": record.rf_user_id,
+                "campaign_id": record.campaign_id,
                 "via": "reconnect",
             }
-            for item in waiting
+            for record in waiting
         ],
     )
     logger.info("waiting signups released", extra={"account_id": account_id, "count": len(waiting)})
@@ -113,10 +109,10 @@ def _catch_up(message: dict[str, Any], svc: Services, settings: SignupProcessorS
     for page_number in range(1, CATCH_UP_MAX_PAGES + 1):
         page = rf.list_users(int(campaign_id), page=page_number)
         for user in page.items:
-            record = referrals.get(account_id, campaign_id, str(user["id"]))
-            if record is None or record["intercom_status"] in (NOT_PUSHED, WAITING):
+            record = referrals.get(account_id, campaign_id, str(user.id))
+            if record is None or record.intercom_status in (NOT_PUSHED, WAITING):
                 missed.append(user)
-        oldest = parse_timestamp(page.items[-1].get("signed_up_at")) if page.items else None
+        oldest = parse_timestamp(page.items[-1].signed_up_at) if page.items else None
         if not page.has_more or (oldest is not None and oldest < since):
             break
     queues.send_batch(
@@ -126,7 +122,7 @@ def _catch_up(message: dict[str, Any], svc: Services, settings: SignupProcessorS
                 "kind": messages.RF_WEBHOOK,
                 "account_id": account_id,
                 "event": "user.join",
-                "rf_user_id": str(u["id"]),
+                "rf_user_id": str(u.id),
                 "campaign_id": campaign_id,
                 "via": "catch_up",
             }

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from shared.domain.rf_user import RfUser
 
 CUSTOM_PREFIX = "custom_attributes."
 
 
 def rf_values(
-    user: Mapping[str, Any],
+    user: RfUser,
     *,
     campaign_name: str | None,
-    referrer: Mapping[str, Any] | None,
+    referrer: RfUser | None,
     counts: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The contract's Referral Factory fields for a user. For a Person Referring the referrer is the
@@ -20,18 +23,18 @@ def rf_values(
     referrer = referrer if referrer is not None else user
     counts = counts or {}
     return {
-        "first_name": user.get("first_name"),
-        "email": user.get("email"),
-        "referral_link": user.get("url"),
-        "referral_code": user.get("code"),
+        "first_name": user.first_name,
+        "email": user.email,
+        "referral_link": user.url,
+        "referral_code": user.code,
         "campaign_name": campaign_name,
-        "source": user.get("source"),
-        "signed_up_at": user.get("signed_up_at"),
+        "source": user.source,
+        "signed_up_at": user.signed_up_at,
         "referrals_count": counts.get("referrals_count", 0),
         "converted_referrals_count": counts.get("converted_referrals_count", 0),
-        "referrer_first_name": referrer.get("first_name"),
-        "referrer_email": referrer.get("email"),
-        "referrer_referral_link": referrer.get("url"),
+        "referrer_first_name": referrer.first_name,
+        "referrer_email": referrer.email,
+        "referrer_referral_link": referrer.url,
     }
 
 

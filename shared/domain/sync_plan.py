@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.domain.field_mapping import changed_fields, contact_body, get_attribute, rf_values
+
+if TYPE_CHECKING:
+    from shared.domain.rf_user import RfUser
 
 # Intercom's search matches dates by calendar day in the workspace's timezone (reference §3.5): an
 # ongoing pass asks for a day more than it needs and filters on its side.
@@ -84,7 +87,7 @@ class ReturnWrite:
 
 def return_write(
     contact: Mapping[str, Any],
-    rf_user: Mapping[str, Any],
+    rf_user: RfUser,
     counts: Mapping[str, int],
     return_mapping: Mapping[str, str],
     *,

@@ -14,13 +14,14 @@ from shared.clients.intercom import parse_timestamp
 from shared.flows.qualify import NO_REFERRAL
 from shared.observability import logger, metrics
 from shared.records.connections import NOT_CONNECTED
+from shared.records.referrals import ReferralEvent
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from shared.clients.intercom import IntercomClient
     from shared.flows.qualify import Qualifier
-    from shared.records.referrals import Referrals
+    from shared.records.referrals import Referral, Referrals
 
 MERGED = "contact.merged"
 NOTHING_TO_LOOK_AT = "no_qualifying_value"
@@ -43,9 +44,7 @@ def handle_notification(
     if topic not in REMOVED and not message.get("trimmed") and not qualifier().worth_a_look(item):
         # No qualifying value for any campaign: nothing to look up (most updates end here).
         return NOTHING_TO_LOOK_AT
-    linked = [
-        r for r in referrals.by_contact(workspace, str(item["id"])) if r.get("account_id") == account_id
-    ]
+    linked = [r for r in referrals.by_contact(workspace, str(item["id"])) if r.account_id == account_id]
     if not linked:
         return NO_REFERRAL
     if topic in REMOVED:
@@ -68,15 +67,17 @@ def _merged(message: dict[str, Any], referrals: Referrals, workspace: str, accou
         return "merge_without_merged_from"
     moved = 0
     for record in referrals.by_contact(workspace, str(gone)):
-        if record.get("account_id") != account_id:
+        if record.account_id != account_id:
             continue
-        fresh = referrals.get(account_id, str(record["campaign_id"]), str(record["rf_user_id"]))
-        if fresh is None or fresh.get("intercom_contact_id") != str(gone):
+        fresh = referrals.get(account_id, record.campaign_id, record.rf_user_id)
+        if fresh is None or fresh.intercom_contact_id != str(gone):
             continue  # moved already (a repeat) or since
         referrals.update(
             fresh,
             {"intercom_contact_id": survivor, "workspace_id": workspace},
-            {"kind": "contact_merged", "via": "webhook", "details": {"from": str(gone), "into": survivor}},
+            ReferralEvent(
+                kind="contact_merged", via="webhook", details={"from": str(gone), "into": survivor}
+            ),
         )
         moved += 1
     logger.info("merge handled", extra={"from": gone, "into": survivor, "referrals_moved": moved})
@@ -84,17 +85,14 @@ def _merged(message: dict[str, Any], referrals: Referrals, workspace: str, accou
     return "merged" if moved else NO_REFERRAL
 
 
-def _removed(kind: str, linked: list[dict[str, Any]], referrals: Referrals, contact_id: str) -> str:
+def _removed(kind: str, linked: list[Referral], referrals: Referrals, contact_id: str) -> str:
     for record in linked:
-        fresh = referrals.get(
-            str(record["account_id"]), str(record["campaign_id"]), str(record["rf_user_id"])
-        )
+        fresh = referrals.get(record.account_id, record.campaign_id, record.rf_user_id)
         if fresh is None:
             continue
-        if any(
-            e.get("kind") == kind and (e.get("details") or {}).get("contact_id") == contact_id
-            for e in fresh.get("events") or []
-        ):
+        if any(e.kind == kind and e.details.get("contact_id") == contact_id for e in fresh.events):
             continue  # recorded already
-        referrals.update(fresh, {}, {"kind": kind, "via": "webhook", "details": {"contact_id": contact_id}})
+        referrals.update(
+            fresh, {}, ReferralEvent(kind=kind, via="webhook", details={"contact_id": contact_id})
+        )
     return kind

@@ -18,9 +18,10 @@ from shared.records.referrals import COUNTS, EXISTING_SKIPPED
 
 if TYPE_CHECKING:
     from shared.clients.intercom import IntercomClient
+    from shared.domain.rf_user import RfUser
     from shared.records.campaigns import CampaignStore
     from shared.records.connections import Connections
-    from shared.records.referrals import Referrals
+    from shared.records.referrals import Referral, Referrals
 
 # Writes of one referrer's counts before leaving the rest to the next change (see `Counts.write`).
 COUNT_WRITE_ROUNDS = 3
@@ -34,18 +35,16 @@ class Counts:
     connections: Connections
     intercom_for: Callable[[dict[str, Any]], IntercomClient]
 
-    def referrer_of(
-        self, invited: dict[str, Any], rf_user: Callable[[str], dict[str, Any]]
-    ) -> dict[str, Any]:
+    def referrer_of(self, invited: Referral, rf_user: Callable[[str], RfUser]) -> Referral:
         """The invited referral's referrer record, created from its Referral Factory user (`rf_user`,
         read only then) on first sight."""
-        campaign_id, referrer_id = str(invited["campaign_id"]), str(invited["referrer_rf_user_id"])
+        campaign_id, referrer_id = invited.campaign_id, str(invited.referrer_rf_user_id)
         referrer = self.referrals.get(self.account_id, campaign_id, referrer_id)
         if referrer is None:
             referrer = self.referrals.ensure(self.account_id, campaign_id, rf_user(referrer_id))
         return referrer
 
-    def write(self, referrer: dict[str, Any] | None) -> bool:
+    def write(self, referrer: Referral | None) -> bool:
         """Write the referrer's counts to its Intercom contact where the campaign's
         `sync.return_mapping` maps them; only values that changed are written. True if it wrote.
 
@@ -53,17 +52,17 @@ class Counts:
         count, and the older one's PUT may land last. So after its PUT a writer reads the record
         again and writes once more if the counts moved on: whichever PUT lands last, its writer
         then saw the latest counts, and a count that changes later brings its own writer."""
-        if not referrer or not referrer.get("intercom_contact_id"):
+        if not referrer or not referrer.intercom_contact_id:
             return False  # pending until the referrer has a contact
-        if referrer.get("intercom_status") == EXISTING_SKIPPED:
+        if referrer.intercom_status == EXISTING_SKIPPED:
             # `duplicates: skip` never touches an existing contact, counts included.
             self.referrals.counts_settled(referrer)
             return False
-        settings = self.campaigns.settings(self.account_id, str(referrer["campaign_id"]))
+        settings = self.campaigns.settings(self.account_id, referrer.campaign_id)
         mapping = settings.sync.return_mapping if settings and settings.sync else {}
         fields = {f: mapping[f] for f in COUNTS if f in mapping}
-        written: dict[str, Any] = referrer.get("written_counts") or {}
-        wanted = {attribute: int(referrer.get(f) or 0) for f, attribute in fields.items()}
+        written = referrer.written_counts
+        wanted = {attribute: referrer.counts[f] for f, attribute in fields.items()}
         changed = {k: v for k, v in wanted.items() if written.get(k) != v}
         if not changed:
             self.referrals.counts_settled(referrer)
@@ -76,10 +75,10 @@ class Counts:
             body: dict[str, Any] = {}
             for attribute, value in changed.items():
                 set_attribute(body, attribute, value)
-            client.update_contact(str(referrer["intercom_contact_id"]), body)
+            client.update_contact(str(referrer.intercom_contact_id), body)
             written = {**written, **changed}
             referrer = self.referrals.update(referrer, {"written_counts": written})
-            now = {attribute: int(referrer.get(f) or 0) for f, attribute in fields.items()}
+            now = {attribute: referrer.counts[f] for f, attribute in fields.items()}
             # Compared with what this writer sent, not with `written_counts`: another writer may have
             # recorded the latest counts before this writer's older PUT landed.
             changed = {k: v for k, v in now.items() if wanted.get(k) != v}
@@ -89,6 +88,6 @@ class Counts:
             wanted = now
         logger.warning(
             "referrer's counts kept changing while being written; the next change writes them",
-            extra={"account_id": self.account_id, "rf_user_id": referrer.get("rf_user_id")},
+            extra={"account_id": self.account_id, "rf_user_id": referrer.rf_user_id},
         )
         return True

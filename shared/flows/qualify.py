@@ -45,7 +45,7 @@ from shared.domain.qualification import (
 )
 from shared.flows.counts import Counts
 from shared.observability import logger, metrics
-from shared.records.referrals import Referrals
+from shared.records.referrals import Referral, ReferralEvent, Referrals
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -93,8 +93,8 @@ class QualifyOutcome(BaseModel):
 
 def qualify_in_referral_factory(*, request: QualifyRequest, rf: ReferralFactoryClient) -> QualifyOutcome:
     user = rf.get_user(request.rf_user_id)
-    if user.get("qualified_at"):
-        return QualifyOutcome(called=False, qualified_at=parse_timestamp(user["qualified_at"]))
+    if user.qualified_at:
+        return QualifyOutcome(called=False, qualified_at=parse_timestamp(user.qualified_at))
     answer = rf.qualify(user_id=request.rf_user_id, sale_value=request.sale_value)
     return QualifyOutcome(called=True, qualified_at=parse_timestamp(answer.get("qualified_at")))
 
@@ -201,14 +201,12 @@ class Qualifier:
         watches = self.watches()
         return worth_a_look({w.attribute: get_attribute(contact, w.attribute) for w in watches}, watches)
 
-    def qualification_for(self, record: dict[str, Any]) -> Qualification | None:
-        settings = self.settings(str(record["campaign_id"]))
-        person = getattr(settings, str(record.get("type")), None) if settings else None
+    def qualification_for(self, record: Referral) -> Qualification | None:
+        settings = self.settings(record.campaign_id)
+        person = getattr(settings, record.type, None) if settings else None
         return person.qualification if person else None
 
-    def observe(
-        self, record: dict[str, Any], contact: dict[str, Any], *, via: str, observed_at: int | None
-    ) -> str:
+    def observe(self, record: Referral, contact: dict[str, Any], *, via: str, observed_at: int | None) -> str:
         """Act on the referral's contact as observed (a notification's item, a search result); returns
         why it did or did not qualify. `observed_at` orders webhook observations; the sweep, which
         sees the contact as it is now, passes None.
@@ -217,19 +215,17 @@ class Qualifier:
         only to rule a change out (a qualified referral never goes back to pending); anything that
         writes is decided again on the record read from the table."""
         decision, value = self._decide(record, contact, observed_at)
-        uncounted = bool(record.get("referrer_rf_user_id")) and not record.get("converted_count_written")
+        uncounted = bool(record.referrer_rf_user_id) and not record.converted_count_written
         if decision.qualify or decision.remember_seen or (decision.reason == ALREADY_QUALIFIED and uncounted):
-            fresh = self.ctx.referrals.get(
-                self.account_id, str(record["campaign_id"]), str(record["rf_user_id"])
-            )
+            fresh = self.ctx.referrals.get(self.account_id, record.campaign_id, record.rf_user_id)
             if fresh is None:
                 return NO_REFERRAL
             decision, value = self._decide(fresh, contact, observed_at)
             record = fresh
-        if decision.reason == ALREADY_QUALIFIED and uncounted and not record.get("converted_count_written"):
+        if decision.reason == ALREADY_QUALIFIED and uncounted and not record.converted_count_written:
             # A retry after a crash between marking and counting still counts (at most once).
             self._count(record)
-        seen_at = int(record.get("qualification_seen_at") or record.get("pushed_at") or 0)
+        seen_at = int(record.qualification_seen_at or record.pushed_at or 0)
         if decision.remember_seen and (observed_at is None or observed_at >= seen_at):
             self.ctx.referrals.update(
                 record,
@@ -244,24 +240,24 @@ class Qualifier:
         return decision.reason
 
     def _decide(
-        self, record: dict[str, Any], contact: dict[str, Any], observed_at: int | None
+        self, record: Referral, contact: dict[str, Any], observed_at: int | None
     ) -> tuple[Decision, Any]:
-        if record.get("status") == QUALIFIED:
+        if record.status == QUALIFIED:
             return Decision(False, ALREADY_QUALIFIED), None
         q = self.qualification_for(record)
         if q is None:
             return Decision(False, NO_QUALIFICATION), None
         value = get_attribute(contact, q.attribute)
-        existing = record.get("intercom_status") == EXISTING_UPDATED
-        seen_at = record.get("qualification_seen_at") or record.get("pushed_at")
+        existing = record.intercom_status == EXISTING_UPDATED
+        seen_at = record.qualification_seen_at or record.pushed_at
         decision = decide(
-            status=record.get("status"),
-            can_qualify=bool(record.get("can_qualify")),
-            intercom_status=record.get("intercom_status"),
+            status=record.status,
+            can_qualify=bool(record.can_qualify),
+            intercom_status=record.intercom_status,
             qualifying_values=q.qualifying_values,
             initial_value=q.initial_value,
             value=value,
-            seen_value=record.get("qualification_seen_value"),
+            seen_value=record.qualification_seen_value,
             observed_at=observed_at,
             # Only an existing contact has a value the product saw; a created one has no earlier state.
             seen_at=int(seen_at) if existing and seen_at else None,
@@ -275,11 +271,11 @@ class Qualifier:
         return parse_sale_value(get_attribute(contact, settings.commission.sale_value_attribute))
 
     def _qualify(
-        self, record: dict[str, Any], contact: dict[str, Any], *, value: Any, via: str, reason: str
+        self, record: Referral, contact: dict[str, Any], *, value: Any, via: str, reason: str
     ) -> None:
-        campaign_id, rf_user_id = str(record["campaign_id"]), str(record["rf_user_id"])
+        campaign_id, rf_user_id = record.campaign_id, record.rf_user_id
         sale = self._sale_value(campaign_id, contact)
-        attempted_before = record.get("qualify_attempted_at")
+        attempted_before = record.qualify_attempted_at
         if not attempted_before:
             # Tells a retry that a qualified user in Referral Factory may be our own earlier call.
             record = self.ctx.referrals.update(record, {"qualify_attempted_at": int(self.ctx.clock())})
@@ -313,7 +309,7 @@ class Qualifier:
                 "qualified_at": outcome.qualified_at or int(self.ctx.clock()),
                 "sale_value": details["sale_value"],
             },
-            {"kind": "qualified", "via": via, "details": details},
+            ReferralEvent(kind="qualified", via=via, details=details),
         )
         if marked is None:
             return
@@ -332,19 +328,19 @@ class Qualifier:
         )
         self._count(marked)
 
-    def _count(self, invited: dict[str, Any]) -> None:
+    def _count(self, invited: Referral) -> None:
         """Add the qualified referral to its referrer's converted count (once) and write the counts
         to the referrer's contact through the one writer (only values that changed)."""
-        referrer_id = invited.get("referrer_rf_user_id")
+        referrer_id = invited.referrer_rf_user_id
         if not referrer_id:
             return
-        campaign_id = str(invited["campaign_id"])
+        campaign_id = invited.campaign_id
         referrals = self.ctx.referrals
         counts = Counts(
             self.account_id, referrals, self.ctx.campaigns, self.ctx.connections, self.ctx.intercom_for
         )
         referrer = counts.referrer_of(invited, lambda rf_user_id: self.ctx.rf.get_user(int(rf_user_id)))
-        if not invited.get("counted_converted"):
+        if not invited.counted_converted:
             referrals.count_for_referrer(invited, referrer, converted=True)
         try:
             counts.write(referrals.get(self.account_id, campaign_id, str(referrer_id)))

@@ -31,12 +31,17 @@ from shared.records.referrals import (
     PERSON_INVITED,
     PUSHED,
     WAITING,
+    AttributeValue,
+    Referral,
+    ReferralChanges,
+    ReferralEvent,
     Referrals,
 )
 
 if TYPE_CHECKING:
     from shared.clients.intercom import IntercomClient
     from shared.clients.referral_factory import ReferralFactoryClient
+    from shared.domain.rf_user import RfUser
     from shared.records.campaigns import CampaignStore
     from shared.records.connections import Connections
 
@@ -66,36 +71,36 @@ class SignupPusher:
     def __init__(self, ctx: PushContext) -> None:
         self.ctx = ctx
         self.account_id = str(ctx.account["account_id"])
-        self._users: dict[str, dict[str, Any]] = {}
+        self._users: dict[str, RfUser] = {}
         self.counts = Counts(self.account_id, ctx.referrals, ctx.campaigns, ctx.connections, ctx.intercom_for)
 
     # -- entry points ---------------------------------------------------------------------------
-    def on_join(self, rf_user_id: str, *, via: str) -> dict[str, Any]:
+    def on_join(self, rf_user_id: str, *, via: str) -> Referral:
         user = self._rf_user(rf_user_id)
         return self.push(user, via=via)
 
-    def on_counts_changed(self, rf_user_id: str, event: str) -> dict[str, Any] | None:
+    def on_counts_changed(self, rf_user_id: str, event: str) -> Referral | None:
         """`user.qualified` / `reward.issued`: record it and refresh the referrer's counts; never
         create a contact."""
         user = self._rf_user(rf_user_id)
-        campaign_id = str(user["campaign_id"])
+        campaign_id = str(user.campaign_id)
         record = self.ctx.referrals.ensure(self.account_id, campaign_id, user)
         record = self.ctx.referrals.update(
-            record, {}, {"kind": event, "via": "referral_factory", "details": {}}
+            record, {}, ReferralEvent(kind=event, via="referral_factory", details={})
         )
-        if record.get("referrer_rf_user_id") and user.get("qualified_at"):
+        if record.referrer_rf_user_id and user.qualified_at:
             self._count(record, converted=True)
         return record
 
-    def push(self, user: dict[str, Any], *, via: str) -> dict[str, Any]:
-        campaign_id = str(user["campaign_id"])
+    def push(self, user: RfUser, *, via: str) -> Referral:
+        campaign_id = str(user.campaign_id)
         record = self.ctx.referrals.ensure(self.account_id, campaign_id, user)
-        if record.get("referrer_rf_user_id"):
+        if record.referrer_rf_user_id:
             self._count(record, converted=False)
-        if record["intercom_status"] in PUSHED:
+        if record.intercom_status in PUSHED:
             return record
         settings = self.ctx.campaigns.settings(self.account_id, campaign_id)
-        person: PersonSettings | None = getattr(settings, record["type"]) if settings else None
+        person: PersonSettings | None = getattr(settings, record.type) if settings else None
         connection = self.ctx.connections.get(self.account_id)
         if person is None or person.action == "none":
             return self._hold(
@@ -109,47 +114,45 @@ class SignupPusher:
             )
         except ConnectionRevoked:
             self.ctx.connections.revoked_by_intercom(self.account_id)
-            fresh = self.ctx.referrals.get(self.account_id, campaign_id, record["rf_user_id"]) or record
+            fresh = self.ctx.referrals.get(self.account_id, campaign_id, record.rf_user_id) or record
             return self._hold(fresh, WAITING, "waiting_for_connection", via)
-        if pushed.get("referrals_count") or pushed.get("converted_referrals_count"):
+        if pushed.referrals_count or pushed.converted_referrals_count:
             # Friends counted while this referrer had no contact yet had nothing to write to; the
             # record returned by the write that stored the contact id holds every such count.
             self.counts.write(pushed)
         return pushed
 
-    def _hold(self, record: dict[str, Any], status: str, kind: str, via: str) -> dict[str, Any]:
+    def _hold(self, record: Referral, status: str, kind: str, via: str) -> Referral:
         """Record why the signup was not pushed (once per reason): visible, never dropped."""
-        if record["intercom_status"] == status and any(
-            e.get("kind") == kind for e in record.get("events") or []
-        ):
+        if record.intercom_status == status and any(e.kind == kind for e in record.events):
             return record
         return self.ctx.referrals.update(
-            record, {"intercom_status": status}, {"kind": kind, "via": via, "details": {}}
+            record, {"intercom_status": status}, ReferralEvent(kind=kind, via=via, details={})
         )
 
     # -- Intercom -----------------------------------------------------------------------------
     def _push_to_intercom(
         self,
         *,
-        record: dict[str, Any],
-        user: dict[str, Any],
+        record: Referral,
+        user: RfUser,
         person: PersonSettings,
         connection: dict[str, Any],
         via: str,
-    ) -> dict[str, Any]:
+    ) -> Referral:
         intercom = self.ctx.intercom_for(connection)
         before = self.ctx.referrals.claim_push(record, PUSH_LEASE_S)
         if before is None:
             raise messages.Deferred("another worker is pushing this signup", PUSH_LEASE_S // 4)
-        if before.get("intercom_status") in PUSHED:
+        if before.intercom_status in PUSHED:
             return before
-        earlier_claim = before.get("push_claimed_at")
+        earlier_claim = before.push_claimed_at
         now = self.ctx.clock()
         if earlier_claim and now - earlier_claim < SEARCH_TRUST_DELAY_S:
             wait = int(SEARCH_TRUST_DELAY_S - (now - earlier_claim)) + 1
             raise messages.Deferred("an earlier attempt may have created the contact", wait)
         outcome: dict[str, Any] = {"record": record, "connection": connection, "person": person, "via": via}
-        existing = self._find_by_email(intercom, str(user.get("email") or ""))
+        existing = self._find_by_email(intercom, str(user.email or ""))
         if earlier_claim and existing and int(existing.get("created_at") or 0) >= int(earlier_claim) - 5:
             # Created by the attempt that claimed before us and died before recording it.
             return self._record(**outcome, contact=existing, status=CREATED, seen=None)
@@ -186,14 +189,14 @@ class SignupPusher:
     def _existing(
         self,
         *,
-        record: dict[str, Any],
+        record: Referral,
         connection: dict[str, Any],
         person: PersonSettings,
         via: str,
         intercom: IntercomClient,
         contact: dict[str, Any],
-        user: dict[str, Any],
-    ) -> dict[str, Any]:
+        user: RfUser,
+    ) -> Referral:
         outcome: dict[str, Any] = {
             "record": record,
             "connection": connection,
@@ -213,20 +216,16 @@ class SignupPusher:
 
     def _new_contact_body(
         self,
-        record: dict[str, Any],
-        user: dict[str, Any],
+        record: Referral,
+        user: RfUser,
         person: PersonSettings,
         *,
         for_existing: bool = False,
     ) -> dict[str, Any]:
         referrer = self._referrer_user(record, user)
-        values = rf_values(
-            user, campaign_name=self._campaign_name(str(user["campaign_id"])), referrer=referrer
-        )
+        values = rf_values(user, campaign_name=self._campaign_name(str(user.campaign_id)), referrer=referrer)
         mapped = contact_body(person.mapping, values)
-        referrer_part = (
-            contact_body(person.referrer_mapping, values) if record["type"] == PERSON_INVITED else {}
-        )
+        referrer_part = contact_body(person.referrer_mapping, values) if record.type == PERSON_INVITED else {}
         defaults: dict[str, Any] = {}
         for attribute, value in person.defaults.items():
             set_attribute(defaults, attribute, value)
@@ -253,17 +252,17 @@ class SignupPusher:
     def _record(
         self,
         *,
-        record: dict[str, Any],
+        record: Referral,
         connection: dict[str, Any],
         contact: dict[str, Any],
         status: str,
         person: PersonSettings,
         via: str,
-        seen: Any,
+        seen: AttributeValue,
         details: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> Referral:
         can_qualify = person.qualification is not None and status in (CREATED, EXISTING_UPDATED)
-        changes = {
+        changes: ReferralChanges = {
             "intercom_contact_id": str(contact["id"]),
             "workspace_id": connection["workspace_id"],
             "intercom_status": status,
@@ -279,21 +278,21 @@ class SignupPusher:
         return self.ctx.referrals.update(
             record,
             changes,
-            {"kind": kind, "via": via, "details": {"contact_id": str(contact["id"]), **(details or {})}},
+            ReferralEvent(kind=kind, via=via, details={"contact_id": str(contact["id"]), **(details or {})}),
         )
 
     # -- referrers ----------------------------------------------------------------------------
-    def _rf_user(self, rf_user_id: str | int) -> dict[str, Any]:
+    def _rf_user(self, rf_user_id: str | int) -> RfUser:
         """A Referral Factory user, read once per message (the source of truth, within its budget)."""
         key = str(rf_user_id)
         if key not in self._users:
             self._users[key] = self.ctx.rf.get_user(int(rf_user_id))
         return self._users[key]
 
-    def _referrer_user(self, record: dict[str, Any], user: dict[str, Any]) -> dict[str, Any] | None:
-        if record["type"] != PERSON_INVITED or not user.get("referrer_id"):
+    def _referrer_user(self, record: Referral, user: RfUser) -> RfUser | None:
+        if record.type != PERSON_INVITED or not user.referrer_id:
             return None
-        return self._rf_user(user["referrer_id"])
+        return self._rf_user(user.referrer_id)
 
     def _campaign_name(self, campaign_id: str) -> str | None:
         key = (self.account_id, campaign_id)
@@ -304,9 +303,9 @@ class SignupPusher:
             _CAMPAIGN_NAMES[key] = cached
         return cached[0]
 
-    def _count(self, invited: dict[str, Any], *, converted: bool) -> None:
+    def _count(self, invited: Referral, *, converted: bool) -> None:
         referrer = self.counts.referrer_of(invited, self._rf_user)
         if self.ctx.referrals.count_for_referrer(invited, referrer, converted=converted):
             self.counts.write(
-                self.ctx.referrals.get(self.account_id, str(invited["campaign_id"]), referrer["rf_user_id"])
+                self.ctx.referrals.get(self.account_id, invited.campaign_id, referrer.rf_user_id)
             )

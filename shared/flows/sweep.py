@@ -141,11 +141,11 @@ def _observe(
     qualified = 0
     for record in referrals.by_contact(workspace_id, str(contact["id"])):
         if (
-            record.get("account_id") != account_id
-            or str(record.get("campaign_id")) != campaign_id
-            or record.get("type") != person
-            or record.get("status") != PENDING
-            or not record.get("can_qualify")
+            record.account_id != account_id
+            or record.campaign_id != campaign_id
+            or record.type != person
+            or record.status != PENDING
+            or not record.can_qualify
         ):
             continue
         try:

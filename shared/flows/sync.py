@@ -38,6 +38,7 @@ from shared.clients.http import RetryPolicy
 from shared.clients.intercom import SEARCH_PAGE_SIZE
 from shared.domain.campaign_settings import CampaignSettings
 from shared.domain.qualification import EXISTING_UPDATED
+from shared.domain.rf_user import RfUser
 from shared.domain.sync_plan import (
     ReturnWrite,
     audience_query,
@@ -52,7 +53,7 @@ from shared.records import keys
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import usable
 from shared.records.due_work import due_item
-from shared.records.referrals import Referrals
+from shared.records.referrals import COUNTS, Referral, ReferralChanges, ReferralEvent, Referrals
 from shared.records.syncs import (
     ACTIVE,
     CANCELLED,
@@ -427,20 +428,21 @@ class ChunkWorker:
         linked = [
             r
             for r in self.referrals.by_contact(self.connection["workspace_id"], str(contact["id"]))
-            if r.get("account_id") == account_id and str(r.get("campaign_id")) == campaign_id
+            if r.account_id == account_id and r.campaign_id == campaign_id
         ]
         sync_id = self.sync["sync_id"]
         if linked:
             record = linked[0]
-            user = {
-                "id": record["rf_user_id"],
-                "url": record.get("rf_url"),
-                "code": record.get("rf_code"),
-                "email": record.get("email"),
-                "first_name": record.get("first_name"),
-            }
+            user = RfUser(
+                id=int(record.rf_user_id),
+                campaign_id=int(record.campaign_id),
+                url=record.rf_url,
+                code=record.rf_code,
+                email=record.email,
+                first_name=record.first_name,
+            )
             # A retry after a crash counts what this sync already did, not what is left to do.
-            created = record.get("created_by_sync") == sync_id
+            created = record.created_by_sync == sync_id
             write = None
         else:
             fields = inbound_fields(contact, sync_settings.inbound_mapping)
@@ -457,22 +459,24 @@ class ChunkWorker:
             write = self._write(contact, user, record)
         if write.needed:
             self.intercom.update_contact(str(contact["id"]), write.body, email=contact.get("email"))
-            if record.get("written_by_sync") != sync_id:
+            if record.written_by_sync != sync_id:
                 self.referrals.update(record, {"written_by_sync": sync_id})
-        updated = write.needed or record.get("written_by_sync") == sync_id
+        updated = write.needed or record.written_by_sync == sync_id
         self._count(created=created, updated=updated, skipped=not created and not updated)
 
     def _link_new(
-        self, contact: dict[str, Any], user: dict[str, Any], created: bool
-    ) -> tuple[dict[str, Any], ReturnWrite | None]:
+        self, contact: dict[str, Any], user: RfUser, created: bool
+    ) -> tuple[Referral, ReturnWrite | None]:
         """The user's record linked to the contact: one write when the record is new, the usual case
         (it says already that this sync writes the contact back, when it must); a read and a write
         when it exists (a signup got there first), and then its counts decide the write-back."""
         account_id, campaign_id = str(self.account["account_id"]), str(self.sync["campaign_id"])
         sync_id, contact_id = self.sync["sync_id"], str(contact["id"])
-        event = {"kind": "linked", "via": "sync", "details": {"contact_id": contact_id, "sync_id": sync_id}}
-        link = {"rf_url": user.get("url"), "rf_code": user.get("code"), "first_name": user.get("first_name")}
-        write = self._write(contact, user, {})
+        event = ReferralEvent(
+            kind="linked", via="sync", details={"contact_id": contact_id, "sync_id": sync_id}
+        )
+        link: ReferralChanges = {"rf_url": user.url, "rf_code": user.code, "first_name": user.first_name}
+        write = self._write(contact, user, None)
         record = self.referrals.create_linked(
             account_id,
             campaign_id,
@@ -496,22 +500,18 @@ class ChunkWorker:
                 **link,
                 "intercom_contact_id": contact_id,
                 "workspace_id": self.connection["workspace_id"],
-                "intercom_status": record["intercom_status"]
-                if record.get("intercom_contact_id")
-                else EXISTING_UPDATED,
-                "created_by_sync": sync_id if created else record.get("created_by_sync"),
+                "intercom_status": record.intercom_status if record.intercom_contact_id else EXISTING_UPDATED,
+                "created_by_sync": sync_id if created else record.created_by_sync,
             },
             event,
         )
         return record, None
 
-    def _write(self, contact: dict[str, Any], user: dict[str, Any], record: dict[str, Any]) -> ReturnWrite:
+    def _write(self, contact: dict[str, Any], user: RfUser, record: Referral | None) -> ReturnWrite:
+        """What the contact needs written back; a referral not yet recorded has no counts."""
         sync_settings = self.settings.sync
         assert sync_settings is not None
-        counts = {
-            "referrals_count": int(record.get("referrals_count") or 0),
-            "converted_referrals_count": int(record.get("converted_referrals_count") or 0),
-        }
+        counts = record.counts if record is not None else dict.fromkeys(COUNTS, 0)
         return return_write(
             contact,
             user,

@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from shared.aws.store import Store
 from shared.domain.signatures import hub_signature
-from shared.records.referrals import Referrals
+from shared.records.referrals import Referral, ReferralEvent, Referrals
 from tests.factories import LambdaContext, api_event, body_of, sqs_event
 from tests.functional.conftest import ADMIN_TOKEN, INTERCOM_CLIENT_SECRET
 from tests.functional.oauth_flow import account_call, connect
@@ -295,7 +295,7 @@ def rf_requests(world: World) -> int:
     return sum(httpx.get(f"{world.emulators.referral_factory}/_emulator/stats").json()["requests"].values())
 
 
-def referral(world: World, person: dict[str, Any]) -> dict[str, Any]:
+def referral(world: World, person: dict[str, Any]) -> Referral:
     record = Referrals(Store(world.aws.refs["MainTable"])).get(
         world.setup["account"]["account_id"], str(person["campaign_id"]), str(person["id"])
     )
@@ -311,8 +311,8 @@ def listed(world: World, person: dict[str, Any]) -> dict[str, Any]:
     return dict(view)
 
 
-def qualified_events(record: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for e in record["events"] if e["kind"] == "qualified"]
+def qualified_events(record: Referral) -> list[ReferralEvent]:
+    return [e for e in record.events if e.kind == "qualified"]
 
 
 # -- tests ------------------------------------------------------------------------------------------
@@ -328,7 +328,7 @@ def test_a_flip_qualifies_once_with_the_sale_value_and_refreshes_the_referrer(wo
     view = listed(world, fred)
     assert view["status"] == "qualified" and view["sale_value"] == 120.5 and view["qualified_at"]
     assert [e["kind"] for e in view["events"]] == ["contact_created", "qualified"]
-    [event] = qualified_events(view)
+    [event] = [e for e in view["events"] if e["kind"] == "qualified"]
     assert event["via"] == "webhook"
     assert event["details"]["sale_value"] == 120.5 and event["details"]["sale_value_note"] is None
     rita = next(
@@ -384,10 +384,10 @@ def test_duplicated_shuffled_and_dropped_notifications_end_with_each_qualified_o
         user = users[person["id"]]
         assert user["qualify_calls"] == 1 and user["amount"] == 10 * (i + 1)
         [event] = qualified_events(referral(world, person))
-        assert event["via"] == ("sweep" if i < 2 else "webhook")
+        assert event.via == ("sweep" if i < 2 else "webhook")
     for person in untouched:
         assert users[person["id"]]["qualify_calls"] == 0
-        assert referral(world, person)["status"] == "pending"
+        assert referral(world, person).status == "pending"
 
 
 def test_echoes_other_attributes_and_strangers_cost_no_referral_factory_call(world: World):
@@ -415,7 +415,7 @@ def test_echoes_other_attributes_and_strangers_cost_no_referral_factory_call(wor
         receive(world, note)
     drain_events(world)
     assert rf_requests(world) == before
-    assert referral(world, gus)["status"] == "pending"
+    assert referral(world, gus).status == "pending"
 
 
 def test_a_timeout_after_the_referral_factory_call_never_calls_twice(world: World, monkeypatch):
@@ -441,7 +441,7 @@ def test_a_timeout_after_the_referral_factory_call_never_calls_twice(world: Worl
     user = rf_users(world)[hal["id"]]
     assert user["qualify_calls"] == 1 and user["amount"] == 75
     [event] = qualified_events(referral(world, hal))
-    assert event["details"]["sale_value"] == 75
+    assert event.details["sale_value"] == 75
 
 
 def test_a_timeout_before_the_bookkeeping_finishes_it_on_the_retry(world: World, monkeypatch):
@@ -457,12 +457,12 @@ def test_a_timeout_before_the_bookkeeping_finishes_it_on_the_retry(world: World,
     with pytest.raises(LambdaKilled):
         process(world, message)
     assert rf_users(world)[ivy["id"]]["qualify_calls"] == 1
-    assert referral(world, ivy)["status"] == "pending"
+    assert referral(world, ivy).status == "pending"
     monkeypatch.setattr(Referrals, "mark_qualified", real_mark)
     assert process(world, message) == {"batchItemFailures": []}
     assert rf_users(world)[ivy["id"]]["qualify_calls"] == 1
     record = referral(world, ivy)
-    assert record["status"] == "qualified" and record["sale_value"] == 42
+    assert record.status == "qualified" and record.sale_value == 42
     assert len(qualified_events(record)) == 1
 
 
@@ -491,7 +491,7 @@ def test_a_concurrent_attempt_is_handed_back_while_the_first_is_in_progress(worl
     [handed_back] = pull(world)
     assert handed_back["requeues"] == 1
     assert rf_users(world)[jo["id"]]["qualify_calls"] == 1
-    assert referral(world, jo)["status"] == "pending"
+    assert referral(world, jo).status == "pending"
 
 
 def test_referral_factory_429s_and_500s_still_qualify_each_exactly_once(world: World):
@@ -532,10 +532,10 @@ def test_sale_values_as_numbers_strings_or_missing_and_iso_timestamps(world: Wor
     assert [users[p["id"]]["amount"] for p in (lea, max_, ned)] == [300, 1250, None]
     assert all(users[p["id"]]["qualify_calls"] == 1 for p in (lea, max_, ned))
     [event] = qualified_events(referral(world, ned))
-    assert event["details"]["sale_value"] is None
-    assert event["details"]["sale_value_note"].startswith("unparsable")
+    assert event.details["sale_value"] is None
+    assert event.details["sale_value_note"].startswith("unparsable")
     [event] = qualified_events(referral(world, max_))
-    assert event["details"]["sale_value"] == 1250
+    assert event.details["sale_value"] == 1250
 
 
 def test_merges_move_the_referral_and_removals_are_recorded(world: World, monkeypatch):
@@ -553,8 +553,8 @@ def test_merges_move_the_referral_and_removals_are_recorded(world: World, monkey
     receive(world, merged)
     drain_events(world)
     record = referral(world, ola)
-    assert record["intercom_contact_id"] == user_id
-    assert [e["kind"] for e in record["events"]].count("contact_merged") == 1
+    assert record.intercom_contact_id == user_id
+    assert [e.kind for e in record.events].count("contact_merged") == 1
     # The survivor carries the referral: its change qualifies it. (This notification is too big for the
     # queue, so the processor reads the contact back from Intercom.)
     from shared.api.routes import intercom_webhooks
@@ -579,7 +579,7 @@ def test_merges_move_the_referral_and_removals_are_recorded(world: World, monkey
         }
         receive(world, signed(world, minimal))
     drain_events(world)
-    kinds = [e["kind"] for e in referral(world, pam)["events"]]
+    kinds = [e.kind for e in referral(world, pam).events]
     assert kinds[-2:] == ["contact_archived", "contact_deleted"]
 
 
@@ -648,7 +648,7 @@ def test_the_sweep_is_scheduled_with_the_settings_and_fires_through_the_schedule
     drain_events(world)
     assert rf_users(world)[sam["id"]]["qualify_calls"] == 1
     [event] = qualified_events(referral(world, sam))
-    assert event["via"] == "sweep" and event["details"]["sale_value"] == 7
+    assert event.via == "sweep" and event.details["sale_value"] == 7
     mark = store.get(f"ACCOUNT#{account_id}", f"QUALSWEEP#{world.campaign}")
     assert mark is not None and mark["last_run_at"] >= now
 
@@ -705,9 +705,9 @@ def test_a_referral_qualified_by_hand_in_referral_factory_is_recorded_not_qualif
     drain_events(world)
     assert rf_users(world)[una["id"]]["qualify_calls"] == 1  # the one by hand
     record = referral(world, una)
-    assert record["status"] == "qualified" and record["sale_value"] is None
+    assert record.status == "qualified" and record.sale_value is None
     [event] = qualified_events(record)
-    assert event["details"]["sale_value_note"].startswith("qualified in Referral Factory before the product")
+    assert event.details["sale_value_note"].startswith("qualified in Referral Factory before the product")
 
 
 def test_a_notification_that_could_not_be_queued_is_not_dropped_as_a_repeat_on_retry(

@@ -58,18 +58,18 @@ def emulated_users(control: httpx.Client) -> dict[int, dict[str, Any]]:
 
 def test_create_with_referrer_attribution_and_get(rf: ReferralFactoryClient) -> None:
     referrer, created = rf.create_user(CAMPAIGN, "ref@example.com", "Rita")
-    assert created and referrer["type"] == "person_referring" and referrer["code"] and referrer["url"]
+    assert created and referrer.type == "person_referring" and referrer.code and referrer.url
     invited, created = rf.create_user(
         CAMPAIGN,
         "lead@example.com",
         "Leo",
-        referrer=Referrer("code", referrer["code"]),
+        referrer=Referrer("code", referrer.code),
         meta=[{"field": "company", "value": "Acme"}],
     )
-    assert created and invited["referrer_id"] == referrer["id"] and invited["type"] == "person_invited"
-    assert rf.get_user(invited["id"])["email"] == "lead@example.com"
-    assert rf.get_user("lead@example.com", campaign_id=CAMPAIGN)["id"] == invited["id"]
-    assert rf.get_user(invited["code"])["id"] == invited["id"]
+    assert created and invited.referrer_id == referrer.id and invited.type == "person_invited"
+    assert rf.get_user(invited.id).email == "lead@example.com"
+    assert rf.get_user("lead@example.com", campaign_id=CAMPAIGN).id == invited.id
+    assert rf.get_user(invited.code).id == invited.id
     with pytest.raises(UpstreamNotFound):
         rf.get_user(999_999_999)
 
@@ -79,10 +79,10 @@ def test_a_422_for_an_email_already_in_the_campaign_resolves_to_that_user(
 ) -> None:
     first, _ = rf.create_user(CAMPAIGN, "twice@example.com", "Tia")
     again, created = rf.create_user(CAMPAIGN, "twice@example.com", "Tia")
-    assert (again["id"], created) == (first["id"], False)
+    assert (again.id, created) == (first.id, False)
     # The same email in another campaign is another user.
     other, created = rf.create_user(OTHER_CAMPAIGN, "twice@example.com", "Tia")
-    assert created and other["id"] != first["id"]
+    assert created and other.id != first.id
     assert len(emulated_users(control)) == 2
     # Any other 422 stays an error the caller sees, with the field that was wrong.
     with pytest.raises(Invalid) as info:
@@ -98,20 +98,20 @@ def test_users_list_by_campaign_in_pages(rf: ReferralFactoryClient) -> None:
     assert (len(page.items), page.page, page.last_page, page.has_more) == (3, 1, 3, True)
     rest = [rf.list_users(CAMPAIGN, page=n, per_page=3) for n in (2, 3)]
     assert [p.has_more for p in rest] == [True, False]
-    everyone = [u["email"] for p in (page, *rest) for u in p.items]
+    everyone = [u.email for p in (page, *rest) for u in p.items]
     assert sorted(everyone) == sorted(f"p{n}@example.com" for n in range(7))
 
 
 def test_qualification_carries_the_sale_value_once(control: httpx.Client, rf: ReferralFactoryClient) -> None:
     referrer, _ = rf.create_user(CAMPAIGN, "r@example.com", "R")
-    lead, _ = rf.create_user(CAMPAIGN, "l@example.com", "L", referrer=Referrer("id", referrer["id"]))
+    lead, _ = rf.create_user(CAMPAIGN, "l@example.com", "L", referrer=Referrer("id", referrer.id))
     rf.qualify(email="l@example.com", campaign_id=CAMPAIGN, sale_value=49.5)
-    rf.qualify(user_id=lead["id"], sale_value=10)  # a repeat changes nothing
-    stored = emulated_users(control)[lead["id"]]
+    rf.qualify(user_id=lead.id, sale_value=10)  # a repeat changes nothing
+    stored = emulated_users(control)[lead.id]
     assert stored["qualified_at"] is not None and stored[SALE_VALUE_FIELD] == 49.5
     assert stored["qualify_calls"] == 2
-    rf.qualify(code=lead["code"], qualified=False)
-    assert emulated_users(control)[lead["id"]]["qualified_at"] is None
+    rf.qualify(code=lead.code, qualified=False)
+    assert emulated_users(control)[lead.id]["qualified_at"] is None
     with pytest.raises(ValueError, match="qualify needs"):
         rf.qualify(email="l@example.com")
 
