@@ -19,7 +19,7 @@ from shared.records.referrals import COUNTS, EXISTING_SKIPPED
 if TYPE_CHECKING:
     from shared.clients.intercom import IntercomClient
     from shared.records.campaigns import CampaignStore
-    from shared.records.connections import Connections
+    from shared.records.connections import Connection, Connections
     from shared.records.referrals import Referrals
 
 # Writes of one referrer's counts before leaving the rest to the next change (see `Counts.write`).
@@ -32,7 +32,7 @@ class Counts:
     referrals: Referrals
     campaigns: CampaignStore
     connections: Connections
-    intercom_for: Callable[[dict[str, Any]], IntercomClient]
+    intercom_for: Callable[[Connection], IntercomClient]
 
     def referrer_of(
         self, invited: dict[str, Any], rf_user: Callable[[str], dict[str, Any]]
