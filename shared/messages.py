@@ -7,6 +7,10 @@ what due work records (`shared/records/due_work.py`) and what each function's se
 
 from __future__ import annotations
 
+from typing import Final, Literal
+
+from pydantic import BaseModel
+
 # -- logical queues ---------------------------------------------------------------------------------
 SIGNUP_QUEUE = "signup"
 SYNC_QUEUE = "sync"
@@ -31,12 +35,36 @@ SYNC_SCHEDULED = "sync.scheduled"  # an ongoing sync's pass, from due work
 SYNC_CHUNK = "sync.chunk"  # a part of a page, for the workers (the sync pages queue)
 
 # -- connection events ------------------------------------------------------------------------------
-CONNECTION_CONNECTED = "connection.connected"
-CONNECTION_REVOKED = "connection.revoked"
-CONNECTION_DISCONNECTED = "connection.disconnected"
+CONNECTION_CONNECTED: Final = "connection.connected"
+CONNECTION_REVOKED: Final = "connection.revoked"
+CONNECTION_DISCONNECTED: Final = "connection.disconnected"
 CONNECTION_EVENTS = (CONNECTION_CONNECTED, CONNECTION_REVOKED, CONNECTION_DISCONNECTED)
 # Every change of a connection goes to each of these: syncs pause and resume, signups wait and are pushed.
 CONNECTION_EVENT_QUEUES = (SIGNUP_QUEUE, SYNC_QUEUE)
+
+
+class ConnectionConnected(BaseModel):
+    kind: Literal["connection.connected"] = CONNECTION_CONNECTED
+    account_id: str
+    workspace_id: str
+    at: int
+
+
+class ConnectionRevoked(BaseModel):
+    kind: Literal["connection.revoked"] = CONNECTION_REVOKED
+    account_id: str
+    reason: str
+    at: int
+
+
+class ConnectionDisconnected(BaseModel):
+    kind: Literal["connection.disconnected"] = CONNECTION_DISCONNECTED
+    account_id: str
+    at: int
+
+
+# A connection event as published (`model_dump()` is the message body, fields in this order).
+ConnectionEvent = ConnectionConnected | ConnectionRevoked | ConnectionDisconnected
 
 
 class Deferred(Exception):

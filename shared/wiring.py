@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared import caches, messages
 from shared.aws import boto, queues
@@ -18,8 +18,8 @@ from shared.clients.http import DEFAULT_POLICY, RetryPolicy
 from shared.clients.intercom import IntercomClient, api_base_for_region, regional_api_bases
 from shared.clients.rate_budget import intercom_budget, referral_factory_budget
 from shared.clients.referral_factory import ReferralFactoryClient
-from shared.records.accounts import Accounts
-from shared.records.connections import Connections
+from shared.records.accounts import Account, Accounts
+from shared.records.connections import Connection, Connections
 
 if TYPE_CHECKING:
     from shared.settings import SecretsSettings
@@ -46,9 +46,10 @@ class Services:
         (`messages.CONNECTION_EVENT_QUEUES`), whoever makes the change."""
         urls = tuple(self._queue_url(queue) for queue in messages.CONNECTION_EVENT_QUEUES)
 
-        def publish(event: dict[str, Any]) -> None:
+        def publish(event: messages.ConnectionEvent) -> None:
+            body = event.model_dump()
             for url in urls:
-                queues.send(url, event)
+                queues.send(url, body)
 
         return Connections(self.store, self.box, publish)
 
@@ -63,28 +64,28 @@ class Services:
     def app(self) -> AppCredentials:
         return app_credentials(self.settings.intercom_app_secret_arn)
 
-    def intercom_for(
-        self, connection: dict[str, Any], *, policy: RetryPolicy = DEFAULT_POLICY
-    ) -> IntercomClient:
+    def intercom_for(self, connection: Connection, *, policy: RetryPolicy = DEFAULT_POLICY) -> IntercomClient:
         """A client for a stored connection: its token, its region's base, its workspace's budget."""
-        token = self.box.decrypt(connection["token"], connection["account_id"])
+        if connection.token is None:
+            raise ValueError(f"the connection of {connection.account_id} is {connection.status}: no token")
+        token = self.box.decrypt(connection.token, connection.account_id)
         bases = regional_api_bases(self.settings.intercom_api_base)
         return IntercomClient(
             token,
-            base_url=api_base_for_region(connection.get("region"), bases),
-            budget=intercom_budget(self.settings.table_name, connection["workspace_id"]),
+            base_url=api_base_for_region(connection.region, bases),
+            budget=intercom_budget(self.settings.table_name, connection.workspace_id),
             policy=policy,
         )
 
     def referral_factory_for(
-        self, account: dict[str, Any], *, policy: RetryPolicy = DEFAULT_POLICY
+        self, account: Account, *, policy: RetryPolicy = DEFAULT_POLICY
     ) -> ReferralFactoryClient:
         api_key, api_base = self.accounts.referral_factory_credentials(account)
         return ReferralFactoryClient(
             api_key,
             base_url=api_base,
             budget=referral_factory_budget(
-                self.settings.table_name, api_key, per_minute=account.get("rf_rate_limit_per_minute")
+                self.settings.table_name, api_key, per_minute=account.rf_rate_limit_per_minute
             ),
             policy=policy,
         )

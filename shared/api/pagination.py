@@ -9,9 +9,20 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from typing_extensions import TypedDict
 
 from shared.domain.errors import BadRequest
+
+T = TypeVar("T")
+
+
+class ListEnvelope(TypedDict, Generic[T]):
+    """`{"data": [...], "next_cursor": ...}` of a list whose items are `T`."""
+
+    data: list[T]
+    next_cursor: str | None
 
 
 def encode_cursor(last_key: dict[str, Any] | None) -> str | None:

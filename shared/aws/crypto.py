@@ -10,11 +10,23 @@ import base64
 import os
 from typing import Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import ConfigDict, with_config
+from typing_extensions import TypedDict
 
 from shared.aws import boto
 
 _VERSION = 1
+
+
+# Read into a record's model and written back whole: a field a later version adds survives.
+@with_config(ConfigDict(extra="allow"))
+class Sealed(TypedDict):
+    """A secret as stored: the KMS-encrypted data key, the AES-GCM nonce and the ciphertext (base64)."""
+
+    v: int
+    key: str
+    nonce: str
+    ct: str
 
 
 class SecretBox:
@@ -26,7 +38,10 @@ class SecretBox:
     def kms(self) -> Any:
         return self._kms or boto.client("kms")
 
-    def encrypt(self, plaintext: str, account_id: str) -> dict[str, Any]:
+    def encrypt(self, plaintext: str, account_id: str) -> Sealed:
+        # Imported on first use: the records import `Sealed`, and the webhook receivers the records.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         data_key = self.kms.generate_data_key(
             KeyId=self.key_id, KeySpec="AES_256", EncryptionContext={"account_id": account_id}
         )
@@ -39,7 +54,9 @@ class SecretBox:
             "ct": base64.b64encode(sealed).decode(),
         }
 
-    def decrypt(self, blob: dict[str, Any], account_id: str) -> str:
+    def decrypt(self, blob: Sealed, account_id: str) -> str:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         data_key = self.kms.decrypt(
             CiphertextBlob=base64.b64decode(blob["key"]),
             EncryptionContext={"account_id": account_id},

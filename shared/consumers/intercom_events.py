@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from shared.clients.intercom import IntercomClient
     from shared.clients.referral_factory import ReferralFactoryClient
+    from shared.records.accounts import Account
     from shared.records.connections import Connections
     from shared.settings import IntercomEventsSettings
     from shared.wiring import Services
@@ -47,9 +48,9 @@ _rf_clients: caches.LRU[tuple[str, str], ReferralFactoryClient] = caches.LRU(
 )
 
 
-def _rf_client(svc: Services, account: dict[str, Any]) -> ReferralFactoryClient:
-    stored = json.dumps([account.get("rf_api_key"), account.get("rf_api_base")], sort_keys=True, default=str)
-    key = (str(account["account_id"]), hashlib.sha256(stored.encode()).hexdigest())
+def _rf_client(svc: Services, account: Account) -> ReferralFactoryClient:
+    stored = json.dumps([account.rf_api_key, account.rf_api_base], sort_keys=True, default=str)
+    key = (account.account_id, hashlib.sha256(stored.encode()).hexdigest())
     return _rf_clients.get_or_build(key, lambda: svc.referral_factory_for(account))
 
 
@@ -135,7 +136,7 @@ def _sweep(message: dict[str, Any], svc: Services, settings: IntercomEventsSetti
             referrals=Referrals(svc.store),
             qualifier=_qualifier(svc, settings, account_id, connections)(),
             intercom=svc.intercom_for(connection),
-            workspace_id=str(connection["workspace_id"]),
+            workspace_id=connection.workspace_id,
             interval_s=QUALIFICATION_SWEEP_INTERVAL_S,
         )
     except ConnectionRevoked:

@@ -25,6 +25,7 @@ from shared.wiring import services
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+    from shared.records.accounts import Account
     from shared.settings import SignupProcessorSettings
     from shared.wiring import Services
 
@@ -33,7 +34,7 @@ CATCH_UP_OVERLAP_S = 3600
 CATCH_UP_MAX_PAGES = 20
 
 
-def _pusher(svc: Services, account: dict[str, Any]) -> SignupPusher:
+def _pusher(svc: Services, account: Account) -> SignupPusher:
     return SignupPusher(
         PushContext(
             account=account,
@@ -64,7 +65,7 @@ def _rf_event(message: dict[str, Any], svc: Services, settings: SignupProcessorS
         logger.info(
             "signup handled",
             extra={
-                "account_id": account["account_id"],
+                "account_id": account.account_id,
                 "rf_user_id": rf_user_id,
                 "intercom_status": record.intercom_status,
             },

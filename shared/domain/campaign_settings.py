@@ -6,9 +6,13 @@ problem at once, each with its field path (`person_invited.mapping.email`).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypedDict
+
+from shared.domain.errors import FieldError, field_error
 
 # Referral Factory fields a mapping may name (the contract's list).
 RF_FIELDS = (
@@ -123,15 +127,29 @@ def named_attributes(settings: CampaignSettings) -> dict[str, str]:
     return named
 
 
+class Attribute(TypedDict):
+    """An Intercom data attribute as the product lists it (`GET /v1/intercom/attributes`) and checks
+    settings against."""
+
+    name: str | None
+    full_name: str | None
+    label: str | None
+    description: str | None
+    data_type: str | None
+    options: list[str]
+    custom: bool
+    api_writable: bool
+
+
 class _Validator:
-    def __init__(self, attributes: list[dict[str, Any]]) -> None:
+    def __init__(self, attributes: Sequence[Attribute]) -> None:
         self.by_name = {a["full_name"]: a for a in attributes}
-        self.problems: list[dict[str, str]] = []
+        self.problems: list[FieldError] = []
 
     def problem(self, field: str, message: str) -> None:
-        self.problems.append({"field": field, "message": message})
+        self.problems.append(field_error(field, message))
 
-    def attribute(self, field: str, name: str, *, writable: bool) -> dict[str, Any] | None:
+    def attribute(self, field: str, name: str, *, writable: bool) -> Attribute | None:
         found = self.by_name.get(name)
         if found is None:
             self.problem(field, f"Intercom has no attribute '{name}' (create it, or run setup).")
@@ -165,7 +183,7 @@ class _Validator:
                 self.problem(f"{path}.qualifying_values.{i}", f"'{value}' is not an option of the list.")
 
 
-def validate(settings: CampaignSettings, attributes: list[dict[str, Any]]) -> list[dict[str, str]]:
+def validate(settings: CampaignSettings, attributes: Sequence[Attribute]) -> list[FieldError]:
     """Every problem with `settings` given Intercom's attributes (`full_name`, `data_type`,
     `api_writable`, `options`), each with its field path."""
     check = _Validator(attributes)

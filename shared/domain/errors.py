@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TypedDict
+
+
+class FieldError(TypedDict):
+    """One entry of an error's `details`: which field, and what is wrong with it."""
+
+    field: str
+    message: str
+
+
+class ErrorBody(TypedDict):
+    code: str
+    message: str
+    details: list[FieldError]
+
+
+class Envelope(TypedDict):
+    error: ErrorBody
 
 
 class ApiError(Exception):
@@ -11,21 +29,21 @@ class ApiError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None, details: list[dict[str, Any]] | None = None):
+    def __init__(self, message: str, *, code: str | None = None, details: Sequence[FieldError] | None = None):
         super().__init__(message)
         self.message = message
         if code:
             self.code = code
-        self.details = details or []
+        self.details = list(details or [])
 
-    def with_status(self, status: int, details: list[dict[str, Any]] | None = None) -> ApiError:
+    def with_status(self, status: int, details: Sequence[FieldError] | None = None) -> ApiError:
         """This error with another status (for errors built from a library's status code)."""
         self.status = status
         if details is not None:
-            self.details = details
+            self.details = list(details)
         return self
 
-    def envelope(self) -> dict[str, Any]:
+    def envelope(self) -> Envelope:
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
 
 
@@ -61,5 +79,5 @@ class ValidationFailed(ApiError):
     code = "validation_failed"
 
 
-def field_error(field: str, message: str) -> dict[str, str]:
+def field_error(field: str, message: str) -> FieldError:
     return {"field": field, "message": message}

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from shared.clients.intercom import IntercomClient
     from shared.domain.rf_user import RfUser
     from shared.records.campaigns import CampaignStore
-    from shared.records.connections import Connections
+    from shared.records.connections import Connection, Connections
     from shared.records.referrals import Referral, Referrals
 
 # Writes of one referrer's counts before leaving the rest to the next change (see `Counts.write`).
@@ -33,7 +33,7 @@ class Counts:
     referrals: Referrals
     campaigns: CampaignStore
     connections: Connections
-    intercom_for: Callable[[dict[str, Any]], IntercomClient]
+    intercom_for: Callable[[Connection], IntercomClient]
 
     def referrer_of(self, invited: Referral, rf_user: Callable[[str], RfUser]) -> Referral:
         """The invited referral's referrer record, created from its Referral Factory user (`rf_user`,

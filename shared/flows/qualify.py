@@ -55,8 +55,9 @@ if TYPE_CHECKING:
     from shared.clients.intercom import IntercomClient
     from shared.clients.referral_factory import ReferralFactoryClient
     from shared.domain.campaign_settings import Qualification
+    from shared.records.accounts import Account
     from shared.records.campaigns import CampaignStore
-    from shared.records.connections import Connections
+    from shared.records.connections import Connection, Connections
 
 # The idempotency records' prefix: fixed, so moving this code never resets deduplication.
 IDEMPOTENCY_KEY_PREFIX = "referral-qualification"
@@ -131,19 +132,19 @@ class QualifyContext:
     account_id: str
     # The account's record and its Referral Factory client are read on first need: most
     # observations never reach Referral Factory.
-    account_loader: Callable[[], dict[str, Any]]
+    account_loader: Callable[[], Account]
     referrals: Referrals
     campaigns: CampaignStore
     connections: Connections
-    rf_factory: Callable[[dict[str, Any]], ReferralFactoryClient]
-    intercom_for: Callable[[dict[str, Any]], IntercomClient]
+    rf_factory: Callable[[Account], ReferralFactoryClient]
+    intercom_for: Callable[[Connection], IntercomClient]
     idempotency_table: str
     clock: Callable[[], float] = time.time
-    _account: dict[str, Any] | None = field(default=None, init=False, repr=False)
+    _account: Account | None = field(default=None, init=False, repr=False)
     _rf: ReferralFactoryClient | None = field(default=None, init=False, repr=False)
 
     @property
-    def account(self) -> dict[str, Any]:
+    def account(self) -> Account:
         if self._account is None:
             self._account = self.account_loader()
         return self._account

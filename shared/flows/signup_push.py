@@ -42,8 +42,9 @@ if TYPE_CHECKING:
     from shared.clients.intercom import IntercomClient
     from shared.clients.referral_factory import ReferralFactoryClient
     from shared.domain.rf_user import RfUser
+    from shared.records.accounts import Account
     from shared.records.campaigns import CampaignStore
-    from shared.records.connections import Connections
+    from shared.records.connections import Connection, Connections
 
 # A claim older than this belongs to a worker that died: another may take over.
 PUSH_LEASE_S = 120
@@ -58,19 +59,19 @@ ROLE_FOR_ACTION = {"create_lead": "lead", "create_user": "user"}
 
 @dataclass
 class PushContext:
-    account: dict[str, Any]
+    account: Account
     referrals: Referrals
     campaigns: CampaignStore
     connections: Connections
     rf: ReferralFactoryClient
-    intercom_for: Callable[[dict[str, Any]], IntercomClient]
+    intercom_for: Callable[[Connection], IntercomClient]
     clock: Callable[[], float] = time.time
 
 
 class SignupPusher:
     def __init__(self, ctx: PushContext) -> None:
         self.ctx = ctx
-        self.account_id = str(ctx.account["account_id"])
+        self.account_id = ctx.account.account_id
         self._users: dict[str, RfUser] = {}
         self.counts = Counts(self.account_id, ctx.referrals, ctx.campaigns, ctx.connections, ctx.intercom_for)
 
@@ -137,7 +138,7 @@ class SignupPusher:
         record: Referral,
         user: RfUser,
         person: PersonSettings,
-        connection: dict[str, Any],
+        connection: Connection,
         via: str,
     ) -> Referral:
         intercom = self.ctx.intercom_for(connection)
@@ -190,7 +191,7 @@ class SignupPusher:
         self,
         *,
         record: Referral,
-        connection: dict[str, Any],
+        connection: Connection,
         person: PersonSettings,
         via: str,
         intercom: IntercomClient,
@@ -253,7 +254,7 @@ class SignupPusher:
         self,
         *,
         record: Referral,
-        connection: dict[str, Any],
+        connection: Connection,
         contact: dict[str, Any],
         status: str,
         person: PersonSettings,
@@ -264,7 +265,7 @@ class SignupPusher:
         can_qualify = person.qualification is not None and status in (CREATED, EXISTING_UPDATED)
         changes: ReferralChanges = {
             "intercom_contact_id": str(contact["id"]),
-            "workspace_id": connection["workspace_id"],
+            "workspace_id": connection.workspace_id,
             "intercom_status": status,
             "can_qualify": can_qualify,
             "qualification_seen_value": seen,

@@ -69,6 +69,8 @@ from shared.records.syncs import (
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+    from shared.records.accounts import Account
+    from shared.records.connections import Connection
     from shared.settings import ContactSyncSettings
     from shared.wiring import Services
 
@@ -197,9 +199,7 @@ class Engine:
         else:
             self._next_page(sync, connection, settings)
 
-    def _next_page(
-        self, sync: dict[str, Any], connection: dict[str, Any], settings: CampaignSettings
-    ) -> None:
+    def _next_page(self, sync: dict[str, Any], connection: Connection, settings: CampaignSettings) -> None:
         sync_id = sync["sync_id"]
         page = int(sync["next_page"])
         query = audience_query(
@@ -281,8 +281,8 @@ class ChunkWorker:
         self,
         engine: Engine,
         sync: dict[str, Any],
-        account: dict[str, Any],
-        connection: dict[str, Any],
+        account: Account,
+        connection: Connection,
         settings: CampaignSettings,
     ) -> None:
         self.engine = engine
@@ -424,10 +424,10 @@ class ChunkWorker:
         sync_settings = self.settings.sync
         assert sync_settings is not None
         campaign_id = str(self.sync["campaign_id"])
-        account_id = str(self.account["account_id"])
+        account_id = self.account.account_id
         linked = [
             r
-            for r in self.referrals.by_contact(self.connection["workspace_id"], str(contact["id"]))
+            for r in self.referrals.by_contact(self.connection.workspace_id, str(contact["id"]))
             if r.account_id == account_id and r.campaign_id == campaign_id
         ]
         sync_id = self.sync["sync_id"]
@@ -470,7 +470,7 @@ class ChunkWorker:
         """The user's record linked to the contact: one write when the record is new, the usual case
         (it says already that this sync writes the contact back, when it must); a read and a write
         when it exists (a signup got there first), and then its counts decide the write-back."""
-        account_id, campaign_id = str(self.account["account_id"]), str(self.sync["campaign_id"])
+        account_id, campaign_id = self.account.account_id, str(self.sync["campaign_id"])
         sync_id, contact_id = self.sync["sync_id"], str(contact["id"])
         event = ReferralEvent(
             kind="linked", via="sync", details={"contact_id": contact_id, "sync_id": sync_id}
@@ -481,7 +481,7 @@ class ChunkWorker:
             account_id,
             campaign_id,
             user,
-            workspace_id=self.connection["workspace_id"],
+            workspace_id=self.connection.workspace_id,
             contact_id=contact_id,
             changes={
                 **link,
@@ -499,7 +499,7 @@ class ChunkWorker:
             {
                 **link,
                 "intercom_contact_id": contact_id,
-                "workspace_id": self.connection["workspace_id"],
+                "workspace_id": self.connection.workspace_id,
                 "intercom_status": record.intercom_status if record.intercom_contact_id else EXISTING_UPDATED,
                 "created_by_sync": sync_id if created else record.created_by_sync,
             },

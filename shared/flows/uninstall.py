@@ -13,24 +13,23 @@ from shared.records.connections import NOT_CONNECTED, REVOKED, UNINSTALLED, usab
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
 
     from shared.clients.intercom import IntercomClient
-    from shared.records.connections import Connections
+    from shared.records.connections import Connection, Connections
 
 # What a notice did: ignored (an unknown workspace, NOT_CONNECTED, a token that still works), or REVOKED.
 IGNORED_UNKNOWN, IGNORED_STILL_WORKS = "unknown_workspace", "token_still_works"
 
 
 def handle_uninstall(
-    app_id: str, connections: Connections, intercom_for: Callable[[dict[str, Any]], IntercomClient]
+    app_id: str, connections: Connections, intercom_for: Callable[[Connection], IntercomClient]
 ) -> str:
     """What the notice did; transient Intercom errors propagate so the message is retried."""
     account_id = connections.account_for_workspace(app_id)
     if account_id is None:
         return IGNORED_UNKNOWN
     connection = connections.get(account_id)
-    if not usable(connection) or connection.get("workspace_id") != app_id:
+    if not usable(connection) or connection.workspace_id != app_id:
         return NOT_CONNECTED
     try:
         intercom_for(connection).me()

@@ -52,7 +52,7 @@ def test_secrets_are_not_stored_in_plaintext(created, aws):
 def test_account_key_authenticates_and_rf_key_decrypts(created, aws):
     accounts = Accounts(Store(aws.refs["MainTable"]), SecretBox(aws.refs["DataKey"]))
     account = accounts.authenticate(f"Bearer {created['api_key']}")
-    assert account["account_id"] == created["account_id"]
+    assert account.account_id == created["account_id"]
     assert accounts.referral_factory_credentials(account) == ("rf-secret-key-123", "http://rf.local/api/v2")
     assert accounts.webhook_secret_ok(
         created["account_id"], created["referral_factory_webhook"]["header_value"]

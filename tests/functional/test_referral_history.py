@@ -14,7 +14,7 @@ from shared.domain.campaign_settings import CampaignSettings
 from shared.domain.qualification import PENDING, QUALIFIED
 from shared.domain.rf_user import RfUser
 from shared.flows.counts import Counts
-from shared.records.connections import CONNECTED
+from shared.records.connections import CONNECTED, Connection
 from shared.records.referrals import Referral, ReferralEvent, Referrals
 from tests.unit.test_campaign_settings import CONTRACT_EXAMPLE
 
@@ -81,8 +81,10 @@ class _Settings:
 class _Connection:
     status: str = CONNECTED
 
-    def get(self, _account_id: str) -> dict[str, Any]:
-        return {"status": self.status}
+    def get(self, account_id: str) -> Connection:
+        return Connection.model_validate(
+            {"account_id": account_id, "status": self.status, "workspace_id": "w1"}
+        )
 
 
 @dataclass

@@ -11,12 +11,12 @@ import importlib
 import pkgutil
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import pytest
 
 import shared
 from shared import caches
+from shared.records.accounts import Account
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,17 +101,21 @@ class _Services:
     def __init__(self) -> None:
         self.built = 0
 
-    def referral_factory_for(self, account: dict[str, Any]) -> object:
+    def referral_factory_for(self, account: Account) -> object:
         self.built += 1
         return object()
 
 
-def _account(n: int = 1, key: str = "blob-1") -> dict[str, Any]:
-    return {
-        "account_id": f"acc_{n}",
-        "rf_api_key": {"ciphertext": f"ciphertext-{key}", "encrypted_key": f"data-key-{key}"},
-        "rf_api_base": "https://rf.test/api/v2",
-    }
+def _account(n: int = 1, key: str = "blob-1") -> Account:
+    return Account(
+        account_id=f"acc_{n}",
+        name=f"Account {n}",
+        created_at=0,
+        api_key_hash="key-hash",
+        webhook_secret_hash="secret-hash",
+        rf_api_key={"v": 1, "key": f"data-key-{key}", "nonce": "nonce", "ct": f"ciphertext-{key}"},
+        rf_api_base="https://rf.test/api/v2",
+    )
 
 
 def test_filled_caches_are_empty_after_one_reset(monkeypatch):

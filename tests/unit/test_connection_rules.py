@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from shared.records.connections import CONNECTED, DISCONNECTED, REVOKED, usable
+from shared.records.connections import CONNECTED, DISCONNECTED, REVOKED, Connection, usable
+
+
+def _connection(status: str) -> Connection:
+    return Connection.model_validate({"account_id": "acc_1", "status": status, "workspace_id": "w1"})
 
 
 @pytest.mark.parametrize(
     ("connection", "expected"),
     [
         (None, False),
-        ({}, False),
-        ({"status": REVOKED, "workspace_id": "w1"}, False),
-        ({"status": DISCONNECTED}, False),
-        ({"status": CONNECTED, "workspace_id": "w1"}, True),
+        (_connection(REVOKED), False),
+        (_connection(DISCONNECTED), False),
+        (_connection(CONNECTED), True),
     ],
 )
 def test_only_a_connected_connection_is_usable(connection, expected):

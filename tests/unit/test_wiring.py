@@ -26,9 +26,11 @@ def test_connection_events_go_to_every_connection_event_queue(model, monkeypatch
     env["ADMIN_AUTH"] = "token"
     sent: list[tuple[str, dict[str, Any]]] = []
     monkeypatch.setattr("shared.wiring.queues.send", lambda url, body: sent.append((url, body)))
-    event = {"kind": messages.CONNECTION_REVOKED, "account_id": "acc_1"}
+    event = {"kind": messages.CONNECTION_REVOKED, "account_id": "acc_1", "reason": "uninstalled", "at": 1}
 
-    Services(model.model_validate(env)).connections().publish(event)
+    Services(model.model_validate(env)).connections().publish(
+        messages.ConnectionRevoked.model_validate(event)
+    )
 
     queue_urls = {
         messages.SIGNUP_QUEUE: "url-of-SIGNUP_QUEUE_URL",

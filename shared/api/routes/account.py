@@ -4,27 +4,29 @@ settings, setup of missing attributes, the Referral Factory key, and key rotatio
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, Field, HttpUrl, ValidationError
+from typing_extensions import TypedDict
 
 from shared import caches, settings
-from shared.api.pagination import decode_cursor, page
+from shared.api.pagination import ListEnvelope, decode_cursor, page
 from shared.api.resolver import json_response
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, RateLimited, UpstreamError
 from shared.clients.intercom import IntercomClient
-from shared.domain.campaign_settings import CampaignSettings, named_attributes, validate
-from shared.domain.errors import ApiError, Conflict, NotFound, ValidationFailed, field_error
+from shared.domain.campaign_settings import Attribute, CampaignSettings, named_attributes, validate
+from shared.domain.errors import ApiError, Conflict, FieldError, NotFound, ValidationFailed, field_error
 from shared.observability import logger
 from shared.records import keys
+from shared.records.accounts import Account
 from shared.records.campaigns import CampaignStore
-from shared.records.connections import REVOKED, AccessRevoked, NotConnected, usable
+from shared.records.connections import REVOKED, AccessRevoked, Connection, NotConnected, usable
 from shared.records.referrals import Referrals
 from shared.records.referrals import public_view as referral_view
 from shared.wiring import Services, services
@@ -46,7 +48,7 @@ def _services() -> Services:
     return services(_settings())
 
 
-def _account() -> dict[str, Any]:
+def _account() -> Account:
     return _services().accounts.authenticate(router.current_event.headers.get("authorization"))
 
 
@@ -55,9 +57,9 @@ class UpstreamUnavailable(ApiError):
     code = "upstream_unavailable"
 
 
-def _connection(account: dict[str, Any]) -> dict[str, Any]:
-    connection = _services().connections().get(account["account_id"])
-    if connection is not None and connection.get("status") == REVOKED:
+def _connection(account: Account) -> Connection:
+    connection = _services().connections().get(account.account_id)
+    if connection is not None and connection.status == REVOKED:
         raise AccessRevoked
     if not usable(connection):
         raise NotConnected
@@ -65,12 +67,12 @@ def _connection(account: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def _upstream(account: dict[str, Any], service: str) -> Iterator[None]:
+def _upstream(account: Account, service: str) -> Iterator[None]:
     """Intercom's and Referral Factory's failures as the caller should see them."""
     try:
         yield
     except ConnectionRevoked as exc:
-        _services().connections().revoked_by_intercom(account["account_id"])
+        _services().connections().revoked_by_intercom(account.account_id)
         raise AccessRevoked from exc
     except CredentialsRejected as exc:
         raise Conflict(
@@ -84,16 +86,31 @@ def _upstream(account: dict[str, Any], service: str) -> Iterator[None]:
         raise UpstreamUnavailable(f"{service} could not answer: {exc.message}") from exc
 
 
-def _intercom(account: dict[str, Any]) -> tuple[dict[str, Any], IntercomClient]:
+def _intercom(account: Account) -> tuple[Connection, IntercomClient]:
     connection = _connection(account)
     return connection, _services().intercom_for(connection)
 
 
 # -- cached lists ------------------------------------------------------------------------------
-def _cached(account: dict[str, Any], name: str, refresh: bool, load: Any) -> list[dict[str, Any]]:
+class Segment(TypedDict):
+    """An Intercom segment as `GET /v1/intercom/segments` lists it."""
+
+    id: str | None
+    name: str | None
+    person_type: str | None
+    count: int | None
+
+
+Listed = TypeVar("Listed", Attribute, Segment)
+
+
+def _cached(
+    account: Account, name: str, refresh: bool, load: Callable[[IntercomClient], list[Listed]]
+) -> list[Listed]:
+    """The workspace's list `name` as last loaded (for CACHE_MAX_AGE_S), or loaded now and kept."""
     connection, client = _intercom(account)
     store = _services().store
-    pk, sk = keys.cache_key(account["account_id"], name, connection["workspace_id"])
+    pk, sk = keys.cache_key(account.account_id, name, connection.workspace_id)
     now = int(time.time())
     if not refresh:
         item = store.get(pk, sk, consistent=False)
@@ -105,7 +122,7 @@ def _cached(account: dict[str, Any], name: str, refresh: bool, load: Any) -> lis
     return data
 
 
-def _attribute_view(a: dict[str, Any]) -> dict[str, Any]:
+def _attribute_view(a: dict[str, Any]) -> Attribute:
     return {
         "name": a.get("name"),
         "full_name": a.get("full_name") or a.get("name"),
@@ -118,11 +135,11 @@ def _attribute_view(a: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _load_attributes(client: IntercomClient) -> list[dict[str, Any]]:
+def _load_attributes(client: IntercomClient) -> list[Attribute]:
     return [_attribute_view(a) for a in client.list_data_attributes("contact") if not a.get("archived")]
 
 
-def _load_segments(client: IntercomClient) -> list[dict[str, Any]]:
+def _load_segments(client: IntercomClient) -> list[Segment]:
     return [
         {
             "id": s.get("id"),
@@ -134,12 +151,12 @@ def _load_segments(client: IntercomClient) -> list[dict[str, Any]]:
     ]
 
 
-def _invalidate_attributes(account: dict[str, Any], workspace_id: str) -> None:
-    _services().store.delete(*keys.cache_key(account["account_id"], "attributes", workspace_id))
+def _invalidate_attributes(account: Account, workspace_id: str) -> None:
+    _services().store.delete(*keys.cache_key(account.account_id, "attributes", workspace_id))
 
 
 @router.get("/v1/intercom/attributes")
-def list_attributes(refresh: Annotated[bool, Query()] = False) -> dict[str, Any]:
+def list_attributes(refresh: Annotated[bool, Query()] = False) -> ListEnvelope[Attribute]:
     return {"data": _cached(_account(), "attributes", refresh, _load_attributes), "next_cursor": None}
 
 
@@ -151,7 +168,7 @@ class NewAttribute(BaseModel):
 
 
 @router.post("/v1/intercom/attributes")
-def create_attribute(body: NewAttribute) -> Response[dict[str, Any]]:
+def create_attribute(body: NewAttribute) -> Response[Attribute]:
     account = _account()
     if (body.data_type == "options") != bool(body.options):
         raise ValidationFailed(
@@ -165,12 +182,12 @@ def create_attribute(body: NewAttribute) -> Response[dict[str, Any]]:
         created = client.create_data_attribute(
             body.name, body.data_type, description=body.description, options=body.options
         )
-    _invalidate_attributes(account, connection["workspace_id"])
+    _invalidate_attributes(account, connection.workspace_id)
     return json_response(_attribute_view(created), status_code=201)
 
 
 @router.get("/v1/intercom/segments")
-def list_segments(refresh: Annotated[bool, Query()] = False) -> dict[str, Any]:
+def list_segments(refresh: Annotated[bool, Query()] = False) -> ListEnvelope[Segment]:
     return {"data": _cached(_account(), "segments", refresh, _load_segments), "next_cursor": None}
 
 
@@ -179,12 +196,12 @@ def _campaigns() -> CampaignStore:
     return CampaignStore(_services().store)
 
 
-def _rf_campaigns(account: dict[str, Any]) -> list[dict[str, Any]]:
+def _rf_campaigns(account: Account) -> list[dict[str, Any]]:
     with _upstream(account, "Referral Factory"):
         return _services().referral_factory_for(account).list_campaigns()
 
 
-def _own_campaign(account: dict[str, Any], campaign_id: str) -> dict[str, Any]:
+def _own_campaign(account: Account, campaign_id: str) -> dict[str, Any]:
     """The campaign, if it is this account's in Referral Factory (so ids cannot be guessed across)."""
     for campaign in _rf_campaigns(account):
         if str(campaign.get("id")) == campaign_id:
@@ -198,7 +215,7 @@ def _own_campaign(account: dict[str, Any], campaign_id: str) -> dict[str, Any]:
 def list_campaigns() -> dict[str, Any]:
     account = _account()
     store = _campaigns()
-    configured = store.configured(account["account_id"])
+    configured = store.configured(account.account_id)
     data = []
     for campaign in _rf_campaigns(account):
         cid = str(campaign.get("id"))
@@ -209,7 +226,7 @@ def list_campaigns() -> dict[str, Any]:
                 "status": campaign.get("status"),
                 "intercom": {
                     "configured": cid in configured,
-                    "ongoing_sync": cid in configured and store.has_ongoing_sync(account["account_id"], cid),
+                    "ongoing_sync": cid in configured and store.has_ongoing_sync(account.account_id, cid),
                 },
             }
         )
@@ -219,7 +236,7 @@ def list_campaigns() -> dict[str, Any]:
 @router.get("/v1/campaigns/<campaign_id>/intercom")
 def get_campaign_settings(campaign_id: str) -> dict[str, Any]:
     account = _account()
-    found = _campaigns().get_settings(account["account_id"], campaign_id)
+    found = _campaigns().get_settings(account.account_id, campaign_id)
     if found is None:
         raise NotFound(f"Campaign {campaign_id} has no Intercom settings yet.", code="settings_missing")
     return found
@@ -246,9 +263,9 @@ def put_campaign_settings(campaign_id: str, body: Annotated[dict[str, Any], Body
             f"{len(problems)} problem(s) with the campaign's Intercom settings.", details=problems
         )
     stored = parsed.model_dump(mode="json")
-    _campaigns().put_settings(account["account_id"], campaign_id, stored)
+    _campaigns().put_settings(account.account_id, campaign_id, stored)
     logger.info(
-        "campaign settings saved", extra={"account_id": account["account_id"], "campaign_id": campaign_id}
+        "campaign settings saved", extra={"account_id": account.account_id, "campaign_id": campaign_id}
     )
     return stored
 
@@ -256,25 +273,27 @@ def put_campaign_settings(campaign_id: str, body: Annotated[dict[str, Any], Body
 @router.delete("/v1/campaigns/<campaign_id>/intercom")
 def delete_campaign_settings(campaign_id: str) -> Response[Any]:
     account = _account()
-    if not _campaigns().delete_settings(account["account_id"], campaign_id):
+    if not _campaigns().delete_settings(account.account_id, campaign_id):
         raise NotFound(f"Campaign {campaign_id} has no Intercom settings.", code="settings_missing")
     return Response(status_code=204, body="")
 
 
 @router.post("/v1/campaigns/<campaign_id>/intercom/setup")
-def setup_campaign(campaign_id: str, body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
+def setup_campaign(
+    campaign_id: str, body: Annotated[dict[str, Any] | None, Body()] = None
+) -> dict[str, list[str]]:
     """Create the custom attributes the settings name and Intercom lacks. The body may carry the
     settings to set up (so attributes can exist before `PUT` validates them); else the stored ones."""
     account = _account()
     _own_campaign(account, campaign_id)
-    parsed = _parse_settings(body) if body else _campaigns().settings(account["account_id"], campaign_id)
+    parsed = _parse_settings(body) if body else _campaigns().settings(account.account_id, campaign_id)
     if parsed is None:
         raise Conflict("Send the settings to set up, or save them first.", code="settings_missing")
     connection, client = _intercom(account)
     existing_names = {a["full_name"] for a in _cached(account, "attributes", True, _load_attributes)}
     created: list[str] = []
     existing: list[str] = []
-    problems = []
+    problems: list[FieldError] = []
     for full_name, data_type in sorted(named_attributes(parsed).items()):
         if full_name in existing_names:
             existing.append(full_name)
@@ -287,7 +306,7 @@ def setup_campaign(campaign_id: str, body: Annotated[dict[str, Any] | None, Body
                 field_error(full_name, "is not a custom attribute and Intercom has no such attribute")
             )
     if created:
-        _invalidate_attributes(account, connection["workspace_id"])
+        _invalidate_attributes(account, connection.workspace_id)
     if problems:
         raise ValidationFailed("Some attributes cannot be created.", details=problems)
     return {"created": created, "existing": existing}
@@ -300,17 +319,16 @@ class ReferralFactoryKey(BaseModel):
 
 
 @router.put("/v1/account/referral-factory")
-def put_referral_factory(body: ReferralFactoryKey) -> dict[str, Any]:
+def put_referral_factory(body: ReferralFactoryKey) -> dict[str, str]:
     account = _account()
     svc = _services()
-    api_base = str(
-        body.api_base or account.get("rf_api_base") or _settings().default_referral_factory_api_base
+    api_base = str(body.api_base or account.rf_api_base or _settings().default_referral_factory_api_base)
+    candidate = account.model_copy(
+        update={
+            "rf_api_key": svc.box.encrypt(body.api_key, account.account_id),
+            "rf_api_base": api_base.rstrip("/"),
+        }
     )
-    candidate = {
-        **account,
-        "rf_api_key": svc.box.encrypt(body.api_key, account["account_id"]),
-        "rf_api_base": api_base.rstrip("/"),
-    }
     try:
         svc.referral_factory_for(candidate).list_campaigns()
     except CredentialsRejected as exc:
@@ -337,7 +355,7 @@ def rotate(body: Rotate) -> dict[str, str]:
         if body.what == "api_key"
         else accounts.rotate_webhook_secret(account)
     )
-    logger.info("credential rotated", extra={"account_id": account["account_id"], "what": body.what})
+    logger.info("credential rotated", extra={"account_id": account.account_id, "what": body.what})
     return {"what": body.what, "value": value}
 
 
@@ -352,12 +370,10 @@ def list_referrals(
     account = _account()
     referrals = Referrals(_services().store)
     partition = (
-        keys.email_index_key(account["account_id"], email)
-        if email
-        else keys.referrals_pk(account["account_id"])
+        keys.email_index_key(account.account_id, email) if email else keys.referrals_pk(account.account_id)
     )
     start = decode_cursor(cursor, partition=partition, partition_key="gsi2pk" if email else "pk")
     items, last = referrals.page(
-        account["account_id"], campaign_id=campaign_id, email=email, limit=limit, start_key=start
+        account.account_id, campaign_id=campaign_id, email=email, limit=limit, start_key=start
     )
     return page([referral_view(i) for i in items], last)

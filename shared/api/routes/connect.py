@@ -18,7 +18,15 @@ from shared.clients.errors import ConnectionRevoked, CredentialsRejected, Upstre
 from shared.clients.intercom import IntercomClient, exchange_code
 from shared.domain.errors import ApiError, BadRequest
 from shared.observability import logger, metrics
-from shared.records.connections import CONNECTED, WorkspaceInfo, public_view, usable
+from shared.records.accounts import Account
+from shared.records.connections import (
+    CONNECTED,
+    Connection,
+    ConnectionView,
+    WorkspaceInfo,
+    public_view,
+    usable,
+)
 from shared.records.oauth_states import OAuthStates
 from shared.wiring import Services, services
 
@@ -40,7 +48,7 @@ def _states(svc: Services) -> OAuthStates:
     return OAuthStates(svc.store, svc.app().client_secret.encode())
 
 
-def _account() -> dict[str, Any]:
+def _account() -> Account:
     return _services().accounts.authenticate(router.current_event.headers.get("authorization"))
 
 
@@ -69,7 +77,7 @@ def connect(body: ConnectRequest | None = None) -> dict[str, str]:
     svc = _services()
     s = _settings()
     return_url = str(body.return_url) if body and body.return_url else None
-    state = _states(svc).issue(account["account_id"], return_url)
+    state = _states(svc).issue(account.account_id, return_url)
     redirect_uri = public_base_url(router.current_event.raw_event, s.public_base_url) + CALLBACK_PATH
     query = urlencode({"client_id": svc.app().client_id, "state": state, "redirect_uri": redirect_uri})
     return {"authorize_url": f"{s.intercom_oauth_base.rstrip('/')}/oauth?{query}"}
@@ -103,7 +111,7 @@ def _with_status(url: str, status: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _complete(code: str | None, state: str | None, denied: str | None) -> tuple[dict[str, Any], str | None]:
+def _complete(code: str | None, state: str | None, denied: str | None) -> tuple[Connection, str | None]:
     svc = _services()
     s = _settings()
     # The state is checked (and spent) first: nothing reaches Intercom for a forged or replayed one.
@@ -123,12 +131,12 @@ def _complete(code: str | None, state: str | None, denied: str | None) -> tuple[
     except UpstreamError as exc:
         raise IntercomUnavailable("Intercom could not be reached to finish connecting; try again.") from exc
     connections = svc.connections()
-    item = connections.connect(
+    connection = connections.connect(
         claim.account_id, WorkspaceInfo(workspace.id, workspace.name, workspace.region), token
     )
     logger.info("intercom connected", extra={"account_id": claim.account_id, "workspace_id": workspace.id})
     metrics.add_metric(name="IntercomConnected", unit="Count", value=1)
-    return item, claim.return_url
+    return connection, claim.return_url
 
 
 @router.get(CALLBACK_PATH)
@@ -138,12 +146,12 @@ def callback(
     error: Annotated[str | None, Query()] = None,
 ) -> Response[Any]:
     try:
-        item, return_url = _complete(code, state, error)
+        connection, return_url = _complete(code, state, error)
     except ApiError as exc:
         return _failure(exc)
     if return_url:
         return Response(status_code=302, headers={"Location": _with_status(return_url, CONNECTED)}, body="")
-    view = public_view(item)
+    view = public_view(connection)
     if _wants_json():
         return json_response(view)
     return _page(
@@ -152,9 +160,9 @@ def callback(
 
 
 @router.get("/v1/intercom/connection")
-def get_connection() -> dict[str, Any]:
+def get_connection() -> ConnectionView:
     account = _account()
-    return public_view(_services().connections().get(account["account_id"]))
+    return public_view(_services().connections().get(account.account_id))
 
 
 @router.delete("/v1/intercom/connection")
@@ -162,7 +170,7 @@ def disconnect() -> Response[Any]:
     account = _account()
     svc = _services()
     connections = svc.connections()
-    current = connections.get(account["account_id"])
+    current = connections.get(account.account_id)
     if usable(current):
         try:
             svc.intercom_for(current).uninstall()
@@ -172,5 +180,5 @@ def disconnect() -> Response[Any]:
             raise IntercomUnavailable(
                 "Intercom could not be reached to revoke access; nothing changed."
             ) from exc
-    connections.disconnect(account["account_id"])
+    connections.disconnect(account.account_id)
     return Response(status_code=204, body="")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, Field, HttpUrl
+from typing_extensions import TypedDict
 
 from shared import caches, settings
 from shared.api.auth import require_admin
@@ -39,13 +40,29 @@ class CreateAccount(BaseModel):
     referral_factory_api_base: HttpUrl | None = None
 
 
+class WebhookSetup(TypedDict):
+    """Where and how Referral Factory should send the account's webhooks."""
+
+    url: str
+    header_name: str
+    header_value: str
+
+
+class CreatedAccount(TypedDict):
+    """`POST /admin/accounts`: the account key and webhook secret, shown this once."""
+
+    account_id: str
+    api_key: str
+    referral_factory_webhook: WebhookSetup
+
+
 @router.get("/health")
 def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.post("/admin/accounts")
-def create_account(body: CreateAccount) -> Response[dict[str, Any]]:
+def create_account(body: CreateAccount) -> Response[CreatedAccount]:
     s = _settings()
     event = router.current_event
     require_admin(

@@ -16,8 +16,7 @@ from shared.api.resolver import raw_body
 from shared.aws import queues
 from shared.domain.errors import BadRequest, Unauthorized, ValidationFailed, field_error
 from shared.observability import logger, metrics
-from shared.records import keys
-from shared.records.accounts import WEBHOOK_HEADER_NAME, secret_matches
+from shared.records.accounts import WEBHOOK_HEADER_NAME, webhook_secret_ok
 
 router = APIGatewayRouter()
 
@@ -33,8 +32,7 @@ def _settings() -> settings.SignupReceiverSettings:
 def _secret_ok(account_id: str, presented: str | None) -> bool:
     from shared.aws.store import Store  # boto3 only once a request needs it: keeps the cold start small
 
-    item = Store(_settings().table_name).get(*keys.account_key(account_id), consistent=False)
-    return item is not None and secret_matches(presented, item.get("webhook_secret_hash"))
+    return webhook_secret_ok(Store(_settings().table_name), account_id, presented)
 
 
 def parse_body(body: bytes, content_type: str) -> dict[str, Any]:

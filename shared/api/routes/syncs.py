@@ -16,6 +16,7 @@ from shared.api.resolver import json_response
 from shared.domain.errors import Conflict, NotFound
 from shared.flows.sync import Engine
 from shared.records import keys
+from shared.records.accounts import Account
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import NotConnected, usable
 from shared.records.syncs import CANCELLED, PAUSED, QUEUED, RUNNING, public_view
@@ -38,7 +39,7 @@ def _engine() -> Engine:
     return Engine(_services(), _settings())
 
 
-def _account() -> dict[str, Any]:
+def _account() -> Account:
     return _services().accounts.authenticate(router.current_event.headers.get("authorization"))
 
 
@@ -58,17 +59,17 @@ class StartSync(BaseModel):
 def start_sync(campaign_id: str, body: StartSync) -> Response[dict[str, Any]]:
     account = _account()
     svc = _services()
-    connection = svc.connections().get(account["account_id"])
+    connection = svc.connections().get(account.account_id)
     if not usable(connection):
         raise NotConnected
-    campaign = CampaignStore(svc.store).settings(account["account_id"], campaign_id)
+    campaign = CampaignStore(svc.store).settings(account.account_id, campaign_id)
     if campaign is None or campaign.sync is None:
         raise Conflict(
             f"Campaign {campaign_id} has no sync settings; PUT /v1/campaigns/{campaign_id}/intercom first.",
             code="settings_missing",
         )
     sync = _engine().start(
-        account["account_id"],
+        account.account_id,
         campaign_id,
         audience=body.audience,
         segment_id=body.segment_id,
@@ -86,25 +87,23 @@ def list_syncs(
 ) -> dict[str, Any]:
     account = _account()
     start = decode_cursor(
-        cursor, partition=keys.campaign_syncs_key(account["account_id"], campaign_id), partition_key="gsi1pk"
+        cursor, partition=keys.campaign_syncs_key(account.account_id, campaign_id), partition_key="gsi1pk"
     )
-    items, last = _engine().syncs.for_campaign(
-        account["account_id"], campaign_id, limit=limit, start_key=start
-    )
+    items, last = _engine().syncs.for_campaign(account.account_id, campaign_id, limit=limit, start_key=start)
     return page([public_view(i) for i in items], last)
 
 
 @router.delete("/v1/campaigns/<campaign_id>/syncs/ongoing")
 def stop_ongoing(campaign_id: str) -> Response[Any]:
     account = _account()
-    CampaignStore(_services().store).turn_ongoing_sync_off(account["account_id"], campaign_id)
+    CampaignStore(_services().store).turn_ongoing_sync_off(account.account_id, campaign_id)
     return Response(status_code=204, body="")
 
 
 def _own_sync(sync_id: str) -> dict[str, Any]:
     account = _account()
     sync = _engine().syncs.get(sync_id)
-    if sync is None or sync["account_id"] != account["account_id"]:
+    if sync is None or sync["account_id"] != account.account_id:
         raise NotFound(f"No sync {sync_id}.", code="sync_not_found")
     return sync
 
