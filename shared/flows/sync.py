@@ -51,7 +51,7 @@ from shared.observability import logger, metrics
 from shared.records import keys
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import usable
-from shared.records.due_work import due_item
+from shared.records.due_work import DueItem, due_item
 from shared.records.referrals import Referrals
 from shared.records.syncs import (
     ACTIVE,
@@ -147,30 +147,31 @@ class Engine:
             interval_s=ONGOING_INTERVAL_S,
             next_run_at=now + ONGOING_INTERVAL_S,
         )
-        self.svc.store.put(item)
+        self.svc.store.put(item.item())
 
     def scheduled_pass(self, message: dict[str, Any]) -> None:
         """An ongoing sync's pass: a new sync over contacts changed since the previous pass."""
         account_id, campaign_id = message["account_id"], message["campaign_id"]
         work_key = keys.due_key(keys.ongoing_sync_work_id(account_id, campaign_id))
-        due = self.svc.store.get(*work_key)
-        if due is None:
+        stored = self.svc.store.get(*work_key)
+        if stored is None:
             return  # turned off since
+        due = DueItem.model_validate(stored)
         connection = self.svc.connections().get(account_id)
         if not usable(connection) or self.syncs.running_for(account_id, campaign_id):
             return  # the next pass picks these contacts up: `since` does not move
-        since = int(due["message"].get("since") or 0)
+        since = int(due.message.get("since") or 0)
         started = int(time.time())
         self.start(
             account_id,
             campaign_id,
-            audience=due["message"]["audience"],
-            segment_id=due["message"].get("segment_id"),
+            audience=due.message["audience"],
+            segment_id=due.message.get("segment_id"),
             ongoing=False,
             trigger="schedule",
             updated_since=since,
         )
-        self.svc.store.update(*work_key, {"message": {**due["message"], "since": started}})
+        self.svc.store.update(*work_key, {"message": {**due.message, "since": started}})
         self._refresh_counts(account_id, campaign_id)
 
     def _refresh_counts(self, account_id: str, campaign_id: str) -> None:
