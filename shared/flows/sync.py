@@ -27,11 +27,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import messages
-from shared.aws import queues
 from shared.aws.store import ConditionFailed
 from shared.clients.errors import ConnectionRevoked, Invalid, RateLimited, UpstreamError
 from shared.clients.http import RetryPolicy
@@ -83,23 +82,31 @@ SLICE_S = 20.0
 SYNC_POLICY = RetryPolicy(max_budget_wait_s=1.0)
 
 
+class Sender(Protocol):
+    """Where the engine's messages go: SQS (`shared.aws.queues`, which the handlers pass) in Lambda,
+    a list in a unit test."""
+
+    def send(self, queue_url: str, body: dict[str, Any], *, delay_seconds: int = 0) -> object: ...
+
+    def send_batch(self, queue_url: str, bodies: list[dict[str, Any]]) -> None: ...
+
+
 @dataclass
 class Engine:
     svc: Services
     settings: ContactSyncSettings
+    sender: Sender
     # The invocation's `context.get_remaining_time_in_millis`: workers slice their work by it.
     remaining_ms: Callable[[], int] | None = None
+    syncs: Syncs = field(init=False)
+    campaigns: CampaignStore = field(init=False)
 
-    @property
-    def syncs(self) -> Syncs:
-        return Syncs(self.svc.store)
-
-    @property
-    def campaigns(self) -> CampaignStore:
-        return CampaignStore(self.svc.store)
+    def __post_init__(self) -> None:
+        self.syncs = Syncs(self.svc.store)
+        self.campaigns = CampaignStore(self.svc.store)
 
     def continue_sync(self, sync_id: str, delay_s: int = 0) -> None:
-        queues.send(
+        self.sender.send(
             self.settings.sync_queue_url, messages.SyncPage(sync_id=sync_id).body(), delay_seconds=delay_s
         )
 
@@ -231,7 +238,7 @@ class Engine:
             )
             for part in range(PAGE_PARTS)
         ]
-        queues.send_batch(self.settings.sync_pages_queue_url, [chunk.body() for chunk in chunks])
+        self.sender.send_batch(self.settings.sync_pages_queue_url, [chunk.body() for chunk in chunks])
         if not self.syncs.checkpoint(sync, page, result.next_cursor, result.total_count):
             return  # another coordinator moved past this page; its continuation carries on
         if result.next_cursor:
@@ -380,7 +387,7 @@ class ChunkWorker:
         return counted
 
     def _send_rest(self, chunk: messages.SyncChunk, rest: Rest) -> None:
-        queues.send(
+        self.engine.sender.send(
             self.engine.settings.sync_pages_queue_url,
             rest_message(chunk, rest).body(),
             delay_seconds=rest.delay_s,
@@ -403,7 +410,7 @@ class ChunkWorker:
         dead = chunk.model_copy(
             update={"contacts": [contact], "error": {"code": str(code), "message": str(exc)[:300]}}
         )
-        queues.send(self.engine.settings.sync_pages_dlq_url, dead.body())
+        self.engine.sender.send(self.engine.settings.sync_pages_dlq_url, dead.body())
         metrics.add_metric(name="SyncContactFailed", unit="Count", value=1)
         return False
 
@@ -559,7 +566,7 @@ def resume(engine: Engine, sync: Sync) -> None:
     if not engine.syncs.set_status(sync, RUNNING, only_from=(PAUSED,)):
         return
     for chunk in engine.syncs.unpark(sync.sync_id):
-        queues.send(engine.settings.sync_pages_queue_url, chunk.body())
+        engine.sender.send(engine.settings.sync_pages_queue_url, chunk.body())
     engine.continue_sync(sync.sync_id)
     logger.info("sync resumed", extra={"sync_id": sync.sync_id})
 

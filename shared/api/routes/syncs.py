@@ -13,6 +13,7 @@ from pydantic import BaseModel, model_validator
 from shared import caches, settings
 from shared.api.pagination import decode_cursor, page
 from shared.api.resolver import json_response
+from shared.aws import queues
 from shared.domain.errors import Conflict, NotFound
 from shared.flows.sync import Engine
 from shared.records import keys
@@ -35,7 +36,7 @@ def _services() -> Services:
 
 
 def _engine() -> Engine:
-    return Engine(_services(), _settings())
+    return Engine(_services(), _settings(), queues)
 
 
 def _account() -> dict[str, Any]:
