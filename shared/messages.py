@@ -7,9 +7,9 @@ what due work records (`shared/records/due_work.py`) and what each function's se
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 # -- logical queues ---------------------------------------------------------------------------------
 SIGNUP_QUEUE = "signup"
@@ -33,6 +33,59 @@ QUALIFICATION_SWEEP = "qualification.sweep"
 SYNC_PAGE = "sync.page"  # the coordinator's next search page
 SYNC_SCHEDULED = "sync.scheduled"  # an ongoing sync's pass, from due work
 SYNC_CHUNK = "sync.chunk"  # a part of a page, for the workers (the sync pages queue)
+
+
+class _SyncMessage(BaseModel):
+    """A sync queue's message. It travels as exactly the JSON it had before it was a model (messages
+    in flight during a deploy are read by the other version): `body()` gives the keys it was built or
+    received with, its kind always, and keeps keys it does not name."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+
+    def model_post_init(self, context: Any, /) -> None:
+        self.__pydantic_fields_set__.add("kind")
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class SyncPage(_SyncMessage):
+    """The coordinator's continuation: page the sync's search on from its checkpoint."""
+
+    kind: str = SYNC_PAGE
+    sync_id: str
+
+
+class SyncChunk(_SyncMessage):
+    """A part of a search page for the workers, or the rest a worker handed on (`attempts` and
+    `requeues` only then: a page's chunks are sent without them)."""
+
+    kind: str = SYNC_CHUNK
+    sync_id: str
+    chunk_id: str
+    page: int | None = None
+    # Slim Intercom contacts (`shared.domain.sync_plan.page_contact`): whatever attributes are mapped.
+    contacts: list[dict[str, Any]]
+    # Failed attempts so far, by contact id.
+    attempts: dict[str, int] = Field(default_factory=dict)
+    # How often the chain was handed back without progress.
+    requeues: int = 0
+
+
+class SyncScheduled(BaseModel):
+    """An ongoing sync's due message (due work adds `kind` and `scheduled_at` when it fires): a pass
+    over the contacts changed since the previous one started."""
+
+    model_config = ConfigDict(extra="allow")
+
+    account_id: str
+    campaign_id: str
+    audience: str
+    segment_id: str | None = None
+    since: int | None = None
+
 
 # -- connection events ------------------------------------------------------------------------------
 CONNECTION_CONNECTED: Final = "connection.connected"

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from shared import settings
+from shared.aws import queues
 from shared.flows.sync import Engine, handle_coordinator_record
 from shared.observability import logger, metrics, tracer
 from shared.wiring import services
@@ -22,7 +23,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    engine = Engine(services(SETTINGS), SETTINGS)
+    engine = Engine(services(SETTINGS), SETTINGS, queues)
     return dict(
         process_partial_response(
             event=event,

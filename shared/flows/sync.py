@@ -27,11 +27,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import messages
-from shared.aws import queues
 from shared.aws.store import ConditionFailed
 from shared.clients.errors import ConnectionRevoked, Invalid, RateLimited, UpstreamError
 from shared.clients.http import RetryPolicy
@@ -52,7 +51,7 @@ from shared.observability import logger, metrics
 from shared.records import keys
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import usable
-from shared.records.due_work import due_item
+from shared.records.due_work import DueItem, due_item
 from shared.records.referrals import COUNTS, Referral, ReferralChanges, ReferralEvent, Referrals
 from shared.records.syncs import (
     ACTIVE,
@@ -63,6 +62,9 @@ from shared.records.syncs import (
     PAUSED,
     QUEUED,
     RUNNING,
+    Rest,
+    Sync,
+    SyncError,
     Syncs,
 )
 
@@ -83,26 +85,32 @@ SLICE_S = 20.0
 SYNC_POLICY = RetryPolicy(max_budget_wait_s=1.0)
 
 
+class Sender(Protocol):
+    """Where the engine's messages go: SQS (`shared.aws.queues`, which the handlers pass) in Lambda,
+    a list in a unit test."""
+
+    def send(self, queue_url: str, body: dict[str, Any], *, delay_seconds: int = 0) -> object: ...
+
+    def send_batch(self, queue_url: str, bodies: list[dict[str, Any]]) -> None: ...
+
+
 @dataclass
 class Engine:
     svc: Services
     settings: ContactSyncSettings
+    sender: Sender
     # The invocation's `context.get_remaining_time_in_millis`: workers slice their work by it.
     remaining_ms: Callable[[], int] | None = None
+    syncs: Syncs = field(init=False)
+    campaigns: CampaignStore = field(init=False)
 
-    @property
-    def syncs(self) -> Syncs:
-        return Syncs(self.svc.store)
-
-    @property
-    def campaigns(self) -> CampaignStore:
-        return CampaignStore(self.svc.store)
+    def __post_init__(self) -> None:
+        self.syncs = Syncs(self.svc.store)
+        self.campaigns = CampaignStore(self.svc.store)
 
     def continue_sync(self, sync_id: str, delay_s: int = 0) -> None:
-        queues.send(
-            self.settings.sync_queue_url,
-            {"kind": messages.SYNC_PAGE, "sync_id": sync_id},
-            delay_seconds=delay_s,
+        self.sender.send(
+            self.settings.sync_queue_url, messages.SyncPage(sync_id=sync_id).body(), delay_seconds=delay_s
         )
 
     # -- starting -------------------------------------------------------------------------------
@@ -116,7 +124,7 @@ class Engine:
         ongoing: bool,
         trigger: str,
         updated_since: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> Sync:
         sync = self.syncs.start(
             account_id,
             campaign_id,
@@ -128,52 +136,53 @@ class Engine:
         )
         if ongoing:
             self.schedule_ongoing(account_id, campaign_id, audience, segment_id)
-        self.continue_sync(sync["sync_id"])
+        self.continue_sync(sync.sync_id)
         return sync
 
     def schedule_ongoing(
         self, account_id: str, campaign_id: str, audience: str, segment_id: str | None
     ) -> None:
         now = int(time.time())
-        message = {
-            "account_id": account_id,
-            "campaign_id": campaign_id,
-            "audience": audience,
-            "segment_id": segment_id,
-            "since": now,
-        }
+        message = messages.SyncScheduled(
+            account_id=account_id,
+            campaign_id=campaign_id,
+            audience=audience,
+            segment_id=segment_id,
+            since=now,
+        )
         item = due_item(
             keys.ongoing_sync_work_id(account_id, campaign_id),
             kind=messages.SYNC_SCHEDULED,
             queue=messages.SYNC_QUEUE,
-            message=message,
+            message=message.model_dump(),
             interval_s=ONGOING_INTERVAL_S,
             next_run_at=now + ONGOING_INTERVAL_S,
         )
-        self.svc.store.put(item)
+        self.svc.store.put(item.item())
 
-    def scheduled_pass(self, message: dict[str, Any]) -> None:
+    def scheduled_pass(self, message: messages.SyncScheduled) -> None:
         """An ongoing sync's pass: a new sync over contacts changed since the previous pass."""
-        account_id, campaign_id = message["account_id"], message["campaign_id"]
+        account_id, campaign_id = message.account_id, message.campaign_id
         work_key = keys.due_key(keys.ongoing_sync_work_id(account_id, campaign_id))
-        due = self.svc.store.get(*work_key)
-        if due is None:
+        stored = self.svc.store.get(*work_key)
+        if stored is None:
             return  # turned off since
+        due = messages.SyncScheduled.model_validate(DueItem.model_validate(stored).message)
         connection = self.svc.connections().get(account_id)
         if not usable(connection) or self.syncs.running_for(account_id, campaign_id):
             return  # the next pass picks these contacts up: `since` does not move
-        since = int(due["message"].get("since") or 0)
         started = int(time.time())
         self.start(
             account_id,
             campaign_id,
-            audience=due["message"]["audience"],
-            segment_id=due["message"].get("segment_id"),
+            audience=due.audience,
+            segment_id=due.segment_id,
             ongoing=False,
             trigger="schedule",
-            updated_since=since,
+            updated_since=due.since or 0,
         )
-        self.svc.store.update(*work_key, {"message": {**due["message"], "since": started}})
+        moved = due.model_copy(update={"since": started})
+        self.svc.store.update(*work_key, {"message": moved.model_dump(exclude_unset=True)})
         self._refresh_counts(account_id, campaign_id)
 
     def _refresh_counts(self, account_id: str, campaign_id: str) -> None:
@@ -186,53 +195,53 @@ class Engine:
     # -- the coordinator ------------------------------------------------------------------------
     def coordinate(self, sync_id: str) -> None:
         sync = self.syncs.get(sync_id)
-        if sync is None or sync["status"] not in (QUEUED, RUNNING):
+        if sync is None or sync.status not in (QUEUED, RUNNING):
             return
-        connection = self.svc.connections().get(sync["account_id"])
+        connection = self.svc.connections().get(sync.account_id)
         settings = self._settings(sync)
         if not usable(connection):
             self.syncs.set_status(sync, PAUSED)
-        elif sync.get("enumerated"):
+        elif sync.enumerated:
             self.syncs.complete_if_done(sync_id)
         elif settings is None:
-            self._fail(sync, "settings_missing", "The campaign's Intercom settings were removed.")
+            self.syncs.fail(
+                sync,
+                SyncError(code="settings_missing", message="The campaign's Intercom settings were removed."),
+            )
         else:
             self._next_page(sync, connection, settings)
 
-    def _next_page(self, sync: dict[str, Any], connection: Connection, settings: CampaignSettings) -> None:
-        sync_id = sync["sync_id"]
-        page = int(sync["next_page"])
-        query = audience_query(
-            sync["audience"], sync.get("segment_id"), updated_since=sync.get("updated_since")
-        )
+    def _next_page(self, sync: Sync, connection: Connection, settings: CampaignSettings) -> None:
+        sync_id = sync.sync_id
+        page = sync.next_page
+        query = audience_query(sync.audience, sync.segment_id, updated_since=sync.updated_since)
         try:
             result = self.svc.intercom_for(connection).search_page(
-                query, starting_after=sync.get("cursor"), per_page=SEARCH_PAGE_SIZE
+                query, starting_after=sync.cursor, per_page=SEARCH_PAGE_SIZE
             )
         except RateLimited as exc:
             self.continue_sync(sync_id, int((exc.retry_after or 1) + 1))
             return
         except ConnectionRevoked:
-            self.svc.connections().revoked_by_intercom(sync["account_id"])
+            self.svc.connections().revoked_by_intercom(sync.account_id)
             self.syncs.set_status(sync, PAUSED)
             return
         attributes = tuple(settings.sync.return_mapping.values()) if settings.sync else ()
-        since = sync.get("updated_since")
+        since = sync.updated_since
         contacts = [page_contact(c, attributes) for c in result.contacts if changed_since(c, since)]
         # Always PAGE_PARTS chunks, some maybe empty: a page sent again after a crash has the same
         # chunk ids whatever it holds now, and the sync knows how many chunks to wait for.
         n = len(contacts)
         chunks = [
-            {
-                "kind": messages.SYNC_CHUNK,
-                "sync_id": sync_id,
-                "chunk_id": f"{page}:{part}",
-                "page": page,
-                "contacts": contacts[part * n // PAGE_PARTS : (part + 1) * n // PAGE_PARTS],
-            }
+            messages.SyncChunk(
+                sync_id=sync_id,
+                chunk_id=f"{page}:{part}",
+                page=page,
+                contacts=contacts[part * n // PAGE_PARTS : (part + 1) * n // PAGE_PARTS],
+            )
             for part in range(PAGE_PARTS)
         ]
-        queues.send_batch(self.settings.sync_pages_queue_url, chunks)
+        self.sender.send_batch(self.settings.sync_pages_queue_url, [chunk.body() for chunk in chunks])
         if not self.syncs.checkpoint(sync, page, result.next_cursor, result.total_count):
             return  # another coordinator moved past this page; its continuation carries on
         if result.next_cursor:
@@ -240,38 +249,27 @@ class Engine:
         else:
             self.syncs.complete_if_done(sync_id)
 
-    def _settings(self, sync: dict[str, Any]) -> CampaignSettings | None:
-        settings = self.campaigns.settings(sync["account_id"], sync["campaign_id"])
+    def _settings(self, sync: Sync) -> CampaignSettings | None:
+        settings = self.campaigns.settings(sync.account_id, sync.campaign_id)
         return settings if settings and settings.sync else None
 
-    def _fail(self, sync: dict[str, Any], code: str, message: str) -> None:
-        self.svc.store.update(
-            *keys.sync_key(sync["sync_id"]),
-            {"errors": [*(sync.get("errors") or []), {"contact_id": None, "code": code, "message": message}]},
-        )
-        self.syncs.set_status(sync, FAILED)
-
     # -- workers --------------------------------------------------------------------------------
-    def work(self, chunk: dict[str, Any]) -> None:
-        sync = self.syncs.get(chunk["sync_id"])
-        if sync is None or sync["status"] in (COMPLETED, FAILED, CANCELLED):
+    def work(self, chunk: messages.SyncChunk) -> None:
+        sync = self.syncs.get(chunk.sync_id)
+        if sync is None or sync.status in (COMPLETED, FAILED, CANCELLED):
             return
-        connection = self.svc.connections().get(sync["account_id"])
+        connection = self.svc.connections().get(sync.account_id)
         settings = self._settings(sync)
-        if sync["status"] == PAUSED or not usable(connection):
-            self.syncs.park(sync["sync_id"], chunk)
+        if sync.status == PAUSED or not usable(connection):
+            self.syncs.park(sync.sync_id, chunk)
             self.syncs.set_status(sync, PAUSED)
             return
         if settings is None or settings.sync is None:
             self.syncs.record_chunk(
-                sync["sync_id"],
-                chunk["chunk_id"],
-                {"skipped": len(chunk["contacts"])},
-                part_finished=True,
-                errors=[],
+                sync.sync_id, chunk.chunk_id, {"skipped": len(chunk.contacts)}, part_finished=True, errors=[]
             )
             return
-        account = self.svc.accounts.get(sync["account_id"])
+        account = self.svc.accounts.get(sync.account_id)
         worker = ChunkWorker(self, sync, account, connection, settings)
         worker.run(chunk)
 
@@ -280,7 +278,7 @@ class ChunkWorker:
     def __init__(
         self,
         engine: Engine,
-        sync: dict[str, Any],
+        sync: Sync,
         account: Account,
         connection: Connection,
         settings: CampaignSettings,
@@ -294,7 +292,7 @@ class ChunkWorker:
         self.rf = engine.svc.referral_factory_for(account, policy=SYNC_POLICY)
         self.intercom = engine.svc.intercom_for(connection, policy=SYNC_POLICY)
         self.counts = {"processed": 0, "created": 0, "updated": 0, "skipped": 0, "failed": 0}
-        self.errors: list[dict[str, Any]] = []
+        self.errors: list[SyncError] = []
         self._campaign_name: str | None = None
 
     def _slice_ends_at(self) -> float:
@@ -303,21 +301,21 @@ class ChunkWorker:
             slice_s = min(slice_s, self.engine.remaining_ms() / 1000 / 2)
         return time.monotonic() + slice_s
 
-    def _already_counted(self, chunk: dict[str, Any]) -> bool:
-        marker = self.engine.syncs.chunk_marker(self.sync["sync_id"], chunk["chunk_id"])
+    def _already_counted(self, chunk: messages.SyncChunk) -> bool:
+        marker = self.engine.syncs.chunk_marker(self.sync.sync_id, chunk.chunk_id)
         if marker is None:
             return False
         # Delivered again after it was counted: only the rest it handed on may not have gone out.
-        if marker.get("rest"):
-            self._send_rest(chunk, marker["rest"])
+        if marker.rest is not None:
+            self._send_rest(chunk, marker.rest)
         return True
 
-    def run(self, chunk: dict[str, Any]) -> None:
-        syncs, sync_id = self.engine.syncs, self.sync["sync_id"]
+    def run(self, chunk: messages.SyncChunk) -> None:
+        syncs, sync_id = self.engine.syncs, self.sync.sync_id
         if self._already_counted(chunk):
             return
-        contacts = chunk["contacts"]
-        attempts = {str(k): int(v) for k, v in (chunk.get("attempts") or {}).items()}
+        contacts = chunk.contacts
+        attempts = dict(chunk.attempts)
         retries: list[str] = []
         stop, delay_s = len(contacts), 0
         slice_ends_at = self._slice_ends_at()
@@ -331,7 +329,7 @@ class ChunkWorker:
                 stop, delay_s = index, int((exc.retry_after or 1) + 1)
                 break
             except ConnectionRevoked:
-                self.engine.svc.connections().revoked_by_intercom(self.sync["account_id"])
+                self.engine.svc.connections().revoked_by_intercom(self.sync.account_id)
                 parked = self._rest(chunk, index, retries, attempts, 0)
                 if self._commit(chunk, parked):
                     syncs.park(sync_id, rest_message(chunk, parked))
@@ -343,43 +341,43 @@ class ChunkWorker:
         self._finish(chunk, stop, retries, attempts, delay_s)
 
     def _finish(
-        self, chunk: dict[str, Any], stop: int, retries: list[str], attempts: dict[str, int], delay_s: int
+        self, chunk: messages.SyncChunk, stop: int, retries: list[str], attempts: dict[str, int], delay_s: int
     ) -> None:
         """Count the chunk, then hand on its rest, if any; otherwise its page is finished."""
-        if stop == len(chunk["contacts"]) and retries:
+        if stop == len(chunk.contacts) and retries:
             delay_s = 2 * max(attempts[r] for r in retries)
         rest = None
-        if stop < len(chunk["contacts"]) or retries:
+        if stop < len(chunk.contacts) or retries:
             rest = self._rest(chunk, stop, retries, attempts, delay_s)
         if not self._commit(chunk, rest):
             return
         if rest is not None:
             self._send_rest(chunk, rest)
         else:
-            self.engine.syncs.complete_if_done(self.sync["sync_id"])
+            self.engine.syncs.complete_if_done(self.sync.sync_id)
 
     def _rest(
-        self, chunk: dict[str, Any], stop: int, retries: list[str], attempts: dict[str, int], delay_s: int
-    ) -> dict[str, Any]:
+        self, chunk: messages.SyncChunk, stop: int, retries: list[str], attempts: dict[str, int], delay_s: int
+    ) -> Rest:
         """What a chunk hands on: the contacts from `stop` and those to retry, as a small record that
         is kept with the chunk's marker, so a redelivered chunk hands on exactly the same rest."""
-        requeues = int(chunk.get("requeues") or 0) + 1 if stop == 0 and not retries else 0
+        requeues = chunk.requeues + 1 if stop == 0 and not retries else 0
         if requeues > MAX_REQUEUES:
-            raise RuntimeError(f"chunk {chunk['chunk_id']} handed back {MAX_REQUEUES} times without progress")
-        kept = {str(c["id"]) for c in chunk["contacts"][stop:]} | set(retries)
-        return {
-            "from": stop,
-            "retry": retries,
-            "attempts": {k: v for k, v in attempts.items() if k in kept},
-            "delay_s": delay_s,
-            "requeues": requeues,
-        }
+            raise RuntimeError(f"chunk {chunk.chunk_id} handed back {MAX_REQUEUES} times without progress")
+        kept = {str(c["id"]) for c in chunk.contacts[stop:]} | set(retries)
+        return Rest(
+            from_=stop,
+            retry=retries,
+            attempts={k: v for k, v in attempts.items() if k in kept},
+            delay_s=delay_s,
+            requeues=requeues,
+        )
 
-    def _commit(self, chunk: dict[str, Any], rest: dict[str, Any] | None) -> bool:
+    def _commit(self, chunk: messages.SyncChunk, rest: Rest | None) -> bool:
         """Count the chunk once; a chunk with a rest leaves its page open for that rest to finish."""
         counted = self.engine.syncs.record_chunk(
-            self.sync["sync_id"],
-            chunk["chunk_id"],
+            self.sync.sync_id,
+            chunk.chunk_id,
             self.counts,
             part_finished=rest is None,
             errors=self.errors,
@@ -387,19 +385,19 @@ class ChunkWorker:
         )
         if not counted:
             logger.info(
-                "chunk already counted", extra={"sync_id": self.sync["sync_id"], "chunk": chunk["chunk_id"]}
+                "chunk already counted", extra={"sync_id": self.sync.sync_id, "chunk": chunk.chunk_id}
             )
         return counted
 
-    def _send_rest(self, chunk: dict[str, Any], rest: dict[str, Any]) -> None:
-        queues.send(
+    def _send_rest(self, chunk: messages.SyncChunk, rest: Rest) -> None:
+        self.engine.sender.send(
             self.engine.settings.sync_pages_queue_url,
-            rest_message(chunk, rest),
-            delay_seconds=int(rest.get("delay_s") or 0),
+            rest_message(chunk, rest).body(),
+            delay_seconds=rest.delay_s,
         )
 
     def _retry_later(
-        self, chunk: dict[str, Any], contact: dict[str, Any], exc: Exception, attempts: dict[str, int]
+        self, chunk: messages.SyncChunk, contact: dict[str, Any], exc: Exception, attempts: dict[str, int]
     ) -> bool:
         """True if the contact goes along with the chunk's rest for another attempt; otherwise it is
         recorded as failed and sent to the DLQ."""
@@ -411,11 +409,11 @@ class ChunkWorker:
         code = getattr(exc, "code", None) or type(exc).__name__
         self.counts["failed"] += 1
         self.counts["processed"] += 1
-        self.errors.append({"contact_id": contact.get("id"), "code": str(code), "message": str(exc)[:300]})
-        queues.send(
-            self.engine.settings.sync_pages_dlq_url,
-            {**chunk, "contacts": [contact], "error": {"code": str(code), "message": str(exc)[:300]}},
+        self.errors.append(SyncError(contact_id=contact.get("id"), code=str(code), message=str(exc)[:300]))
+        dead = chunk.model_copy(
+            update={"contacts": [contact], "error": {"code": str(code), "message": str(exc)[:300]}}
         )
+        self.engine.sender.send(self.engine.settings.sync_pages_dlq_url, dead.body())
         metrics.add_metric(name="SyncContactFailed", unit="Count", value=1)
         return False
 
@@ -423,14 +421,14 @@ class ChunkWorker:
     def link(self, contact: dict[str, Any]) -> None:
         sync_settings = self.settings.sync
         assert sync_settings is not None
-        campaign_id = str(self.sync["campaign_id"])
+        campaign_id = self.sync.campaign_id
         account_id = self.account.account_id
         linked = [
             r
             for r in self.referrals.by_contact(self.connection.workspace_id, str(contact["id"]))
             if r.account_id == account_id and r.campaign_id == campaign_id
         ]
-        sync_id = self.sync["sync_id"]
+        sync_id = self.sync.sync_id
         if linked:
             record = linked[0]
             user = RfUser(
@@ -470,8 +468,8 @@ class ChunkWorker:
         """The user's record linked to the contact: one write when the record is new, the usual case
         (it says already that this sync writes the contact back, when it must); a read and a write
         when it exists (a signup got there first), and then its counts decide the write-back."""
-        account_id, campaign_id = self.account.account_id, str(self.sync["campaign_id"])
-        sync_id, contact_id = self.sync["sync_id"], str(contact["id"])
+        account_id, campaign_id = self.account.account_id, self.sync.campaign_id
+        sync_id, contact_id = self.sync.sync_id, str(contact["id"])
         event = ReferralEvent(
             kind="linked", via="sync", details={"contact_id": contact_id, "sync_id": sync_id}
         )
@@ -522,7 +520,7 @@ class ChunkWorker:
 
     def _name(self) -> str | None:
         if self._campaign_name is None:
-            self._campaign_name = self.rf.get_campaign(self.sync["campaign_id"]).get("name")
+            self._campaign_name = self.rf.get_campaign(self.sync.campaign_id).get("name")
         return self._campaign_name
 
     def _count(self, *, created: bool = False, updated: bool = False, skipped: bool = False) -> None:
@@ -532,20 +530,19 @@ class ChunkWorker:
         self.counts["skipped"] += int(skipped)
 
 
-def rest_message(chunk: dict[str, Any], rest: dict[str, Any]) -> dict[str, Any]:
+def rest_message(chunk: messages.SyncChunk, rest: Rest) -> messages.SyncChunk:
     """The chunk message for what `chunk` handed on (`ChunkWorker._rest`)."""
-    stop = int(rest["from"])
-    retry = set(rest.get("retry") or [])
-    contacts = chunk["contacts"]
-    return {
-        "kind": messages.SYNC_CHUNK,
-        "sync_id": chunk["sync_id"],
-        "chunk_id": f"{chunk['chunk_id']}+{stop}",
-        "page": chunk.get("page"),
-        "contacts": [*contacts[stop:], *(c for c in contacts[:stop] if str(c["id"]) in retry)],
-        "attempts": dict(rest.get("attempts") or {}),
-        "requeues": int(rest.get("requeues") or 0),
-    }
+    stop = rest.from_
+    retry = set(rest.retry)
+    contacts = chunk.contacts
+    return messages.SyncChunk(
+        sync_id=chunk.sync_id,
+        chunk_id=f"{chunk.chunk_id}+{stop}",
+        page=chunk.page,
+        contacts=[*contacts[stop:], *(c for c in contacts[:stop] if str(c["id"]) in retry)],
+        attempts=dict(rest.attempts),
+        requeues=rest.requeues,
+    )
 
 
 # -- connection changes -------------------------------------------------------------------------
@@ -560,29 +557,29 @@ def on_connection(engine: Engine, message: dict[str, Any]) -> None:
             campaigns.turn_ongoing_sync_off(account_id, campaign_id)
             if sync:
                 engine.syncs.set_status(sync, CANCELLED)
-        elif kind == messages.CONNECTION_REVOKED and sync and sync["status"] in (QUEUED, RUNNING):
+        elif kind == messages.CONNECTION_REVOKED and sync and sync.status in (QUEUED, RUNNING):
             engine.syncs.set_status(sync, PAUSED)
-        elif kind == messages.CONNECTION_CONNECTED and sync and sync["status"] == PAUSED:
+        elif kind == messages.CONNECTION_CONNECTED and sync and sync.status == PAUSED:
             resume(engine, sync)
 
 
-def resume(engine: Engine, sync: dict[str, Any]) -> None:
+def resume(engine: Engine, sync: Sync) -> None:
     """Connected again: the sync runs on from its checkpoint and parked pages go out again."""
     if not engine.syncs.set_status(sync, RUNNING, only_from=(PAUSED,)):
         return
-    for chunk in engine.syncs.unpark(sync["sync_id"]):
-        queues.send(engine.settings.sync_pages_queue_url, chunk)
-    engine.continue_sync(sync["sync_id"])
-    logger.info("sync resumed", extra={"sync_id": sync["sync_id"]})
+    for chunk in engine.syncs.unpark(sync.sync_id):
+        engine.sender.send(engine.settings.sync_pages_queue_url, chunk.body())
+    engine.continue_sync(sync.sync_id)
+    logger.info("sync resumed", extra={"sync_id": sync.sync_id})
 
 
 def handle_coordinator_record(record: SQSRecord, engine: Engine) -> None:
     message = json.loads(record.body)
     kind = message.get("kind")
     if kind == messages.SYNC_PAGE:
-        engine.coordinate(message["sync_id"])
+        engine.coordinate(messages.SyncPage.model_validate(message).sync_id)
     elif kind == messages.SYNC_SCHEDULED:
-        engine.scheduled_pass(message)
+        engine.scheduled_pass(messages.SyncScheduled.model_validate(message))
     elif kind in (
         messages.CONNECTION_CONNECTED,
         messages.CONNECTION_REVOKED,
@@ -597,7 +594,7 @@ def handle_worker_record(record: SQSRecord, engine: Engine) -> None:
     message = json.loads(record.body)
     if message.get("kind") != messages.SYNC_CHUNK:
         raise ValueError(f"the sync pages queue has no handler for {message.get('kind')!r}")
-    engine.work(message)
+    engine.work(messages.SyncChunk.model_validate(message))
 
 
 __all__ = ["ACTIVE", "Engine", "handle_coordinator_record", "handle_worker_record"]

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict
+
 from shared import messages
 from shared.aws.store import ConditionFailed
 from shared.domain.campaign_settings import CampaignSettings
@@ -26,6 +28,19 @@ CATCH_UP_INTERVAL_S = 600
 QUALIFICATION_SWEEP_INTERVAL_S = 300
 
 
+class CampaignConfig(BaseModel):
+    """A campaign's Intercom settings as saved (`PUT /v1/campaigns/{id}/intercom` validated them; the
+    rules read them as `CampaignSettings`). Its keys are built in shared/records/keys.py."""
+
+    model_config = ConfigDict(extra="allow")
+
+    account_id: str
+    campaign_id: str
+    # The body that was saved, kept as it came: the API returns it unchanged.
+    settings: dict[str, Any]
+    updated_at: int
+
+
 def has_qualification(settings: dict[str, Any]) -> bool:
     people = ("person_invited", "person_referring")
     return any((settings.get(person) or {}).get("qualification") for person in people)
@@ -36,9 +51,13 @@ class CampaignStore:
         self.store = store
         self.clock = clock
 
-    def get_settings(self, account_id: str, campaign_id: str) -> dict[str, Any] | None:
+    def get(self, account_id: str, campaign_id: str) -> CampaignConfig | None:
         item = self.store.get(*keys.settings_key(account_id, campaign_id))
-        return item["settings"] if item else None
+        return CampaignConfig.model_validate(item) if item else None
+
+    def get_settings(self, account_id: str, campaign_id: str) -> dict[str, Any] | None:
+        config = self.get(account_id, campaign_id)
+        return config.settings if config else None
 
     def settings(self, account_id: str, campaign_id: str) -> CampaignSettings | None:
         """The campaign's settings as the rules read them; None when it has none. (Stored settings were
@@ -48,16 +67,10 @@ class CampaignStore:
 
     def put_settings(self, account_id: str, campaign_id: str, settings: dict[str, Any]) -> None:
         pk, sk = keys.settings_key(account_id, campaign_id)
-        self.store.put(
-            {
-                "pk": pk,
-                "sk": sk,
-                "account_id": account_id,
-                "campaign_id": campaign_id,
-                "settings": settings,
-                "updated_at": int(self.clock()),
-            }
+        config = CampaignConfig(
+            account_id=account_id, campaign_id=campaign_id, settings=settings, updated_at=int(self.clock())
         )
+        self.store.put({"pk": pk, "sk": sk, **config.model_dump()})
         work_id = keys.catch_up_work_id(account_id, campaign_id)
         message = {"account_id": account_id, "campaign_id": campaign_id}
         item = due_item(
@@ -69,7 +82,7 @@ class CampaignStore:
             next_run_at=int(self.clock()) + CATCH_UP_INTERVAL_S,
         )
         with contextlib.suppress(ConditionFailed):  # already scheduled: keep its rhythm
-            self.store.put(item, if_absent=True)
+            self.store.put(item.item(), if_absent=True)
         self._schedule_qualification_sweep(account_id, campaign_id, settings)
 
     def ensure_qualification_sweep(self, account_id: str, campaign_id: str) -> None:
@@ -95,7 +108,7 @@ class CampaignStore:
             next_run_at=int(self.clock()) + QUALIFICATION_SWEEP_INTERVAL_S,
         )
         with contextlib.suppress(ConditionFailed):  # already scheduled: keep its rhythm
-            self.store.put(item, if_absent=True)
+            self.store.put(item.item(), if_absent=True)
 
     def delete_settings(self, account_id: str, campaign_id: str) -> bool:
         """Remove the settings and turn the campaign's ongoing sync off; True if there were settings."""

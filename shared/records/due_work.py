@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict
+
 from shared.aws.store import Attr, ConditionFailed
 from shared.records import keys
 
@@ -19,22 +21,46 @@ if TYPE_CHECKING:
     from shared.aws.store import Store
 
 
+class DueItem(BaseModel):
+    """Recurring work: `message` goes to the logical queue `queue` (`shared.messages`) as a `kind`
+    message every `interval_s` seconds. Its keys are built by `due_item` (shared/records/keys.py)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    pk: str
+    sk: str
+    kind: str
+    queue: str
+    # The message's own fields, whatever its kind (fire_due adds `kind` and `scheduled_at`).
+    message: dict[str, Any]
+    interval_s: int
+    next_run_at: int
+    # Written by the scheduler's claim: absent until the work first ran.
+    last_run_at: int | None = None
+    gsi1pk: str
+    gsi1sk: str
+
+    def item(self) -> dict[str, Any]:
+        """As stored: the attributes it was built or read with."""
+        return self.model_dump(exclude_unset=True)
+
+
 def due_item(
     work_id: str, *, kind: str, queue: str, message: dict[str, Any], interval_s: int, next_run_at: int
-) -> dict[str, Any]:
+) -> DueItem:
     """The item that makes `message` go to the logical queue `queue` every `interval_s` seconds."""
     pk, sk = keys.due_key(work_id)
-    return {
-        "pk": pk,
-        "sk": sk,
-        "kind": kind,
-        "queue": queue,
-        "message": message,
-        "interval_s": interval_s,
-        "next_run_at": next_run_at,
-        "gsi1pk": keys.DUE_PARTITION,
-        "gsi1sk": keys.due_sort_key(next_run_at, work_id),
-    }
+    return DueItem(
+        pk=pk,
+        sk=sk,
+        kind=kind,
+        queue=queue,
+        message=message,
+        interval_s=interval_s,
+        next_run_at=next_run_at,
+        gsi1pk=keys.DUE_PARTITION,
+        gsi1sk=keys.due_sort_key(next_run_at, work_id),
+    )
 
 
 @dataclass(frozen=True)
@@ -56,30 +82,30 @@ def fire_due(
         items, start = store.query(
             keys.DUE_PARTITION, index="gsi1", sk_lte=keys.due_sort_key(now, "~"), start_key=start
         )
-        for item in items:
-            work_id = keys.due_work_id(item["pk"])
-            next_run = max(item["next_run_at"] + item["interval_s"], now + 1)
+        for due in map(DueItem.model_validate, items):
+            work_id = keys.due_work_id(due.pk)
+            next_run = max(due.next_run_at + due.interval_s, now + 1)
             try:
                 # Claim first: a crash after the claim loses one run (the next comes one interval
                 # later); a crash before it only delays this one to the next tick.
                 store.update(
-                    item["pk"],
-                    item["sk"],
+                    due.pk,
+                    due.sk,
                     {
                         "next_run_at": next_run,
                         "gsi1sk": keys.due_sort_key(next_run, work_id),
                         "last_run_at": now,
                     },
-                    condition=Attr("next_run_at").eq(item["next_run_at"]),
+                    condition=Attr("next_run_at").eq(due.next_run_at),
                 )
             except ConditionFailed:
                 skipped += 1
                 continue
-            queue_url = queues.get(item["queue"])
+            queue_url = queues.get(due.queue)
             if queue_url is None:
                 skipped += 1
                 continue
-            send(queue_url, {**item["message"], "kind": item["kind"], "scheduled_at": now})
+            send(queue_url, {**due.message, "kind": due.kind, "scheduled_at": now})
             fired += 1
         if not start:
             return FireResult(fired, skipped)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from shared.aws.store import Attr, ConditionFailed
 from shared.domain.errors import Conflict
+from shared.messages import SyncChunk
 from shared.records import keys
 
 if TYPE_CHECKING:
@@ -46,13 +49,77 @@ PUBLIC_FIELDS = (
 )
 
 
-def public_view(item: dict[str, Any]) -> dict[str, Any]:
-    view = {field: item.get(field) for field in PUBLIC_FIELDS}
-    view["errors"] = list(item.get("errors") or [])
-    for counter in COUNTERS:
-        view[counter] = int(item.get(counter) or 0)
-    view["total"] = int(item.get("total") or 0)
-    return view
+class SyncError(BaseModel):
+    """A contact that failed for good (or, `contact_id` None, the sync itself)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    contact_id: str | None = None
+    code: str
+    message: str
+
+
+class Sync(BaseModel):
+    """A sync's record: what it covers, where it stands, its counters and the coordinator's checkpoint.
+    Its keys (`pk`/`sk`, `gsi1pk`/`gsi1sk`) are built in shared/records/keys.py and kept as extras."""
+
+    model_config = ConfigDict(extra="allow")
+
+    sync_id: str
+    account_id: str
+    campaign_id: str
+    audience: str
+    segment_id: str | None = None
+    ongoing: bool = False
+    trigger: str
+    status: str = QUEUED
+    # Contacts the search matched (its first page says).
+    total: int = 0
+    processed: int = 0
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    failed: int = 0
+    started_at: int
+    finished_at: int | None = None
+    errors: list[SyncError] = Field(default_factory=list)
+    # An ongoing pass covers only contacts changed since then.
+    updated_since: int | None = None
+    # The coordinator's checkpoint: the search cursor and the page it starts.
+    cursor: str | None = None
+    next_page: int = 0
+    # Parts of pages finished; the sync completes at `pages_total * PAGE_PARTS` once `enumerated`.
+    parts_done: int = 0
+    enumerated: bool = False
+    # Written when enumeration ends, absent before.
+    pages_total: int | None = None
+
+
+def public_view(sync: Sync) -> dict[str, Any]:
+    """The sync as the API shows it."""
+    view = sync.model_dump(include=set(PUBLIC_FIELDS))
+    return {field: view[field] for field in PUBLIC_FIELDS}
+
+
+class Rest(BaseModel):
+    """What a chunk handed on, kept with its marker: the contacts from `from` and those to retry."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    from_: int = Field(alias="from")
+    retry: list[str] = Field(default_factory=list)
+    attempts: dict[str, int] = Field(default_factory=dict)
+    delay_s: int = 0
+    requeues: int = 0
+
+
+class ChunkMarker(BaseModel):
+    """A chunk whose counts were added (once), and the rest it handed on, if any."""
+
+    model_config = ConfigDict(extra="allow")
+
+    expires_at: int
+    rest: Rest | None = None
 
 
 class SyncInProgress(Conflict):
@@ -67,8 +134,9 @@ class Syncs:
         self.clock = clock
         self.ids = ids or (lambda: "sync_" + secrets.token_hex(8))
 
-    def get(self, sync_id: str) -> dict[str, Any] | None:
-        return self.store.get(*keys.sync_key(sync_id))
+    def get(self, sync_id: str) -> Sync | None:
+        item = self.store.get(*keys.sync_key(sync_id))
+        return Sync.model_validate(item) if item else None
 
     def start(
         self,
@@ -80,33 +148,27 @@ class Syncs:
         ongoing: bool,
         trigger: str,
         updated_since: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> Sync:
         """A new queued sync holding the campaign's lock (one running sync per campaign)."""
         sync_id = self.ids()
         now = int(self.clock())
         pk, sk = keys.lock_key(account_id, campaign_id)
         sync_pk, sync_sk = keys.sync_key(sync_id)
-        item: dict[str, Any] = {
+        sync = Sync(
+            sync_id=sync_id,
+            account_id=account_id,
+            campaign_id=campaign_id,
+            audience=audience,
+            segment_id=segment_id,
+            ongoing=ongoing,
+            trigger=trigger,
+            started_at=now,
+            updated_since=updated_since,
+        )
+        item = {
             "pk": sync_pk,
             "sk": sync_sk,
-            "sync_id": sync_id,
-            "account_id": account_id,
-            "campaign_id": campaign_id,
-            "audience": audience,
-            "segment_id": segment_id,
-            "ongoing": ongoing,
-            "trigger": trigger,
-            "status": QUEUED,
-            "total": 0,
-            **dict.fromkeys(COUNTERS, 0),
-            "started_at": now,
-            "finished_at": None,
-            "errors": [],
-            "updated_since": updated_since,
-            "cursor": None,
-            "next_page": 0,
-            "parts_done": 0,
-            "enumerated": False,
+            **sync.model_dump(exclude={"pages_total"}),
             "gsi1pk": keys.campaign_syncs_key(account_id, campaign_id),
             "gsi1sk": keys.campaign_syncs_sort_key(now, sync_id),
         }
@@ -119,19 +181,19 @@ class Syncs:
                 f"Sync {held['sync_id'] if held else '?'} is still running for this campaign; "
                 "wait for it or cancel it."
             ) from exc
-        return item
+        return Sync.model_validate(item)
 
     def running_for(self, account_id: str, campaign_id: str) -> str | None:
         lock = self.store.get(*keys.lock_key(account_id, campaign_id))
         return lock["sync_id"] if lock else None
 
-    def set_status(self, sync: dict[str, Any], status: str, *, only_from: tuple[str, ...] = ACTIVE) -> bool:
-        changes: dict[str, Any] = {"status": status}
+    def set_status(self, sync: Sync, status: str, *, only_from: tuple[str, ...] = ACTIVE) -> bool:
+        changes: dict[str, str | int] = {"status": status}
         if status in (COMPLETED, FAILED, CANCELLED):
             changes["finished_at"] = int(self.clock())
         try:
             self.store.update(
-                *keys.sync_key(sync["sync_id"]), changes, condition=Attr("status").is_in(list(only_from))
+                *keys.sync_key(sync.sync_id), changes, condition=Attr("status").is_in(list(only_from))
             )
         except ConditionFailed:
             return False
@@ -139,14 +201,24 @@ class Syncs:
             self._release(sync)
         return True
 
-    def _release(self, sync: dict[str, Any]) -> None:
-        pk, sk = keys.lock_key(sync["account_id"], sync["campaign_id"])
-        with contextlib.suppress(ConditionFailed):  # else the lock belongs to a newer sync
-            self.store.delete_if(pk, sk, condition=Attr("sync_id").eq(sync["sync_id"]))
+    def fail(self, sync: Sync, error: SyncError) -> None:
+        """Record why the sync cannot go on, then fail it."""
+        errors = [*sync.errors, error]
+        self.store.update(*keys.sync_key(sync.sync_id), {"errors": [e.model_dump() for e in errors]})
+        self.set_status(sync, FAILED)
 
-    def checkpoint(self, sync: dict[str, Any], page: int, cursor: str | None, total: int | None) -> bool:
+    def _release(self, sync: Sync) -> None:
+        pk, sk = keys.lock_key(sync.account_id, sync.campaign_id)
+        with contextlib.suppress(ConditionFailed):  # else the lock belongs to a newer sync
+            self.store.delete_if(pk, sk, condition=Attr("sync_id").eq(sync.sync_id))
+
+    def checkpoint(self, sync: Sync, page: int, cursor: str | None, total: int | None) -> bool:
         """Move the coordinator past `page`: only once, whoever else tries the same page loses."""
-        changes: dict[str, Any] = {"next_page": page + 1, "cursor": cursor, "status": RUNNING}
+        changes: dict[str, int | str | bool | None] = {
+            "next_page": page + 1,
+            "cursor": cursor,
+            "status": RUNNING,
+        }
         if total is not None and page == 0:
             changes["total"] = total
         if cursor is None:
@@ -154,7 +226,7 @@ class Syncs:
             changes["pages_total"] = page + 1
         try:
             self.store.update(
-                *keys.sync_key(sync["sync_id"]),
+                *keys.sync_key(sync.sync_id),
                 changes,
                 condition=Attr("next_page").eq(page) & Attr("status").is_in([QUEUED, RUNNING]),
             )
@@ -166,11 +238,11 @@ class Syncs:
         self,
         sync_id: str,
         chunk_id: str,
-        counts: dict[str, int],
+        counts: Mapping[str, int],
         *,
         part_finished: bool,
-        errors: list[dict[str, Any]],
-        rest: dict[str, Any] | None = None,
+        errors: list[SyncError],
+        rest: Rest | None = None,
     ) -> bool:
         """Count a chunk of a page exactly once (a marker and the counters in one transaction); the
         marker keeps what the chunk handed on (`rest`)."""
@@ -178,14 +250,9 @@ class Syncs:
         if part_finished:
             adds["parts_done"] = 1
         marker_pk, marker_sk = keys.chunk_key(sync_id, chunk_id)
-        marker: dict[str, Any] = {
-            "pk": marker_pk,
-            "sk": marker_sk,
-            "expires_at": int(self.clock()) + 14 * 86_400,
-        }
-        if rest is not None:
-            marker["rest"] = rest
-        ops: list[dict[str, Any]] = [{"put": marker, "if_absent": True}]
+        marker = ChunkMarker(expires_at=int(self.clock()) + 14 * 86_400, rest=rest)
+        item = {"pk": marker_pk, "sk": marker_sk, **marker.model_dump(by_alias=True, exclude_none=True)}
+        ops: list[dict[str, object]] = [{"put": item, "if_absent": True}]
         if adds:
             ops.append({"update": keys.sync_key(sync_id), "add": adds})
         try:
@@ -193,43 +260,45 @@ class Syncs:
         except ConditionFailed:
             return False
         if errors:
-            current = self.get(sync_id) or {}
-            kept = [*(current.get("errors") or []), *errors][:MAX_ERRORS_KEPT]
-            self.store.update(*keys.sync_key(sync_id), {"errors": kept})
+            current = self.get(sync_id)
+            kept = [*(current.errors if current else []), *errors][:MAX_ERRORS_KEPT]
+            self.store.update(*keys.sync_key(sync_id), {"errors": [e.model_dump() for e in kept]})
         return True
 
-    def chunk_marker(self, sync_id: str, chunk_id: str) -> dict[str, Any] | None:
+    def chunk_marker(self, sync_id: str, chunk_id: str) -> ChunkMarker | None:
         """The marker of a chunk already counted, or None."""
-        return self.store.get(*keys.chunk_key(sync_id, chunk_id))
+        item = self.store.get(*keys.chunk_key(sync_id, chunk_id))
+        return ChunkMarker.model_validate(item) if item else None
 
     def complete_if_done(self, sync_id: str) -> bool:
         """Completed once enumeration ended and every part of every page was counted (coordinator or
         last worker)."""
         sync = self.get(sync_id)
-        if not sync or not sync.get("enumerated") or sync.get("status") != RUNNING:
+        if not sync or not sync.enumerated or sync.status != RUNNING:
             return False
-        if int(sync.get("parts_done") or 0) < int(sync.get("pages_total") or 0) * PAGE_PARTS:
+        if sync.parts_done < (sync.pages_total or 0) * PAGE_PARTS:
             return False
         return self.set_status(sync, COMPLETED, only_from=(RUNNING,))
 
-    def park(self, sync_id: str, chunk: dict[str, Any]) -> None:
+    def park(self, sync_id: str, chunk: SyncChunk) -> None:
         """Keep a page chunk while the connection is revoked; reconnecting sends it again."""
-        pk, sk = keys.parked_key(sync_id, chunk["chunk_id"])
-        self.store.put({"pk": pk, "sk": sk, "chunk": chunk})
+        pk, sk = keys.parked_key(sync_id, chunk.chunk_id)
+        self.store.put({"pk": pk, "sk": sk, "chunk": chunk.body()})
 
-    def unpark(self, sync_id: str) -> list[dict[str, Any]]:
+    def unpark(self, sync_id: str) -> list[SyncChunk]:
         parked = list(self.store.query_all(keys.sync_pk(sync_id), sk_prefix=keys.PARKED_PREFIX))
         for item in parked:
             self.store.delete(item["pk"], item["sk"])
-        return [item["chunk"] for item in parked]
+        return [SyncChunk.model_validate(item["chunk"]) for item in parked]
 
     def for_campaign(
         self, account_id: str, campaign_id: str, *, limit: int, start_key: dict[str, Any] | None
-    ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        return self.store.query(
+    ) -> tuple[list[Sync], dict[str, Any] | None]:
+        items, last = self.store.query(
             keys.campaign_syncs_key(account_id, campaign_id),
             index="gsi1",
             limit=limit,
             start_key=start_key,
             newest_first=True,
         )
+        return [Sync.model_validate(item) for item in items], last

@@ -72,7 +72,7 @@ def test_due_work_fires_once_per_interval_even_when_two_schedulers_overlap(store
             message={"campaign": "c1"},
             interval_s=300,
             next_run_at=1000,
-        )
+        ).item()
     )
     sent: list[tuple[str, dict]] = []
     queues = {"intercom_events": "queue-url"}
@@ -93,7 +93,7 @@ def test_scheduler_handler_sends_due_work_to_its_queue(store, aws, lambda_module
     store.put(
         due_item(
             work_id, kind="catch_up", queue="signup", message={"work": work_id}, interval_s=60, next_run_at=0
-        )
+        ).item()
     )
     result = lambda_module("SchedulerFunction").handler({"source": "aws.events"}, LambdaContext())
     assert result["fired"] >= 1

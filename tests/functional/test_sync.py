@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from shared import messages
+from shared.aws import queues
 from shared.clients.errors import RateLimited, Transient
 from shared.flows import sync as sync_engine
 from shared.records import syncs as syncs_module
@@ -196,7 +197,7 @@ def test_a_hand_back_delivered_again_after_it_was_counted_hands_on_the_same_rest
     setup = connected_account
     ids = generate(emulators, setup["workspace"], 6, "user")
     real_link = sync_engine.ChunkWorker.link
-    real_send = sync_engine.queues.send
+    real_send = queues.send
     budget = {"spent": 1}
     crashes = {"send": 1}
 
@@ -213,7 +214,7 @@ def test_a_hand_back_delivered_again_after_it_was_counted_hands_on_the_same_rest
         return real_send(url, body, **kwargs)
 
     monkeypatch.setattr(sync_engine.ChunkWorker, "link", budget_spent_once)
-    monkeypatch.setattr(sync_engine.queues, "send", crashing_send)
+    monkeypatch.setattr(queues, "send", crashing_send)
     sync_id = start(call, setup, {"audience": "users"})
     pump(lambda_module, aws, timeout_s=60)
     result = status(call, setup, sync_id)

@@ -13,13 +13,14 @@ from pydantic import BaseModel, model_validator
 from shared import caches, settings
 from shared.api.pagination import decode_cursor, page
 from shared.api.resolver import json_response
+from shared.aws import queues
 from shared.domain.errors import Conflict, NotFound
 from shared.flows.sync import Engine
 from shared.records import keys
 from shared.records.accounts import Account
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import NotConnected, usable
-from shared.records.syncs import CANCELLED, PAUSED, QUEUED, RUNNING, public_view
+from shared.records.syncs import CANCELLED, PAUSED, QUEUED, RUNNING, Sync, public_view
 from shared.wiring import Services, services
 
 router = APIGatewayRouter()
@@ -36,7 +37,7 @@ def _services() -> Services:
 
 
 def _engine() -> Engine:
-    return Engine(_services(), _settings())
+    return Engine(_services(), _settings(), queues)
 
 
 def _account() -> Account:
@@ -76,7 +77,7 @@ def start_sync(campaign_id: str, body: StartSync) -> Response[dict[str, Any]]:
         ongoing=body.ongoing,
         trigger="manual",
     )
-    return json_response({"sync_id": sync["sync_id"], "status": QUEUED}, status_code=202)
+    return json_response({"sync_id": sync.sync_id, "status": QUEUED}, status_code=202)
 
 
 @router.get("/v1/campaigns/<campaign_id>/syncs")
@@ -100,10 +101,10 @@ def stop_ongoing(campaign_id: str) -> Response[Any]:
     return Response(status_code=204, body="")
 
 
-def _own_sync(sync_id: str) -> dict[str, Any]:
+def _own_sync(sync_id: str) -> Sync:
     account = _account()
     sync = _engine().syncs.get(sync_id)
-    if sync is None or sync["account_id"] != account.account_id:
+    if sync is None or sync.account_id != account.account_id:
         raise NotFound(f"No sync {sync_id}.", code="sync_not_found")
     return sync
 
@@ -119,7 +120,7 @@ def cancel_sync(sync_id: str) -> Response[dict[str, Any]]:
     syncs = _engine().syncs
     if not syncs.set_status(sync, CANCELLED, only_from=(QUEUED, RUNNING, PAUSED)):
         raise Conflict(
-            f"Sync {sync_id} is {sync['status']}; only a queued, running or paused sync stops.",
+            f"Sync {sync_id} is {sync.status}; only a queued, running or paused sync stops.",
             code="sync_not_running",
         )
     return json_response(public_view(syncs.get(sync_id) or sync), status_code=202)
