@@ -35,7 +35,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check shared functions local bench tests
 
+# The product's code (the layer and the handlers) is checked strictly; the local stack, emulators and
+# benchmarks with the project's ordinary settings.
 typecheck: install
+	$(BIN)/mypy --strict shared functions
 	$(BIN)/mypy shared functions local bench
 
 template-check: install

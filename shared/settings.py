@@ -97,6 +97,13 @@ S = TypeVar("S", bound=BaseSettings)
 
 @caches.resettable
 @cache
+def _load(model: type[BaseSettings]) -> BaseSettings:
+    return model.model_validate(dict(os.environ))
+
+
 def load(model: type[S]) -> S:
     """The function's settings from its environment, validated once per cold start."""
-    return model.model_validate(dict(os.environ))
+    loaded = _load(model)
+    if not isinstance(loaded, model):  # pragma: no cover - _load builds exactly `model`
+        raise TypeError(f"{model.__name__} loaded as {type(loaded).__name__}")
+    return loaded

@@ -10,15 +10,25 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
 from shared.domain.errors import ApiError, MethodNotAllowed, NotFound, field_error
 from shared.observability import logger
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
 
-def error_response(error: ApiError, headers: dict[str, str] | None = None) -> Response:
+# Powertools' router takes no arguments but its constructor is not annotated; typed here, once.
+_new_router: Callable[[], APIGatewayRouter] = APIGatewayRouter
+
+
+def router() -> APIGatewayRouter:
+    """A new group of routes, included into a function's resolver."""
+    return _new_router()
+
+
+def error_response(error: ApiError, headers: dict[str, str] | None = None) -> Response[Any]:
     return Response(
         status_code=error.status,
         content_type=content_types.APPLICATION_JSON,
@@ -27,7 +37,7 @@ def error_response(error: ApiError, headers: dict[str, str] | None = None) -> Re
     )
 
 
-def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response[Any]:
     return Response(
         status_code=status_code,
         content_type=content_types.APPLICATION_JSON,
@@ -43,7 +53,7 @@ def _field_path(loc: Iterable[Any]) -> str:
     return ".".join(parts) or "body"
 
 
-def validation_response(exc: RequestValidationError) -> Response:
+def validation_response(exc: RequestValidationError) -> Response[Any]:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return error_response(
@@ -78,7 +88,7 @@ class ProductResolver(APIGatewayRestResolver):
         routes = self._static_routes + self._dynamic_routes
         return sorted({r.method for r in routes if r.rule.match(path)})
 
-    def _no_route(self, _exc: NotFoundError) -> Response:
+    def _no_route(self, _exc: NotFoundError) -> Response[Any]:
         event = self.current_event
         allowed = self.allowed_methods(event.path)
         if allowed:
@@ -87,12 +97,12 @@ class ProductResolver(APIGatewayRestResolver):
         return error_response(NotFound(f"No route for {event.http_method} {event.path}."))
 
     @staticmethod
-    def _service_error(exc: ServiceError) -> Response:
+    def _service_error(exc: ServiceError) -> Response[Any]:
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
         return error_response(ApiError(str(exc.msg), code=code).with_status(exc.status_code))
 
     @staticmethod
-    def _unexpected(exc: Exception) -> Response:
+    def _unexpected(exc: Exception) -> Response[Any]:
         logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
         return error_response(ApiError("Something went wrong on our side; it has been logged."))
 

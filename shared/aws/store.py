@@ -123,6 +123,11 @@ def _expression(condition: Condition) -> ConditionBase:
     return expression
 
 
+def _item(value: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored item with plain Python values (see `_plain`)."""
+    return {k: _plain(v) for k, v in value.items()}
+
+
 def _plain(value: Any) -> Any:
     """DynamoDB's Decimals back to ints and floats, recursively."""
     if isinstance(value, Decimal):
@@ -170,7 +175,7 @@ class Store:
 
     def get(self, pk: str, sk: str, *, consistent: bool = True) -> dict[str, Any] | None:
         item = self._table.get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=consistent).get("Item")
-        return _plain(item) if item else None
+        return _item(item) if item else None
 
     def put(
         self, item: Mapping[str, Any], *, if_absent: bool = False, condition: Condition | None = None
@@ -221,7 +226,7 @@ class Store:
             )
         elif must_exist:
             kwargs["ConditionExpression"] = "attribute_exists(pk)"
-        return _plain(conditional(self._table.update_item, **kwargs)["Attributes"])
+        return _item(conditional(self._table.update_item, **kwargs)["Attributes"])
 
     def add(
         self, pk: str, sk: str, counters: Mapping[str, int], sets: Mapping[str, Any] | None = None
@@ -243,7 +248,7 @@ class Store:
             ExpressionAttributeValues=values,
             ReturnValues="ALL_NEW",
         )
-        return _plain(result["Attributes"])
+        return _item(result["Attributes"])
 
     def delete(self, pk: str, sk: str, *, must_exist: bool = False) -> dict[str, Any] | None:
         """Delete one item; with `must_exist`, exactly one caller wins (single-use records)."""
@@ -251,7 +256,7 @@ class Store:
         if must_exist:
             kwargs["ConditionExpression"] = "attribute_exists(pk)"
         old = conditional(self._table.delete_item, **kwargs).get("Attributes")
-        return _plain(old) if old else None
+        return _item(old) if old else None
 
     def delete_if(self, pk: str, sk: str, *, condition: Condition) -> None:
         """Delete one item only while `condition` holds."""
@@ -286,7 +291,7 @@ class Store:
             kwargs["ExclusiveStartKey"] = _dynamo(dict(start_key))
         page = self._table.query(**kwargs)
         last = page.get("LastEvaluatedKey")
-        return [_plain(i) for i in page.get("Items", [])], (_plain(last) if last else None)
+        return [_item(i) for i in page.get("Items", [])], (_item(last) if last else None)
 
     def query_all(
         self, pk: str, *, sk_prefix: str | None = None, index: str | None = None

@@ -168,7 +168,7 @@ class HttpClient:
 
     def backoff(self, attempt: int) -> float:
         """Half fixed, half random ("equal jitter"): never a zero wait, never a synchronised herd."""
-        ceiling = min(self.policy.backoff_cap_s, self.policy.backoff_base_s * 2**attempt)
+        ceiling = min(self.policy.backoff_cap_s, self.policy.backoff_base_s * 2.0**attempt)
         return ceiling / 2 + self._rng() * ceiling / 2
 
     def request(

@@ -150,7 +150,7 @@ def test_filled_caches_are_empty_after_one_reset(monkeypatch):
         len(signup_push._CAMPAIGN_NAMES),
         len(intercom_webhooks._routes),
         services.cache_info().currsize,
-        settings.load.cache_info().currsize,
+        settings._load.cache_info().currsize,
     ]
     assert filled == [1] * 7
 
@@ -163,7 +163,7 @@ def test_filled_caches_are_empty_after_one_reset(monkeypatch):
         len(signup_push._CAMPAIGN_NAMES),
         len(intercom_webhooks._routes),
         services.cache_info().currsize,
-        settings.load.cache_info().currsize,
+        settings._load.cache_info().currsize,
     ] == [0] * 7
     assert boto.session() is not first_session
     assert first_http.is_closed and shared_http() is not first_http

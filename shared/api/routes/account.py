@@ -11,13 +11,13 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
-from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, Field, HttpUrl, ValidationError
 from typing_extensions import TypedDict
 
 from shared import caches, settings
 from shared.api.pagination import ListEnvelope, decode_cursor, page
 from shared.api.resolver import json_response
+from shared.api.resolver import router as new_router
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, RateLimited, UpstreamError
 from shared.clients.intercom import IntercomClient
 from shared.domain.campaign_settings import Attribute, CampaignSettings, named_attributes, validate
@@ -31,7 +31,7 @@ from shared.records.referrals import Referrals
 from shared.records.referrals import public_view as referral_view
 from shared.wiring import Services, services
 
-router = APIGatewayRouter()
+router = new_router()
 
 # How long listed attributes and segments are served from the cache without `?refresh=true`.
 CACHE_MAX_AGE_S = 900

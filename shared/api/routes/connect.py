@@ -9,11 +9,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, HttpUrl
 
 from shared import caches, settings
 from shared.api.resolver import json_response, public_base_url
+from shared.api.resolver import router as new_router
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, UpstreamError
 from shared.clients.intercom import IntercomClient, exchange_code
 from shared.domain.errors import ApiError, BadRequest
@@ -30,7 +30,7 @@ from shared.records.connections import (
 from shared.records.oauth_states import OAuthStates
 from shared.wiring import Services, services
 
-router = APIGatewayRouter()
+router = new_router()
 CALLBACK_PATH = "/oauth/intercom/callback"
 
 

@@ -16,10 +16,9 @@ import time
 from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
-from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-
 from shared import caches, messages, settings
 from shared.api.resolver import raw_body
+from shared.api.resolver import router as new_router
 from shared.aws import queues
 from shared.aws.app_secret import app_credentials
 from shared.domain.errors import BadRequest, Unauthorized
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     from shared.aws.crypto import SecretBox
     from shared.aws.seen import SeenIds
 
-router = APIGatewayRouter()
+router = new_router()
 
 # What the processor acts on (qualification, merges, removals); other topics are answered and dropped.
 HANDLED_TOPICS = frozenset(

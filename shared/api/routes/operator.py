@@ -6,19 +6,19 @@ from functools import cache
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, Field, HttpUrl
 from typing_extensions import TypedDict
 
 from shared import caches, settings
 from shared.api.auth import require_admin
 from shared.api.resolver import json_response, public_base_url
+from shared.api.resolver import router as new_router
 from shared.aws.crypto import SecretBox
 from shared.aws.store import Store
 from shared.observability import logger, metrics
 from shared.records.accounts import WEBHOOK_HEADER_NAME, Accounts
 
-router = APIGatewayRouter()
+router = new_router()
 
 
 @caches.resettable

@@ -9,16 +9,15 @@ from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl
 
-from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-
 from shared import caches, messages, settings
 from shared.api.resolver import raw_body
+from shared.api.resolver import router as new_router
 from shared.aws import queues
 from shared.domain.errors import BadRequest, Unauthorized, ValidationFailed, field_error
 from shared.observability import logger, metrics
 from shared.records.accounts import WEBHOOK_HEADER_NAME, webhook_secret_ok
 
-router = APIGatewayRouter()
+router = new_router()
 
 EVENTS = ("user.join", "user.qualified", "reward.issued")
 

@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from pydantic import BaseModel, model_validator
 
 from shared import caches, settings
 from shared.api.pagination import decode_cursor, page
 from shared.api.resolver import json_response
+from shared.api.resolver import router as new_router
 from shared.aws import queues
 from shared.domain.errors import Conflict, NotFound
 from shared.flows.sync import Engine
@@ -23,7 +23,7 @@ from shared.records.connections import NotConnected, usable
 from shared.records.syncs import CANCELLED, PAUSED, QUEUED, RUNNING, Sync, public_view
 from shared.wiring import Services, services
 
-router = APIGatewayRouter()
+router = new_router()
 
 
 @caches.resettable
