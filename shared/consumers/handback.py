@@ -1,4 +1,5 @@
-"""Handing a queue message back with a delay: the one loop both queue consumers run their handlers in.
+"""Dispatching a queue message by its kind, and handing it back with a delay: the one loop both queue
+consumers run their handlers in.
 
 Work that cannot happen now (`Deferred`: another worker holds it, a search not yet trustworthy; a rate
 budget spent; Referral Factory or Intercom failing through the client's own retries) goes back to its
@@ -10,7 +11,8 @@ message handed back MAX_REQUEUES times is failed instead, so it ends in the DLQ 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from shared import messages
@@ -25,6 +27,7 @@ TRANSIENT_RETRY_S = 5
 HANDED_BACK = "handed_back"
 
 R = TypeVar("R")
+H = TypeVar("H")
 
 
 class UnknownMessage(Exception):
@@ -56,3 +59,25 @@ def run_or_hand_back(message: dict[str, Any], queue_url: str, handle: Callable[[
             extra={"kind": message.get("kind"), "delay_s": delay, "reason": str(later)},
         )
         return HANDED_BACK
+
+
+def dispatch(
+    body: str,
+    handlers: Mapping[str, H],
+    call: Callable[[H, dict[str, Any]], R],
+    *,
+    queue: str,
+    queue_url: str,
+    ignored: Collection[str] = (),
+) -> R | str | None:
+    """Run the handler of the message's kind as `call(handler, message)`, handing the message back to
+    `queue_url` when it cannot happen now; None for a kind the queue ignores. A kind with no handler
+    raises UnknownMessage: never acknowledged, it stays visible (and then in the DLQ)."""
+    message: dict[str, Any] = json.loads(body)
+    kind = message.get("kind")
+    if kind in ignored:
+        return None
+    handler = handlers.get(kind) if isinstance(kind, str) else None
+    if handler is None:
+        raise UnknownMessage(f"the {queue} queue has no handler for {kind!r}")
+    return run_or_hand_back(message, queue_url, lambda: call(handler, message))

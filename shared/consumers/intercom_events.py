@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from shared import caches, messages
 from shared.aws import queues
 from shared.clients.errors import ConnectionRevoked
-from shared.consumers.handback import UnknownMessage, run_or_hand_back
+from shared.consumers.handback import dispatch
 from shared.flows.contact_changes import handle_notification
 from shared.flows.qualify import Qualifier, QualifyContext
 from shared.flows.sweep import sweep
@@ -155,14 +155,12 @@ HANDLERS: dict[str, Callable[[dict[str, Any], Services, IntercomEventsSettings],
 }
 
 
-def handle_record(record: SQSRecord, settings: IntercomEventsSettings) -> str:
-    message = json.loads(record.body)
-    kind = message.get("kind")
-    handler = HANDLERS.get(kind)
-    if handler is None:
-        # Never acknowledge what we do not understand: it stays visible (and then in the DLQ).
-        raise UnknownMessage(f"the Intercom events queue has no handler for {kind!r}")
+def handle_record(record: SQSRecord, settings: IntercomEventsSettings) -> str | None:
     svc = services(settings)
-    return run_or_hand_back(
-        message, settings.intercom_events_queue_url, lambda: handler(message, svc, settings)
+    return dispatch(
+        record.body,
+        HANDLERS,
+        lambda handler, message: handler(message, svc, settings),
+        queue="Intercom events",
+        queue_url=settings.intercom_events_queue_url,
     )

@@ -7,14 +7,13 @@ sleeping in a billed Lambda (shared/consumers/handback.py).
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
 from shared import messages
 from shared.aws import queues
 from shared.clients.intercom import parse_timestamp
-from shared.consumers.handback import UnknownMessage, run_or_hand_back
+from shared.consumers.handback import dispatch
 from shared.flows.signup_push import PushContext, SignupPusher
 from shared.observability import logger, metrics
 from shared.records import keys
@@ -147,13 +146,12 @@ HANDLERS = {
 
 
 def handle_record(record: SQSRecord, settings: SignupProcessorSettings) -> None:
-    message = json.loads(record.body)
-    kind = message.get("kind")
-    if kind in IGNORED_KINDS:
-        return
-    handler = HANDLERS.get(kind)
-    if handler is None:
-        # Never acknowledge what we do not understand: it stays visible (and then in the DLQ).
-        raise UnknownMessage(f"the signup queue has no handler for {kind!r}")
     svc = services(settings)
-    run_or_hand_back(message, settings.signup_queue_url, lambda: handler(message, svc, settings))
+    dispatch(
+        record.body,
+        HANDLERS,
+        lambda handler, message: handler(message, svc, settings),
+        queue="signup",
+        queue_url=settings.signup_queue_url,
+        ignored=IGNORED_KINDS,
+    )

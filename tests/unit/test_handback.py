@@ -1,0 +1,93 @@
+"""The consumers' one loop: a message goes to the handler of its kind, or back to its queue with a
+delay when the work cannot happen now, or stays failed (and so reaches the DLQ)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from shared import messages
+from shared.clients.errors import RateLimited, Transient
+from shared.consumers import handback
+from shared.consumers.handback import MAX_REQUEUES, UnknownMessage, dispatch
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any], int]]:
+    sent: list[tuple[str, dict[str, Any], int]] = []
+
+    def send(url: str, body: dict[str, Any], *, delay_seconds: int = 0) -> str:
+        sent.append((url, body, delay_seconds))
+        return "id"
+
+    monkeypatch.setattr(handback.queues, "send", send)
+    return sent
+
+
+def _run(body: dict[str, Any], handler: Any, **kwargs: Any) -> Any:
+    return dispatch(
+        json.dumps(body),
+        {"work": handler},
+        lambda h, message: h(message),
+        queue="test",
+        queue_url="https://sqs/test",
+        **kwargs,
+    )
+
+
+def test_the_handler_of_the_kind_gets_the_message(sent: list[Any]) -> None:
+    assert _run({"kind": "work", "n": 1}, lambda m: m["n"] + 1) == 2
+    assert sent == []
+
+
+def test_an_unknown_kind_is_never_acknowledged_and_says_which_queue(sent: list[Any]) -> None:
+    with pytest.raises(UnknownMessage, match="the test queue has no handler for 'other'"):
+        _run({"kind": "other"}, lambda m: None)
+    with pytest.raises(UnknownMessage):
+        _run({"no": "kind"}, lambda m: None)
+    assert sent == []
+
+
+def test_an_ignored_kind_is_acknowledged_without_running_anything(sent: list[Any]) -> None:
+    def fail(_message: dict[str, Any]) -> None:
+        raise AssertionError("ran")
+
+    assert _run({"kind": "noise"}, fail, ignored=("noise",)) is None
+
+
+@pytest.mark.parametrize(
+    ("later", "delay"),
+    [
+        (messages.Deferred("held", 30), 30),
+        (RateLimited("spent", retry_after=7.5), 8),
+        (Transient("503"), handback.TRANSIENT_RETRY_S),
+    ],
+)
+def test_work_that_cannot_happen_now_goes_back_with_a_delay(
+    sent: list[Any], later: Exception, delay: int
+) -> None:
+    def handler(_message: dict[str, Any]) -> None:
+        raise later
+
+    assert _run({"kind": "work", "requeues": 2}, handler) == handback.HANDED_BACK
+    assert sent == [("https://sqs/test", {"kind": "work", "requeues": 3}, delay)]
+
+
+def test_after_max_requeues_the_message_fails_so_it_reaches_the_dlq(sent: list[Any]) -> None:
+    def handler(_message: dict[str, Any]) -> None:
+        raise messages.Deferred("held", 30)
+
+    with pytest.raises(messages.Deferred):
+        _run({"kind": "work", "requeues": MAX_REQUEUES}, handler)
+    assert sent == []
+
+
+def test_other_failures_are_not_handed_back(sent: list[Any]) -> None:
+    def handler(_message: dict[str, Any]) -> None:
+        raise ValueError("bad")
+
+    with pytest.raises(ValueError, match="bad"):
+        _run({"kind": "work"}, handler)
+    assert sent == []
