@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError, Servic
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from shared.domain.errors import ApiError, MethodNotAllowed, NotFound, field_error
+from shared.domain.errors import ApiError, BadRequest, MethodNotAllowed, NotFound, field_error
 from shared.observability import logger
 
 if TYPE_CHECKING:
@@ -124,3 +125,14 @@ def raw_body(event: dict[str, Any]) -> bytes:
     """The request body exactly as sent (signatures are computed over these bytes)."""
     body = event.get("body") or ""
     return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+
+
+def json_object(body: bytes, *, not_json: str, not_json_code: str = "malformed_json") -> dict[str, Any]:
+    """The body as a JSON object, or a 400 saying why not (`not_json` when it is not JSON at all)."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise BadRequest(not_json, code=not_json_code) from exc
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object.", code="malformed_body")
+    return data

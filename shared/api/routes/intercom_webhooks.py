@@ -17,7 +17,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
 from shared import caches, messages, settings
-from shared.api.resolver import raw_body
+from shared.api.resolver import json_object, raw_body
 from shared.api.resolver import router as new_router
 from shared.aws import queues
 from shared.aws.app_secret import app_credentials
@@ -60,16 +60,6 @@ caches.register(f"{__name__}._routes", _routes.clear)
 @cache
 def _settings() -> settings.IntercomWebhookSettings:
     return settings.load(settings.IntercomWebhookSettings)
-
-
-def _parse(body: bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise BadRequest("The body is not valid JSON.", code="malformed_json") from exc
-    if not isinstance(data, dict):
-        raise BadRequest("The body must be a JSON object.", code="malformed_body")
-    return data
 
 
 def _account_for(app_id: str) -> str | None:
@@ -129,7 +119,7 @@ def notification() -> dict[str, str]:
     if not valid_hub_signature(body, router.current_event.headers.get("x-hub-signature"), secret):
         metrics.add_metric(name="WebhookBadSignature", unit="Count", value=1)
         raise Unauthorized("The notification's X-Hub-Signature does not match.", code="bad_signature")
-    data = _parse(body)
+    data = json_object(body, not_json="The body is not valid JSON.")
     if data.get("topic") == "ping":
         return {"status": "pong"}
     topic, app_id, notification_id, item = _notification(data)
@@ -178,7 +168,7 @@ def uninstall() -> dict[str, str]:
     if not signed:
         metrics.add_metric(name="WebhookBadSignature", unit="Count", value=1)
         raise Unauthorized("The uninstall notice's signature does not match.", code="bad_signature")
-    app_id = _parse(body).get("app_id")
+    app_id = json_object(body, not_json="The body is not valid JSON.").get("app_id")
     if not isinstance(app_id, str) or not app_id:
         raise BadRequest("The uninstall notice has no app_id.", code="malformed_body")
     # Acting needs a call to Intercom (GET /me) to confirm; that happens behind the queue.

@@ -3,14 +3,13 @@ read in any of the accepted shapes, the event queued; answered at once."""
 
 from __future__ import annotations
 
-import json
 import time
 from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl
 
 from shared import caches, messages, settings
-from shared.api.resolver import raw_body
+from shared.api.resolver import json_object, raw_body
 from shared.api.resolver import router as new_router
 from shared.aws import queues
 from shared.domain.errors import BadRequest, Unauthorized, ValidationFailed, field_error
@@ -43,12 +42,7 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest("The form body cannot be read.", code="malformed_body") from exc
         return {"event": form.pop("event", None), "user": form, "campaign": None}
-    try:
-        data = json.loads(body)
-    except ValueError as exc:
-        raise BadRequest("The body is neither JSON nor a form.", code="malformed_body") from exc
-    if not isinstance(data, dict):
-        raise BadRequest("The body must be a JSON object.", code="malformed_body")
+    data = json_object(body, not_json="The body is neither JSON nor a form.", not_json_code="malformed_body")
     user = next((data[k] for k in ("user", "data") if isinstance(data.get(k), dict)), data)
     campaign = data.get("campaign") if isinstance(data.get("campaign"), dict) else None
     return {"event": data.get("event"), "user": user, "campaign": campaign}
