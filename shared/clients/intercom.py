@@ -18,9 +18,11 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ConfigDict
 
 from shared.clients.errors import AlreadyExists, ConnectionRevoked, Invalid, UpstreamError, UpstreamNotFound
 from shared.clients.http import DEFAULT_POLICY, Budget, HttpClient, RetryPolicy, error_for
+from shared.domain.contact import Contact, ContactBody
 from shared.settings import DEFAULT_INTERCOM_API_BASE
 
 INTERCOM_VERSION = "2.14"
@@ -89,9 +91,29 @@ class Workspace:
 
 @dataclass(frozen=True)
 class SearchPage:
-    contacts: list[dict[str, Any]]
+    contacts: list[Contact]
     next_cursor: str | None
     total_count: int | None
+
+
+class _Listing(BaseModel):
+    # Intercom's objects carry more than the product reads: kept as they came.
+    model_config = ConfigDict(extra="allow")
+
+
+class _Next(_Listing):
+    starting_after: str | None = None
+
+
+class _Pages(_Listing):
+    # An object with the next page's cursor, when there is one (other lists give a URL).
+    next: _Next | str | None = None
+
+
+class _SearchResult(_Listing):
+    data: list[Contact] | None = None
+    pages: _Pages | None = None
+    total_count: int | None = None
 
 
 def _envelope(response: httpx.Response) -> tuple[str | None, str]:
@@ -111,7 +133,7 @@ def _json(response: httpx.Response) -> Any:
     return response.json() if response.content.strip() else {}
 
 
-def _writable(fields: Mapping[str, Any]) -> dict[str, Any]:
+def _writable(fields: ContactBody) -> ContactBody:
     if "external_id" in fields:
         raise ValueError("the product never writes external_id: customers use it for their own user ids")
     return dict(fields)
@@ -241,31 +263,27 @@ class IntercomClient:
         self._call("POST", "/auth/uninstall", allow_empty=True)
 
     # -- contacts -----------------------------------------------------------------------------
-    def create_contact(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+    def create_contact(self, fields: ContactBody) -> Contact:
         """`POST /contacts`; a duplicate raises `AlreadyExists` carrying the existing contact's id."""
-        contact: dict[str, Any] = self._call("POST", "/contacts", json=_writable(fields))
-        return contact
+        return Contact.model_validate(self._call("POST", "/contacts", json=_writable(fields)))
 
-    def get_contact(self, contact_id: str, *, email: str | None = None) -> dict[str, Any]:
+    def get_contact(self, contact_id: str, *, email: str | None = None) -> Contact:
         """A contact, followed to its survivor if it was merged away: through the `Link` header of a
         410 (2.16+), or for a 404 by searching the user with the `email` it was known by."""
         return self._on_contact("GET", contact_id, None, email)
 
-    def update_contact(
-        self, contact_id: str, fields: Mapping[str, Any], *, email: str | None = None
-    ) -> dict[str, Any]:
+    def update_contact(self, contact_id: str, fields: ContactBody, *, email: str | None = None) -> Contact:
         """`PUT /contacts/{id}` with only the given fields, on the survivor if it was merged away."""
         return self._on_contact("PUT", contact_id, _writable(fields), email)
 
     def _on_contact(
-        self, method: str, contact_id: str, body: dict[str, Any] | None, email: str | None
-    ) -> dict[str, Any]:
+        self, method: str, contact_id: str, body: ContactBody | None, email: str | None
+    ) -> Contact:
         current = contact_id
         for _ in range(MAX_MERGE_HOPS + 1):
             response = self.http.request(method, f"/contacts/{quote(current, safe='')}", json=body)
             if response.is_success:
-                contact: dict[str, Any] = _json(response)
-                return contact
+                return Contact.model_validate(_json(response))
             survivor: str | None = None
             if response.status_code == 410:
                 link = _CANONICAL.search(response.headers.get("link", ""))
@@ -290,7 +308,7 @@ class IntercomClient:
             ],
         }
         page = self.search_page(query, per_page=1)
-        return str(page.contacts[0]["id"]) if page.contacts else None
+        return page.contacts[0].id if page.contacts else None
 
     # -- search -------------------------------------------------------------------------------
     def search_page(
@@ -309,13 +327,13 @@ class IntercomClient:
         body: dict[str, Any] = {"query": dict(query), "pagination": pagination}
         if sort:
             body["sort"] = dict(sort)
-        result = self._call("POST", "/contacts/search", json=body)
-        following = (result.get("pages") or {}).get("next") or {}
-        cursor = following.get("starting_after") if isinstance(following, dict) else None
+        result = _SearchResult.model_validate(self._call("POST", "/contacts/search", json=body))
+        following = result.pages.next if result.pages else None
+        cursor = following.starting_after if isinstance(following, _Next) else None
         return SearchPage(
-            contacts=list(result.get("data") or []),
+            contacts=result.data or [],
             next_cursor=str(cursor) if cursor else None,
-            total_count=result.get("total_count"),
+            total_count=result.total_count,
         )
 
     # -- segments and data attributes ---------------------------------------------------------

@@ -201,10 +201,10 @@ def test_contacts_create_get_update(intercom: IntercomClient) -> None:
             "custom_attributes": {"referral_code": "J1"},
         }
     )
-    assert created["external_id"] is None
-    assert intercom.get_contact(created["id"])["email"] == "jane@example.com"
-    updated = intercom.update_contact(created["id"], {"custom_attributes": {"referral_code": "J2"}})
-    assert updated["custom_attributes"] == {"referral_code": "J2"} and updated["name"] == "Jane"
+    assert created.external_id is None
+    assert intercom.get_contact(created.id).email == "jane@example.com"
+    updated = intercom.update_contact(created.id, {"custom_attributes": {"referral_code": "J2"}})
+    assert updated.custom_attributes == {"referral_code": "J2"} and updated.name == "Jane"
 
 
 def test_a_409_names_the_existing_contact(control: httpx.Client, intercom: IntercomClient) -> None:
@@ -225,8 +225,8 @@ def test_a_merged_away_contact_is_followed_to_its_survivor(
     merged = control.post("/_emulator/contacts/merge", json={"from": lead, "into": user})
     assert merged.json()["id"] == user
     # 2.14 answers 404 for the merged lead: the client finds the user by the email it knew.
-    assert intercom.get_contact(lead, email="same@example.com")["id"] == user
-    assert intercom.update_contact(lead, {"name": "Renamed"}, email="same@example.com")["id"] == user
+    assert intercom.get_contact(lead, email="same@example.com").id == user
+    assert intercom.update_contact(lead, {"name": "Renamed"}, email="same@example.com").id == user
     with pytest.raises(UpstreamNotFound):
         intercom.get_contact(lead)
 
@@ -247,7 +247,7 @@ def test_a_segment_pages_by_checkpointable_cursor(control: httpx.Client, interco
     # A worker that checkpointed the cursor resumes where it left off.
     rest = intercom.search_page(query, starting_after=first.next_cursor)
     assert len(rest.contacts) == 10 and rest.next_cursor is None
-    assert not {c["id"] for c in rest.contacts} & {c["id"] for c in first.contacts}
+    assert not {c.id for c in rest.contacts} & {c.id for c in first.contacts}
 
 
 # --- data attributes -----------------------------------------------------------------------------
