@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -22,8 +22,11 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.clients.errors import AlreadyExists, ConnectionRevoked, Invalid, UpstreamError, UpstreamNotFound
 from shared.clients.http import DEFAULT_POLICY, Budget, HttpClient, RetryPolicy, error_for
-from shared.domain.contact import Contact, ContactBody
+from shared.domain.contact import Contact, ContactBody, Scalar
 from shared.settings import DEFAULT_INTERCOM_API_BASE
+
+if TYPE_CHECKING:
+    from shared.domain.campaign_settings import Attribute
 
 INTERCOM_VERSION = "2.14"
 SERVICE = "intercom"
@@ -114,6 +117,56 @@ class _SearchResult(_Listing):
     data: list[Contact] | None = None
     pages: _Pages | None = None
     total_count: int | None = None
+
+
+class Segment(_Listing):
+    """A segment as `GET /segments` lists it."""
+
+    id: str | None = None
+    name: str | None = None
+    person_type: str | None = None
+    count: int | None = None
+
+
+class _Segments(_Listing):
+    segments: list[Segment] | None = None
+
+
+class _Option(_Listing):
+    value: Scalar = None
+
+
+class DataAttribute(_Listing):
+    """A data attribute as `GET /data_attributes` lists it and `POST /data_attributes` answers."""
+
+    id: int | str | None = None
+    name: str | None = None
+    full_name: str | None = None
+    label: str | None = None
+    description: str | None = None
+    data_type: str | None = None
+    # `{"value": ...}` objects; plain strings are read too.
+    options: list[_Option | str] | None = None
+    custom: bool | None = None
+    api_writable: bool | None = None
+    archived: bool | None = None
+
+    def view(self) -> Attribute:
+        """The attribute as the product lists it and checks settings against."""
+        return {
+            "name": self.name,
+            "full_name": self.full_name or self.name,
+            "label": self.label or self.name,
+            "description": self.description,
+            "data_type": "options" if self.options and self.data_type == "string" else self.data_type,
+            "options": [str(o.value if isinstance(o, _Option) else o) for o in self.options or []],
+            "custom": bool(self.custom),
+            "api_writable": bool(self.api_writable),
+        }
+
+
+class _DataAttributes(_Listing):
+    data: list[DataAttribute] | None = None
 
 
 def _envelope(response: httpx.Response) -> tuple[str | None, str]:
@@ -337,12 +390,13 @@ class IntercomClient:
         )
 
     # -- segments and data attributes ---------------------------------------------------------
-    def list_segments(self, *, include_count: bool = False) -> list[dict[str, Any]]:
+    def list_segments(self, *, include_count: bool = False) -> list[Segment]:
         params = {"include_count": "true"} if include_count else None
-        return list(self._call("GET", "/segments", params=params).get("segments") or [])
+        return _Segments.model_validate(self._call("GET", "/segments", params=params)).segments or []
 
-    def list_data_attributes(self, model: str = "contact") -> list[dict[str, Any]]:
-        return list(self._call("GET", "/data_attributes", params={"model": model}).get("data") or [])
+    def list_data_attributes(self, model: str = "contact") -> list[DataAttribute]:
+        listing = self._call("GET", "/data_attributes", params={"model": model})
+        return _DataAttributes.model_validate(listing).data or []
 
     def create_data_attribute(
         self,
@@ -352,7 +406,7 @@ class IntercomClient:
         model: str = "contact",
         description: str | None = None,
         options: list[str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> DataAttribute:
         """Create a custom attribute, or return the one that exists: Intercom's "You already have ..."
         400 is success (reference §5.2). A name taken on another model stays `Invalid`."""
         body: dict[str, Any] = {"name": name, "model": model, "data_type": data_type}
@@ -361,12 +415,11 @@ class IntercomClient:
         if options is not None:
             body["options"] = [{"value": option} for option in options]
         try:
-            attribute: dict[str, Any] = self._call("POST", "/data_attributes", json=body)
-            return attribute
+            return DataAttribute.model_validate(self._call("POST", "/data_attributes", json=body))
         except Invalid as exc:
             if _ALREADY_HAVE not in exc.message:
                 raise
             for existing in self.list_data_attributes(model):
-                if str(existing.get("name", "")).lower() == name.lower():
+                if str(existing.name or "").lower() == name.lower():
                     return existing
             raise

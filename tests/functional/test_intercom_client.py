@@ -240,7 +240,7 @@ def test_a_segment_pages_by_checkpointable_cursor(control: httpx.Client, interco
         json={"generate": {"count": 160, "role": "user", "segment_ids": [segment]}},
     )
     segments = intercom.list_segments(include_count=True)
-    assert [(s["id"], s["name"], s["count"]) for s in segments] == [(segment, "VIP", 160)]
+    assert [(s.id, s.name, s.count) for s in segments] == [(segment, "VIP", 160)]
     query = {"field": "segment_id", "operator": "=", "value": segment}
     first = intercom.search_page(query)
     assert len(first.contacts) == 150 and first.total_count == 160 and first.next_cursor
@@ -256,13 +256,13 @@ def test_a_segment_pages_by_checkpointable_cursor(control: httpx.Client, interco
 def test_creating_a_data_attribute_twice_is_success(intercom: IntercomClient) -> None:
     first = intercom.create_data_attribute("referrals_count", "integer", description="How many")
     again = intercom.create_data_attribute("referrals_count", "integer")
-    assert again["id"] == first["id"] and again["full_name"] == "custom_attributes.referrals_count"
+    assert again.id == first.id and again.full_name == "custom_attributes.referrals_count"
     tier = intercom.create_data_attribute("reward_tier", "options", options=["gold", "silver"])
-    assert tier["name"] == "reward_tier"
-    names = {a["name"] for a in intercom.list_data_attributes()}
+    assert tier.name == "reward_tier"
+    names = {a.name for a in intercom.list_data_attributes()}
     assert {"referrals_count", "reward_tier", "email"} <= names
     # A standard attribute's name is "already there" too.
-    assert intercom.create_data_attribute("email", "string")["custom"] is False
+    assert intercom.create_data_attribute("email", "string").custom is False
 
 
 # --- rate limits ---------------------------------------------------------------------------------

@@ -208,7 +208,7 @@ def test_data_attribute_already_there_is_success() -> None:
     attribute = fake.client().create_data_attribute(
         "referral_code", "options", options=["a", "b"], description="d"
     )
-    assert attribute["id"] == 7
+    assert attribute.id == 7
     (body,) = fake.bodies("/data_attributes")
     assert body["options"] == [{"value": "a"}, {"value": "b"}] and body["description"] == "d"
 
