@@ -14,15 +14,16 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypedDict
 
 from shared.clients.errors import AlreadyExists, ConnectionRevoked, Invalid, UpstreamError, UpstreamNotFound
 from shared.clients.http import DEFAULT_POLICY, Budget, HttpClient, RetryPolicy, error_for
-from shared.domain.contact import Contact, ContactBody, Scalar
+from shared.domain.contact import CompoundQuery, Contact, ContactBody, Scalar, SearchQuery
 from shared.settings import DEFAULT_INTERCOM_API_BASE
 
 if TYPE_CHECKING:
@@ -167,6 +168,29 @@ class DataAttribute(_Listing):
 
 class _DataAttributes(_Listing):
     data: list[DataAttribute] | None = None
+
+
+class _Pagination(TypedDict):
+    per_page: int
+    starting_after: NotRequired[str]
+
+
+class _SearchRequest(TypedDict):
+    query: SearchQuery
+    pagination: _Pagination
+    sort: NotRequired[dict[str, str]]
+
+
+class _OptionBody(TypedDict):
+    value: str
+
+
+class _NewDataAttribute(TypedDict):
+    name: str
+    model: str
+    data_type: str
+    description: NotRequired[str]
+    options: NotRequired[list[_OptionBody]]
 
 
 def _envelope(response: httpx.Response) -> tuple[str | None, str]:
@@ -353,7 +377,7 @@ class IntercomClient:
 
     def _user_with_email(self, email: str) -> str | None:
         # Merges keep the user (reference §3.8), so the survivor is the user with that email.
-        query = {
+        query: CompoundQuery = {
             "operator": "AND",
             "value": [
                 {"field": "email", "operator": "=", "value": email},
@@ -366,7 +390,7 @@ class IntercomClient:
     # -- search -------------------------------------------------------------------------------
     def search_page(
         self,
-        query: Mapping[str, Any],
+        query: SearchQuery,
         *,
         starting_after: str | None = None,
         per_page: int = SEARCH_PAGE_SIZE,
@@ -374,10 +398,10 @@ class IntercomClient:
     ) -> SearchPage:
         """One page of `POST /contacts/search`. The cursor goes in the body: in the query string
         Intercom silently serves the first page again (reference §9.1)."""
-        pagination: dict[str, Any] = {"per_page": per_page}
+        pagination: _Pagination = {"per_page": per_page}
         if starting_after:
             pagination["starting_after"] = starting_after
-        body: dict[str, Any] = {"query": dict(query), "pagination": pagination}
+        body: _SearchRequest = {"query": query.copy(), "pagination": pagination}
         if sort:
             body["sort"] = dict(sort)
         result = _SearchResult.model_validate(self._call("POST", "/contacts/search", json=body))
@@ -409,7 +433,7 @@ class IntercomClient:
     ) -> DataAttribute:
         """Create a custom attribute, or return the one that exists: Intercom's "You already have ..."
         400 is success (reference §5.2). A name taken on another model stays `Invalid`."""
-        body: dict[str, Any] = {"name": name, "model": model, "data_type": data_type}
+        body: _NewDataAttribute = {"name": name, "model": model, "data_type": data_type}
         if description is not None:
             body["description"] = description
         if options is not None:

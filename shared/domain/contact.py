@@ -8,9 +8,10 @@ import the records.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypedDict
 
 # A custom attribute's value, or a standard attribute the product writes (Intercom's data types:
 # string, integer, float, boolean, and dates as UNIX seconds).
@@ -18,6 +19,25 @@ Scalar = str | int | float | bool | None
 # What the product sends to create or update a contact: standard attributes at the top, custom ones
 # under `custom_attributes` (shared.domain.field_mapping builds it in the mappings' order).
 ContactBody = dict[str, Scalar | dict[str, Scalar]]
+
+
+class FieldQuery(TypedDict):
+    """One condition of a contact search (reference §3.5): `{"field": "role", "operator": "=", ...}`."""
+
+    field: str
+    operator: str
+    value: Scalar | list[str]
+
+
+class CompoundQuery(TypedDict):
+    """Conditions joined: `{"operator": "AND", "value": [...]}`."""
+
+    operator: Literal["AND", "OR"]
+    value: list[SearchQuery]
+
+
+# A contact search's `query`, as `POST /contacts/search` takes it.
+SearchQuery = FieldQuery | CompoundQuery
 # Intercom sends UNIX seconds over REST and ISO-8601 in some webhooks (`parse_timestamp` reads both).
 Timestamp = int | float | str | None
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared.domain.contact import Contact
 from shared.domain.field_mapping import CUSTOM_PREFIX, changed_fields, contact_body, get_attribute, rf_values
 
 if TYPE_CHECKING:
-    from shared.domain.contact import ContactBody
+    from shared.domain.contact import ContactBody, FieldQuery, SearchQuery
     from shared.domain.rf_user import RfUser
 
 # Intercom's search matches dates by calendar day in the workspace's timezone (reference §3.5): an
@@ -22,10 +22,10 @@ SKEW_S = 300
 
 def audience_query(
     audience: str, segment_id: str | None = None, *, updated_since: int | None = None
-) -> dict[str, Any]:
+) -> SearchQuery:
     """Intercom's search query for an audience, optionally only contacts changed since a time."""
     if audience == "leads":
-        base: dict[str, Any] = {"field": "role", "operator": "=", "value": "lead"}
+        base: FieldQuery = {"field": "role", "operator": "=", "value": "lead"}
     elif audience == "users":
         base = {"field": "role", "operator": "=", "value": "user"}
     elif audience == "segment":

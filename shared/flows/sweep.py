@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from shared.aws.store import Store
     from shared.clients.intercom import IntercomClient
     from shared.domain.campaign_settings import Qualification
-    from shared.domain.contact import Contact
+    from shared.domain.contact import CompoundQuery, Contact
     from shared.flows.qualify import Qualifier
     from shared.records.referrals import Referrals
 
@@ -37,7 +37,7 @@ PAGES_PER_MESSAGE = 5
 PAGE_SIZE = SEARCH_PAGE_SIZE
 
 
-def search_query(q: Qualification, since: int) -> dict[str, Any]:
+def search_query(q: Qualification, since: int) -> CompoundQuery:
     return {
         "operator": "AND",
         "value": [
