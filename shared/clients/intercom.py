@@ -14,14 +14,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, NotRequired
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypedDict
 
 from shared.clients.errors import AlreadyExists, ConnectionRevoked, Invalid, UpstreamError, UpstreamNotFound
 from shared.clients.http import DEFAULT_POLICY, Budget, HttpClient, RetryPolicy, error_for
+from shared.domain.contact import CompoundQuery, Contact, ContactBody, Scalar, SearchQuery
 from shared.settings import DEFAULT_INTERCOM_API_BASE
+
+if TYPE_CHECKING:
+    from shared.domain.campaign_settings import Attribute
 
 INTERCOM_VERSION = "2.14"
 SERVICE = "intercom"
@@ -89,9 +95,102 @@ class Workspace:
 
 @dataclass(frozen=True)
 class SearchPage:
-    contacts: list[dict[str, Any]]
+    contacts: list[Contact]
     next_cursor: str | None
     total_count: int | None
+
+
+class _Listing(BaseModel):
+    # Intercom's objects carry more than the product reads: kept as they came.
+    model_config = ConfigDict(extra="allow")
+
+
+class _Next(_Listing):
+    starting_after: str | None = None
+
+
+class _Pages(_Listing):
+    # An object with the next page's cursor, when there is one (other lists give a URL).
+    next: _Next | str | None = None
+
+
+class _SearchResult(_Listing):
+    data: list[Contact] | None = None
+    pages: _Pages | None = None
+    total_count: int | None = None
+
+
+class Segment(_Listing):
+    """A segment as `GET /segments` lists it."""
+
+    id: str | None = None
+    name: str | None = None
+    person_type: str | None = None
+    count: int | None = None
+
+
+class _Segments(_Listing):
+    segments: list[Segment] | None = None
+
+
+class _Option(_Listing):
+    value: Scalar = None
+
+
+class DataAttribute(_Listing):
+    """A data attribute as `GET /data_attributes` lists it and `POST /data_attributes` answers."""
+
+    id: int | str | None = None
+    name: str | None = None
+    full_name: str | None = None
+    label: str | None = None
+    description: str | None = None
+    data_type: str | None = None
+    # `{"value": ...}` objects; plain strings are read too.
+    options: list[_Option | str] | None = None
+    custom: bool | None = None
+    api_writable: bool | None = None
+    archived: bool | None = None
+
+    def view(self) -> Attribute:
+        """The attribute as the product lists it and checks settings against."""
+        return {
+            "name": self.name,
+            "full_name": self.full_name or self.name,
+            "label": self.label or self.name,
+            "description": self.description,
+            "data_type": "options" if self.options and self.data_type == "string" else self.data_type,
+            "options": [str(o.value if isinstance(o, _Option) else o) for o in self.options or []],
+            "custom": bool(self.custom),
+            "api_writable": bool(self.api_writable),
+        }
+
+
+class _DataAttributes(_Listing):
+    data: list[DataAttribute] | None = None
+
+
+class _Pagination(TypedDict):
+    per_page: int
+    starting_after: NotRequired[str]
+
+
+class _SearchRequest(TypedDict):
+    query: SearchQuery
+    pagination: _Pagination
+    sort: NotRequired[dict[str, str]]
+
+
+class _OptionBody(TypedDict):
+    value: str
+
+
+class _NewDataAttribute(TypedDict):
+    name: str
+    model: str
+    data_type: str
+    description: NotRequired[str]
+    options: NotRequired[list[_OptionBody]]
 
 
 def _envelope(response: httpx.Response) -> tuple[str | None, str]:
@@ -111,7 +210,7 @@ def _json(response: httpx.Response) -> Any:
     return response.json() if response.content.strip() else {}
 
 
-def _writable(fields: Mapping[str, Any]) -> dict[str, Any]:
+def _writable(fields: ContactBody) -> ContactBody:
     if "external_id" in fields:
         raise ValueError("the product never writes external_id: customers use it for their own user ids")
     return dict(fields)
@@ -241,31 +340,27 @@ class IntercomClient:
         self._call("POST", "/auth/uninstall", allow_empty=True)
 
     # -- contacts -----------------------------------------------------------------------------
-    def create_contact(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+    def create_contact(self, fields: ContactBody) -> Contact:
         """`POST /contacts`; a duplicate raises `AlreadyExists` carrying the existing contact's id."""
-        contact: dict[str, Any] = self._call("POST", "/contacts", json=_writable(fields))
-        return contact
+        return Contact.model_validate(self._call("POST", "/contacts", json=_writable(fields)))
 
-    def get_contact(self, contact_id: str, *, email: str | None = None) -> dict[str, Any]:
+    def get_contact(self, contact_id: str, *, email: str | None = None) -> Contact:
         """A contact, followed to its survivor if it was merged away: through the `Link` header of a
         410 (2.16+), or for a 404 by searching the user with the `email` it was known by."""
         return self._on_contact("GET", contact_id, None, email)
 
-    def update_contact(
-        self, contact_id: str, fields: Mapping[str, Any], *, email: str | None = None
-    ) -> dict[str, Any]:
+    def update_contact(self, contact_id: str, fields: ContactBody, *, email: str | None = None) -> Contact:
         """`PUT /contacts/{id}` with only the given fields, on the survivor if it was merged away."""
         return self._on_contact("PUT", contact_id, _writable(fields), email)
 
     def _on_contact(
-        self, method: str, contact_id: str, body: dict[str, Any] | None, email: str | None
-    ) -> dict[str, Any]:
+        self, method: str, contact_id: str, body: ContactBody | None, email: str | None
+    ) -> Contact:
         current = contact_id
         for _ in range(MAX_MERGE_HOPS + 1):
             response = self.http.request(method, f"/contacts/{quote(current, safe='')}", json=body)
             if response.is_success:
-                contact: dict[str, Any] = _json(response)
-                return contact
+                return Contact.model_validate(_json(response))
             survivor: str | None = None
             if response.status_code == 410:
                 link = _CANONICAL.search(response.headers.get("link", ""))
@@ -282,7 +377,7 @@ class IntercomClient:
 
     def _user_with_email(self, email: str) -> str | None:
         # Merges keep the user (reference §3.8), so the survivor is the user with that email.
-        query = {
+        query: CompoundQuery = {
             "operator": "AND",
             "value": [
                 {"field": "email", "operator": "=", "value": email},
@@ -290,12 +385,12 @@ class IntercomClient:
             ],
         }
         page = self.search_page(query, per_page=1)
-        return str(page.contacts[0]["id"]) if page.contacts else None
+        return page.contacts[0].id if page.contacts else None
 
     # -- search -------------------------------------------------------------------------------
     def search_page(
         self,
-        query: Mapping[str, Any],
+        query: SearchQuery,
         *,
         starting_after: str | None = None,
         per_page: int = SEARCH_PAGE_SIZE,
@@ -303,28 +398,29 @@ class IntercomClient:
     ) -> SearchPage:
         """One page of `POST /contacts/search`. The cursor goes in the body: in the query string
         Intercom silently serves the first page again (reference §9.1)."""
-        pagination: dict[str, Any] = {"per_page": per_page}
+        pagination: _Pagination = {"per_page": per_page}
         if starting_after:
             pagination["starting_after"] = starting_after
-        body: dict[str, Any] = {"query": dict(query), "pagination": pagination}
+        body: _SearchRequest = {"query": query.copy(), "pagination": pagination}
         if sort:
             body["sort"] = dict(sort)
-        result = self._call("POST", "/contacts/search", json=body)
-        following = (result.get("pages") or {}).get("next") or {}
-        cursor = following.get("starting_after") if isinstance(following, dict) else None
+        result = _SearchResult.model_validate(self._call("POST", "/contacts/search", json=body))
+        following = result.pages.next if result.pages else None
+        cursor = following.starting_after if isinstance(following, _Next) else None
         return SearchPage(
-            contacts=list(result.get("data") or []),
+            contacts=result.data or [],
             next_cursor=str(cursor) if cursor else None,
-            total_count=result.get("total_count"),
+            total_count=result.total_count,
         )
 
     # -- segments and data attributes ---------------------------------------------------------
-    def list_segments(self, *, include_count: bool = False) -> list[dict[str, Any]]:
+    def list_segments(self, *, include_count: bool = False) -> list[Segment]:
         params = {"include_count": "true"} if include_count else None
-        return list(self._call("GET", "/segments", params=params).get("segments") or [])
+        return _Segments.model_validate(self._call("GET", "/segments", params=params)).segments or []
 
-    def list_data_attributes(self, model: str = "contact") -> list[dict[str, Any]]:
-        return list(self._call("GET", "/data_attributes", params={"model": model}).get("data") or [])
+    def list_data_attributes(self, model: str = "contact") -> list[DataAttribute]:
+        listing = self._call("GET", "/data_attributes", params={"model": model})
+        return _DataAttributes.model_validate(listing).data or []
 
     def create_data_attribute(
         self,
@@ -334,21 +430,20 @@ class IntercomClient:
         model: str = "contact",
         description: str | None = None,
         options: list[str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> DataAttribute:
         """Create a custom attribute, or return the one that exists: Intercom's "You already have ..."
         400 is success (reference §5.2). A name taken on another model stays `Invalid`."""
-        body: dict[str, Any] = {"name": name, "model": model, "data_type": data_type}
+        body: _NewDataAttribute = {"name": name, "model": model, "data_type": data_type}
         if description is not None:
             body["description"] = description
         if options is not None:
             body["options"] = [{"value": option} for option in options]
         try:
-            attribute: dict[str, Any] = self._call("POST", "/data_attributes", json=body)
-            return attribute
+            return DataAttribute.model_validate(self._call("POST", "/data_attributes", json=body))
         except Invalid as exc:
             if _ALREADY_HAVE not in exc.message:
                 raise
             for existing in self.list_data_attributes(model):
-                if str(existing.get("name", "")).lower() == name.lower():
+                if str(existing.name or "").lower() == name.lower():
                     return existing
             raise

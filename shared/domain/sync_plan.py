@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from shared.domain.field_mapping import changed_fields, contact_body, get_attribute, rf_values
+from shared.domain.contact import Contact
+from shared.domain.field_mapping import CUSTOM_PREFIX, changed_fields, contact_body, get_attribute, rf_values
 
 if TYPE_CHECKING:
+    from shared.domain.contact import ContactBody, FieldQuery, SearchQuery
     from shared.domain.rf_user import RfUser
 
 # Intercom's search matches dates by calendar day in the workspace's timezone (reference §3.5): an
@@ -20,10 +22,10 @@ SKEW_S = 300
 
 def audience_query(
     audience: str, segment_id: str | None = None, *, updated_since: int | None = None
-) -> dict[str, Any]:
+) -> SearchQuery:
     """Intercom's search query for an audience, optionally only contacts changed since a time."""
     if audience == "leads":
-        base: dict[str, Any] = {"field": "role", "operator": "=", "value": "lead"}
+        base: FieldQuery = {"field": "role", "operator": "=", "value": "lead"}
     elif audience == "users":
         base = {"field": "role", "operator": "=", "value": "user"}
     elif audience == "segment":
@@ -43,42 +45,61 @@ def audience_query(
     }
 
 
-def changed_since(contact: Mapping[str, Any], since: int | None) -> bool:
+def changed_since(contact: Contact, since: int | None) -> bool:
     if since is None:
         return True
-    return int(contact.get("updated_at") or contact.get("created_at") or 0) >= since - SKEW_S
+    return int(contact.updated_at or contact.created_at or 0) >= since - SKEW_S
 
 
-def page_contact(contact: Mapping[str, Any], attributes: tuple[str, ...]) -> dict[str, Any]:
+# What a worker keeps of every contact, before the mapped attributes.
+PAGE_CONTACT_KEYS = ("id", "role", "email", "name", "created_at", "updated_at")
+
+
+def page_contact(contact: Contact, attributes: tuple[str, ...]) -> Contact:
     """What a worker needs of a contact: enough to map it and to see what is already written."""
-    custom = contact.get("custom_attributes") or {}
+    custom = contact.custom_attributes or {}
     kept = {
-        a.removeprefix("custom_attributes."): custom.get(a.removeprefix("custom_attributes."))
+        a.removeprefix(CUSTOM_PREFIX): custom.get(a.removeprefix(CUSTOM_PREFIX))
         for a in attributes
-        if a.startswith("custom_attributes.")
+        if a.startswith(CUSTOM_PREFIX)
     }
-    slim = {k: contact.get(k) for k in ("id", "role", "email", "name", "created_at", "updated_at")}
+    slim = {k: contact.get(k) for k in PAGE_CONTACT_KEYS}
     slim["custom_attributes"] = {k: v for k, v in kept.items() if v is not None}
     for attribute in attributes:
-        if not attribute.startswith("custom_attributes."):
+        if not attribute.startswith(CUSTOM_PREFIX):
             slim[attribute] = contact.get(attribute)
-    return slim
+    # Values of a contact already read: nothing to validate again.
+    return Contact.model_construct(**slim)
 
 
-def inbound_fields(contact: Mapping[str, Any], inbound_mapping: Mapping[str, str]) -> dict[str, Any]:
-    """Referral Factory fields read from an Intercom contact (RF field → Intercom attribute)."""
-    values = {field: get_attribute(contact, attribute) for field, attribute in inbound_mapping.items()}
-    if not values.get("email"):
-        values["email"] = contact.get("email")
-    if not values.get("first_name"):
-        name = str(contact.get("name") or "").strip()
-        values["first_name"] = name.split(" ")[0] if name else None
-    return values
+@dataclass(frozen=True)
+class InboundFields:
+    """What a sync needs of a contact to find or create its Referral Factory user."""
+
+    email: str | None
+    first_name: str | None
+
+
+def inbound_fields(contact: Contact, inbound_mapping: Mapping[str, str]) -> InboundFields:
+    """Referral Factory fields read from an Intercom contact (RF field → Intercom attribute): the mapped
+    email, else the contact's; the mapped first name, else the first word of the contact's name."""
+    email = get_attribute(contact, inbound_mapping["email"]) if "email" in inbound_mapping else None
+    if not email:
+        email = contact.email
+    first_name = (
+        get_attribute(contact, inbound_mapping["first_name"]) if "first_name" in inbound_mapping else None
+    )
+    if not first_name:
+        name = str(contact.name or "").strip()
+        first_name = name.split(" ")[0] if name else None
+    return InboundFields(
+        email=str(email) if email else None, first_name=str(first_name) if first_name else None
+    )
 
 
 @dataclass(frozen=True)
 class ReturnWrite:
-    body: dict[str, Any]
+    body: ContactBody
 
     @property
     def needed(self) -> bool:
@@ -86,7 +107,7 @@ class ReturnWrite:
 
 
 def return_write(
-    contact: Mapping[str, Any],
+    contact: Contact,
     rf_user: RfUser,
     counts: Mapping[str, int],
     return_mapping: Mapping[str, str],

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from shared.clients.intercom import parse_timestamp
+from shared.domain.contact import Contact
 from shared.flows.qualify import NO_REFERRAL
 from shared.observability import logger, metrics
 from shared.records.connections import NOT_CONNECTED
@@ -38,31 +39,31 @@ def handle_notification(
     topic = str(message["topic"])
     workspace = str(message["app_id"])
     account_id = str(message["account_id"])
-    item: dict[str, Any] = message["item"]
+    item = Contact.model_validate(message["item"])
     if topic == MERGED:
-        return _merged(message, referrals, workspace, account_id)
+        return _merged(item, referrals, workspace, account_id)
     if topic not in REMOVED and not message.get("trimmed") and not qualifier().worth_a_look(item):
         # No qualifying value for any campaign: nothing to look up (most updates end here).
         return NOTHING_TO_LOOK_AT
-    linked = [r for r in referrals.by_contact(workspace, str(item["id"])) if r.account_id == account_id]
+    linked = [r for r in referrals.by_contact(workspace, item.id) if r.account_id == account_id]
     if not linked:
         return NO_REFERRAL
     if topic in REMOVED:
-        return _removed(REMOVED[topic], linked, referrals, str(item["id"]))
+        return _removed(REMOVED[topic], linked, referrals, item.id)
     if message.get("trimmed"):
         # Too big for the queue: read the contact as it is now.
         client = intercom()
         if client is None:
             return NOT_CONNECTED
-        item = client.get_contact(str(item["id"]))
-    observed_at = parse_timestamp(item.get("updated_at"))
+        item = client.get_contact(item.id)
+    observed_at = parse_timestamp(item.updated_at)
     outcomes = [qualifier().observe(r, item, via="webhook", observed_at=observed_at) for r in linked]
     return outcomes[0] if len(outcomes) == 1 else ",".join(sorted(set(outcomes)))
 
 
-def _merged(message: dict[str, Any], referrals: Referrals, workspace: str, account_id: str) -> str:
-    survivor = str(message["item"]["id"])
-    gone = (message["item"].get("merged_from") or {}).get("id")
+def _merged(item: Contact, referrals: Referrals, workspace: str, account_id: str) -> str:
+    survivor = item.id
+    gone = item.merged_from.id if item.merged_from else None
     if not gone:
         return "merge_without_merged_from"
     moved = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared.domain.field_mapping import set_attribute
 from shared.observability import logger
@@ -18,6 +18,7 @@ from shared.records.referrals import COUNTS, EXISTING_SKIPPED
 
 if TYPE_CHECKING:
     from shared.clients.intercom import IntercomClient
+    from shared.domain.contact import ContactBody
     from shared.domain.rf_user import RfUser
     from shared.records.campaigns import CampaignStore
     from shared.records.connections import Connection, Connections
@@ -72,7 +73,7 @@ class Counts:
             return False  # pending: the first pass after a reconnect writes them
         client = self.intercom_for(connection)
         for _ in range(COUNT_WRITE_ROUNDS):
-            body: dict[str, Any] = {}
+            body: ContactBody = {}
             for attribute, value in changed.items():
                 set_attribute(body, attribute, value)
             client.update_contact(str(referrer.intercom_contact_id), body)

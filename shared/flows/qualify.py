@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from shared.clients.intercom import IntercomClient
     from shared.clients.referral_factory import ReferralFactoryClient
     from shared.domain.campaign_settings import Qualification
+    from shared.domain.contact import Contact
     from shared.records.accounts import Account
     from shared.records.campaigns import CampaignStore
     from shared.records.connections import Connection, Connections
@@ -196,7 +197,7 @@ class Qualifier:
         _watch_cache[self.account_id] = (now, tuple(found))
         return tuple(found)
 
-    def worth_a_look(self, contact: dict[str, Any]) -> bool:
+    def worth_a_look(self, contact: Contact) -> bool:
         """Whether a notified contact can matter to any of the account's referrals: without a qualifying
         value (and no campaign following every change), it is not looked up at all."""
         watches = self.watches()
@@ -207,7 +208,7 @@ class Qualifier:
         person = getattr(settings, record.type, None) if settings else None
         return person.qualification if person else None
 
-    def observe(self, record: Referral, contact: dict[str, Any], *, via: str, observed_at: int | None) -> str:
+    def observe(self, record: Referral, contact: Contact, *, via: str, observed_at: int | None) -> str:
         """Act on the referral's contact as observed (a notification's item, a search result); returns
         why it did or did not qualify. `observed_at` orders webhook observations; the sweep, which
         sees the contact as it is now, passes None.
@@ -240,9 +241,7 @@ class Qualifier:
         metrics.add_metric(name=f"Qualification_{decision.reason}", unit="Count", value=1)
         return decision.reason
 
-    def _decide(
-        self, record: Referral, contact: dict[str, Any], observed_at: int | None
-    ) -> tuple[Decision, Any]:
+    def _decide(self, record: Referral, contact: Contact, observed_at: int | None) -> tuple[Decision, Any]:
         if record.status == QUALIFIED:
             return Decision(False, ALREADY_QUALIFIED), None
         q = self.qualification_for(record)
@@ -265,15 +264,13 @@ class Qualifier:
         )
         return decision, value
 
-    def _sale_value(self, campaign_id: str, contact: dict[str, Any]) -> SaleValue:
+    def _sale_value(self, campaign_id: str, contact: Contact) -> SaleValue:
         settings = self.settings(campaign_id)
         if settings is None or settings.commission is None:
             return SaleValue(None, "no commission attribute configured")
         return parse_sale_value(get_attribute(contact, settings.commission.sale_value_attribute))
 
-    def _qualify(
-        self, record: Referral, contact: dict[str, Any], *, value: Any, via: str, reason: str
-    ) -> None:
+    def _qualify(self, record: Referral, contact: Contact, *, value: Any, via: str, reason: str) -> None:
         campaign_id, rf_user_id = record.campaign_id, record.rf_user_id
         sale = self._sale_value(campaign_id, contact)
         attempted_before = record.qualify_attempted_at
@@ -297,7 +294,7 @@ class Qualifier:
             "sale_value": sale.amount,
             "sale_value_note": sale.note,
             "reason": reason,
-            "contact_id": contact.get("id"),
+            "contact_id": contact.id,
             "value": normalise(value),
         }
         if not outcome.called and not attempted_before:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared import caches, messages
 from shared.clients.errors import AlreadyExists, ConnectionRevoked, UpstreamNotFound
 from shared.domain.campaign_settings import PersonSettings
+from shared.domain.contact import Contact
 from shared.domain.field_mapping import contact_body, get_attribute, merge_bodies, rf_values, set_attribute
 from shared.domain.qualification import CREATED, EXISTING_UPDATED
 from shared.flows.counts import Counts
@@ -41,6 +42,7 @@ from shared.records.referrals import (
 if TYPE_CHECKING:
     from shared.clients.intercom import IntercomClient
     from shared.clients.referral_factory import ReferralFactoryClient
+    from shared.domain.contact import ContactBody, Scalar
     from shared.domain.rf_user import RfUser
     from shared.records.accounts import Account
     from shared.records.campaigns import CampaignStore
@@ -55,6 +57,16 @@ CAMPAIGN_NAME_MAX_AGE_S = 300
 _CAMPAIGN_NAMES: dict[tuple[str, str], tuple[str | None, float]] = {}
 caches.register(f"{__name__}._CAMPAIGN_NAMES", _CAMPAIGN_NAMES.clear)
 ROLE_FOR_ACTION = {"create_lead": "lead", "create_user": "user"}
+
+
+@dataclass(frozen=True)
+class _Push:
+    """One signup on its way to Intercom: its referral, the connection and the settings it goes by."""
+
+    record: Referral
+    connection: Connection
+    person: PersonSettings
+    via: str
 
 
 @dataclass
@@ -152,13 +164,13 @@ class SignupPusher:
         if earlier_claim and now - earlier_claim < SEARCH_TRUST_DELAY_S:
             wait = int(SEARCH_TRUST_DELAY_S - (now - earlier_claim)) + 1
             raise messages.Deferred("an earlier attempt may have created the contact", wait)
-        outcome: dict[str, Any] = {"record": record, "connection": connection, "person": person, "via": via}
+        push = _Push(record, connection, person, via)
         existing = self._find_by_email(intercom, str(user.email or ""))
-        if earlier_claim and existing and int(existing.get("created_at") or 0) >= int(earlier_claim) - 5:
+        if earlier_claim and existing and int(existing.created_at or 0) >= int(earlier_claim) - 5:
             # Created by the attempt that claimed before us and died before recording it.
-            return self._record(**outcome, contact=existing, status=CREATED, seen=None)
+            return self._record(push, existing, CREATED, seen=None)
         if existing:
-            return self._existing(**outcome, intercom=intercom, contact=existing, user=user)
+            return self._existing(push, intercom, existing, user)
         try:
             contact = intercom.create_contact(self._new_contact_body(record, user, person))
         except AlreadyExists as duplicate:
@@ -168,52 +180,30 @@ class SignupPusher:
             try:
                 contact = intercom.get_contact(duplicate.existing_id)
             except UpstreamNotFound:
-                archived = {"id": duplicate.existing_id}
-                return self._record(
-                    **outcome,
-                    contact=archived,
-                    status=EXISTING_SKIPPED,
-                    seen=None,
-                    details={"archived": True},
-                )
-            return self._existing(**outcome, intercom=intercom, contact=contact, user=user)
-        return self._record(**outcome, contact=contact, status=CREATED, seen=None)
+                archived = Contact(id=duplicate.existing_id)
+                return self._record(push, archived, EXISTING_SKIPPED, seen=None, details={"archived": True})
+            return self._existing(push, intercom, contact, user)
+        return self._record(push, contact, CREATED, seen=None)
 
-    def _find_by_email(self, intercom: IntercomClient, email: str) -> dict[str, Any] | None:
+    def _find_by_email(self, intercom: IntercomClient, email: str) -> Contact | None:
         if not email:
             return None
         page = intercom.search_page({"field": "email", "operator": "=", "value": email}, per_page=5)
         # Prefer a user over a lead: the user is who the person is in the workspace.
-        contacts = sorted(page.contacts, key=lambda c: (c.get("role") != "user", c.get("created_at") or 0))
+        contacts = sorted(page.contacts, key=lambda c: (c.role != "user", c.created_at or 0))
         return contacts[0] if contacts else None
 
-    def _existing(
-        self,
-        *,
-        record: Referral,
-        connection: Connection,
-        person: PersonSettings,
-        via: str,
-        intercom: IntercomClient,
-        contact: dict[str, Any],
-        user: RfUser,
-    ) -> Referral:
-        outcome: dict[str, Any] = {
-            "record": record,
-            "connection": connection,
-            "person": person,
-            "via": via,
-            "contact": contact,
-        }
+    def _existing(self, push: _Push, intercom: IntercomClient, contact: Contact, user: RfUser) -> Referral:
+        person = push.person
         if person.duplicates == "skip":
-            return self._record(**outcome, status=EXISTING_SKIPPED, seen=None)
+            return self._record(push, contact, EXISTING_SKIPPED, seen=None)
         q = person.qualification
         # Qualification later needs a change away from the value seen now.
         seen = get_attribute(contact, q.attribute) if q else None
-        body = self._new_contact_body(record, user, person, for_existing=True)
+        body = self._new_contact_body(push.record, user, person, for_existing=True)
         if body:
-            intercom.update_contact(str(contact["id"]), body)
-        return self._record(**outcome, status=EXISTING_UPDATED, seen=seen)
+            intercom.update_contact(contact.id, body)
+        return self._record(push, contact, EXISTING_UPDATED, seen=seen)
 
     def _new_contact_body(
         self,
@@ -222,12 +212,12 @@ class SignupPusher:
         person: PersonSettings,
         *,
         for_existing: bool = False,
-    ) -> dict[str, Any]:
+    ) -> ContactBody:
         referrer = self._referrer_user(record, user)
         values = rf_values(user, campaign_name=self._campaign_name(str(user.campaign_id)), referrer=referrer)
         mapped = contact_body(person.mapping, values)
         referrer_part = contact_body(person.referrer_mapping, values) if record.type == PERSON_INVITED else {}
-        defaults: dict[str, Any] = {}
+        defaults: ContactBody = {}
         for attribute, value in person.defaults.items():
             set_attribute(defaults, attribute, value)
         body = merge_bodies(defaults, mapped, referrer_part)
@@ -236,10 +226,9 @@ class SignupPusher:
             # Marking an existing contact as referred never touches who they are or their qualification.
             body.pop("email", None)
             body.pop("name", None)
-            if q and q.attribute.startswith("custom_attributes."):
-                (body.get("custom_attributes") or {}).pop(
-                    q.attribute.removeprefix("custom_attributes."), None
-                )
+            custom = body.get("custom_attributes")
+            if q and q.attribute.startswith("custom_attributes.") and isinstance(custom, dict):
+                custom.pop(q.attribute.removeprefix("custom_attributes."), None)
             if q and not q.attribute.startswith("custom_attributes."):
                 body.pop(q.attribute, None)
             if body.get("custom_attributes") == {}:
@@ -252,20 +241,17 @@ class SignupPusher:
 
     def _record(
         self,
-        *,
-        record: Referral,
-        connection: Connection,
-        contact: dict[str, Any],
+        push: _Push,
+        contact: Contact,
         status: str,
-        person: PersonSettings,
-        via: str,
+        *,
         seen: AttributeValue,
-        details: dict[str, Any] | None = None,
+        details: dict[str, Scalar] | None = None,
     ) -> Referral:
-        can_qualify = person.qualification is not None and status in (CREATED, EXISTING_UPDATED)
+        can_qualify = push.person.qualification is not None and status in (CREATED, EXISTING_UPDATED)
         changes: ReferralChanges = {
-            "intercom_contact_id": str(contact["id"]),
-            "workspace_id": connection.workspace_id,
+            "intercom_contact_id": contact.id,
+            "workspace_id": push.connection.workspace_id,
             "intercom_status": status,
             "can_qualify": can_qualify,
             "qualification_seen_value": seen,
@@ -277,9 +263,9 @@ class SignupPusher:
             EXISTING_UPDATED: "existing_updated",
         }[status]
         return self.ctx.referrals.update(
-            record,
+            push.record,
             changes,
-            ReferralEvent(kind=kind, via=via, details={"contact_id": str(contact["id"]), **(details or {})}),
+            ReferralEvent(kind=kind, via=push.via, details={"contact_id": contact.id, **(details or {})}),
         )
 
     # -- referrers ----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from shared.aws.store import Store
     from shared.clients.intercom import IntercomClient
     from shared.domain.campaign_settings import Qualification
+    from shared.domain.contact import CompoundQuery, Contact
     from shared.flows.qualify import Qualifier
     from shared.records.referrals import Referrals
 
@@ -36,7 +37,7 @@ PAGES_PER_MESSAGE = 5
 PAGE_SIZE = SEARCH_PAGE_SIZE
 
 
-def search_query(q: Qualification, since: int) -> dict[str, Any]:
+def search_query(q: Qualification, since: int) -> CompoundQuery:
     return {
         "operator": "AND",
         "value": [
@@ -129,7 +130,7 @@ def sweep(
 
 
 def _observe(
-    contact: dict[str, Any],
+    contact: Contact,
     *,
     person: str,
     account_id: str,
@@ -139,7 +140,7 @@ def _observe(
     qualifier: Qualifier,
 ) -> int:
     qualified = 0
-    for record in referrals.by_contact(workspace_id, str(contact["id"])):
+    for record in referrals.by_contact(workspace_id, contact.id):
         if (
             record.account_id != account_id
             or record.campaign_id != campaign_id

@@ -36,6 +36,7 @@ from shared.clients.errors import ConnectionRevoked, Invalid, RateLimited, Upstr
 from shared.clients.http import RetryPolicy
 from shared.clients.intercom import SEARCH_PAGE_SIZE
 from shared.domain.campaign_settings import CampaignSettings
+from shared.domain.contact import Contact
 from shared.domain.qualification import EXISTING_UPDATED
 from shared.domain.rf_user import RfUser
 from shared.domain.sync_plan import (
@@ -228,7 +229,11 @@ class Engine:
             return
         attributes = tuple(settings.sync.return_mapping.values()) if settings.sync else ()
         since = sync.updated_since
-        contacts = [page_contact(c, attributes) for c in result.contacts if changed_since(c, since)]
+        contacts = [
+            page_contact(c, attributes).model_dump(exclude_unset=True)
+            for c in result.contacts
+            if changed_since(c, since)
+        ]
         # Always PAGE_PARTS chunks, some maybe empty: a page sent again after a crash has the same
         # chunk ids whatever it holds now, and the sync knows how many chunks to wait for.
         n = len(contacts)
@@ -319,10 +324,11 @@ class ChunkWorker:
         retries: list[str] = []
         stop, delay_s = len(contacts), 0
         slice_ends_at = self._slice_ends_at()
-        for index, contact in enumerate(contacts):
+        for index, sent in enumerate(contacts):
             if index and time.monotonic() >= slice_ends_at:
                 stop = index
                 break
+            contact = Contact.model_validate(sent)
             try:
                 self.link(contact)
             except RateLimited as exc:
@@ -336,8 +342,8 @@ class ChunkWorker:
                 syncs.set_status(self.sync, PAUSED)
                 return
             except (UpstreamError, ConditionFailed, ValueError, KeyError) as exc:
-                if self._retry_later(chunk, contact, exc, attempts):
-                    retries.append(str(contact["id"]))
+                if self._retry_later(chunk, index, exc, attempts):
+                    retries.append(contact.id)
         self._finish(chunk, stop, retries, attempts, delay_s)
 
     def _finish(
@@ -397,10 +403,11 @@ class ChunkWorker:
         )
 
     def _retry_later(
-        self, chunk: messages.SyncChunk, contact: dict[str, Any], exc: Exception, attempts: dict[str, int]
+        self, chunk: messages.SyncChunk, index: int, exc: Exception, attempts: dict[str, int]
     ) -> bool:
-        """True if the contact goes along with the chunk's rest for another attempt; otherwise it is
-        recorded as failed and sent to the DLQ."""
+        """True if the chunk's contact at `index` goes along with the chunk's rest for another attempt;
+        otherwise it is recorded as failed and sent to the DLQ (as it came)."""
+        contact = chunk.contacts[index]
         contact_id = str(contact["id"])
         attempt = attempts.get(contact_id, 0) + 1
         if attempt < CONTACT_ATTEMPTS and not isinstance(exc, Invalid):
@@ -418,14 +425,14 @@ class ChunkWorker:
         return False
 
     # -- one contact ----------------------------------------------------------------------------
-    def link(self, contact: dict[str, Any]) -> None:
+    def link(self, contact: Contact) -> None:
         sync_settings = self.settings.sync
         assert sync_settings is not None
         campaign_id = self.sync.campaign_id
         account_id = self.account.account_id
         linked = [
             r
-            for r in self.referrals.by_contact(self.connection.workspace_id, str(contact["id"]))
+            for r in self.referrals.by_contact(self.connection.workspace_id, contact.id)
             if r.account_id == account_id and r.campaign_id == campaign_id
         ]
         sync_id = self.sync.sync_id
@@ -444,32 +451,28 @@ class ChunkWorker:
             write = None
         else:
             fields = inbound_fields(contact, sync_settings.inbound_mapping)
-            if not fields.get("email"):
+            if not fields.email:
                 self._count(skipped=True)
                 return
             user, created = self.rf.create_user(
-                int(campaign_id),
-                str(fields["email"]),
-                str(fields.get("first_name") or fields["email"]).strip(),
+                int(campaign_id), fields.email, (fields.first_name or fields.email).strip()
             )
             record, write = self._link_new(contact, user, created)
         if write is None:
             write = self._write(contact, user, record)
         if write.needed:
-            self.intercom.update_contact(str(contact["id"]), write.body, email=contact.get("email"))
+            self.intercom.update_contact(contact.id, write.body, email=contact.email)
             if record.written_by_sync != sync_id:
                 self.referrals.update(record, {"written_by_sync": sync_id})
         updated = write.needed or record.written_by_sync == sync_id
         self._count(created=created, updated=updated, skipped=not created and not updated)
 
-    def _link_new(
-        self, contact: dict[str, Any], user: RfUser, created: bool
-    ) -> tuple[Referral, ReturnWrite | None]:
+    def _link_new(self, contact: Contact, user: RfUser, created: bool) -> tuple[Referral, ReturnWrite | None]:
         """The user's record linked to the contact: one write when the record is new, the usual case
         (it says already that this sync writes the contact back, when it must); a read and a write
         when it exists (a signup got there first), and then its counts decide the write-back."""
         account_id, campaign_id = self.account.account_id, self.sync.campaign_id
-        sync_id, contact_id = self.sync.sync_id, str(contact["id"])
+        sync_id, contact_id = self.sync.sync_id, contact.id
         event = ReferralEvent(
             kind="linked", via="sync", details={"contact_id": contact_id, "sync_id": sync_id}
         )
@@ -505,7 +508,7 @@ class ChunkWorker:
         )
         return record, None
 
-    def _write(self, contact: dict[str, Any], user: RfUser, record: Referral | None) -> ReturnWrite:
+    def _write(self, contact: Contact, user: RfUser, record: Referral | None) -> ReturnWrite:
         """What the contact needs written back; a referral not yet recorded has no counts."""
         sync_settings = self.settings.sync
         assert sync_settings is not None

@@ -201,10 +201,10 @@ def test_contacts_create_get_update(intercom: IntercomClient) -> None:
             "custom_attributes": {"referral_code": "J1"},
         }
     )
-    assert created["external_id"] is None
-    assert intercom.get_contact(created["id"])["email"] == "jane@example.com"
-    updated = intercom.update_contact(created["id"], {"custom_attributes": {"referral_code": "J2"}})
-    assert updated["custom_attributes"] == {"referral_code": "J2"} and updated["name"] == "Jane"
+    assert created.external_id is None
+    assert intercom.get_contact(created.id).email == "jane@example.com"
+    updated = intercom.update_contact(created.id, {"custom_attributes": {"referral_code": "J2"}})
+    assert updated.custom_attributes == {"referral_code": "J2"} and updated.name == "Jane"
 
 
 def test_a_409_names_the_existing_contact(control: httpx.Client, intercom: IntercomClient) -> None:
@@ -225,8 +225,8 @@ def test_a_merged_away_contact_is_followed_to_its_survivor(
     merged = control.post("/_emulator/contacts/merge", json={"from": lead, "into": user})
     assert merged.json()["id"] == user
     # 2.14 answers 404 for the merged lead: the client finds the user by the email it knew.
-    assert intercom.get_contact(lead, email="same@example.com")["id"] == user
-    assert intercom.update_contact(lead, {"name": "Renamed"}, email="same@example.com")["id"] == user
+    assert intercom.get_contact(lead, email="same@example.com").id == user
+    assert intercom.update_contact(lead, {"name": "Renamed"}, email="same@example.com").id == user
     with pytest.raises(UpstreamNotFound):
         intercom.get_contact(lead)
 
@@ -240,14 +240,14 @@ def test_a_segment_pages_by_checkpointable_cursor(control: httpx.Client, interco
         json={"generate": {"count": 160, "role": "user", "segment_ids": [segment]}},
     )
     segments = intercom.list_segments(include_count=True)
-    assert [(s["id"], s["name"], s["count"]) for s in segments] == [(segment, "VIP", 160)]
+    assert [(s.id, s.name, s.count) for s in segments] == [(segment, "VIP", 160)]
     query = {"field": "segment_id", "operator": "=", "value": segment}
     first = intercom.search_page(query)
     assert len(first.contacts) == 150 and first.total_count == 160 and first.next_cursor
     # A worker that checkpointed the cursor resumes where it left off.
     rest = intercom.search_page(query, starting_after=first.next_cursor)
     assert len(rest.contacts) == 10 and rest.next_cursor is None
-    assert not {c["id"] for c in rest.contacts} & {c["id"] for c in first.contacts}
+    assert not {c.id for c in rest.contacts} & {c.id for c in first.contacts}
 
 
 # --- data attributes -----------------------------------------------------------------------------
@@ -256,13 +256,13 @@ def test_a_segment_pages_by_checkpointable_cursor(control: httpx.Client, interco
 def test_creating_a_data_attribute_twice_is_success(intercom: IntercomClient) -> None:
     first = intercom.create_data_attribute("referrals_count", "integer", description="How many")
     again = intercom.create_data_attribute("referrals_count", "integer")
-    assert again["id"] == first["id"] and again["full_name"] == "custom_attributes.referrals_count"
+    assert again.id == first.id and again.full_name == "custom_attributes.referrals_count"
     tier = intercom.create_data_attribute("reward_tier", "options", options=["gold", "silver"])
-    assert tier["name"] == "reward_tier"
-    names = {a["name"] for a in intercom.list_data_attributes()}
+    assert tier.name == "reward_tier"
+    names = {a.name for a in intercom.list_data_attributes()}
     assert {"referrals_count", "reward_tier", "email"} <= names
     # A standard attribute's name is "already there" too.
-    assert intercom.create_data_attribute("email", "string")["custom"] is False
+    assert intercom.create_data_attribute("email", "string").custom is False
 
 
 # --- rate limits ---------------------------------------------------------------------------------

@@ -176,8 +176,8 @@ def test_a_contact_retried_after_its_page_ran_on_is_still_synced(
     failures = {ids[1]: 1}
 
     def flaky_link(self, contact):
-        if failures.get(contact["id"]):
-            failures[contact["id"]] -= 1
+        if failures.get(contact.id):
+            failures[contact.id] -= 1
             raise Transient("500 from Referral Factory", service="referral_factory", status=500)
         return real_link(self, contact)
 
@@ -202,7 +202,7 @@ def test_a_hand_back_delivered_again_after_it_was_counted_hands_on_the_same_rest
     crashes = {"send": 1}
 
     def budget_spent_once(self, contact):
-        if contact["id"] == ids[3] and budget["spent"]:
+        if contact.id == ids[3] and budget["spent"]:
             budget["spent"] -= 1
             raise RateLimited("budget spent", retry_after=0.1, service="referral_factory")
         return real_link(self, contact)

@@ -130,7 +130,7 @@ def test_a_410_is_followed_through_its_canonical_link() -> None:
         }
     )
     contact = fake.client().update_contact("old", {"name": "N"})
-    assert contact["id"] == "new"
+    assert contact.id == "new"
     assert [r.url.path for r in fake.seen] == ["/contacts/old", "/contacts/mid", "/contacts/new"]
     assert fake.bodies("/contacts/new") == [{"name": "N"}]
 
@@ -186,7 +186,7 @@ def test_search_sends_its_cursor_and_sort_in_the_body() -> None:
     fake = Fake({("POST", "/contacts/search"): [httpx.Response(200, json=page)]})
     client, query = fake.client(), {"field": "role", "operator": "=", "value": "user"}
     found = client.search_page(query, sort={"field": "updated_at", "order": "ascending"})
-    assert [c["id"] for c in found.contacts] == ["1"] and found.next_cursor == "c1"
+    assert [c.id for c in found.contacts] == ["1"] and found.next_cursor == "c1"
     client.search_page(query, starting_after=found.next_cursor)
     first, second = fake.bodies("/contacts/search")
     assert first["pagination"] == {"per_page": 150}
@@ -208,7 +208,7 @@ def test_data_attribute_already_there_is_success() -> None:
     attribute = fake.client().create_data_attribute(
         "referral_code", "options", options=["a", "b"], description="d"
     )
-    assert attribute["id"] == 7
+    assert attribute.id == 7
     (body,) = fake.bodies("/data_attributes")
     assert body["options"] == [{"value": "a"}, {"value": "b"}] and body["description"] == "d"
 

@@ -122,31 +122,13 @@ def _cached(
     return data
 
 
-def _attribute_view(a: dict[str, Any]) -> Attribute:
-    return {
-        "name": a.get("name"),
-        "full_name": a.get("full_name") or a.get("name"),
-        "label": a.get("label") or a.get("name"),
-        "description": a.get("description"),
-        "data_type": "options" if a.get("options") and a.get("data_type") == "string" else a.get("data_type"),
-        "options": [str(o.get("value") if isinstance(o, dict) else o) for o in a.get("options") or []],
-        "custom": bool(a.get("custom")),
-        "api_writable": bool(a.get("api_writable")),
-    }
-
-
 def _load_attributes(client: IntercomClient) -> list[Attribute]:
-    return [_attribute_view(a) for a in client.list_data_attributes("contact") if not a.get("archived")]
+    return [a.view() for a in client.list_data_attributes("contact") if not a.archived]
 
 
 def _load_segments(client: IntercomClient) -> list[Segment]:
     return [
-        {
-            "id": s.get("id"),
-            "name": s.get("name"),
-            "person_type": s.get("person_type"),
-            "count": s.get("count"),
-        }
+        {"id": s.id, "name": s.name, "person_type": s.person_type, "count": s.count}
         for s in client.list_segments(include_count=True)
     ]
 
@@ -183,7 +165,7 @@ def create_attribute(body: NewAttribute) -> Response[Attribute]:
             body.name, body.data_type, description=body.description, options=body.options
         )
     _invalidate_attributes(account, connection.workspace_id)
-    return json_response(_attribute_view(created), status_code=201)
+    return json_response(created.view(), status_code=201)
 
 
 @router.get("/v1/intercom/segments")
