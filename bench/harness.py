@@ -242,7 +242,7 @@ def lift_limits(http: httpx.Client, demo: Demo, aws: dict[str, str], product_rf_
     if product_rf_limit:
         import boto3
 
-        from shared.records import keys
+        from shared import keys
 
         # The product spends its own budget per key before each call (Referral Factory's documented
         # 600 a minute); an account's record may say otherwise, and nothing else can.

@@ -120,8 +120,8 @@ def measure_in_process(invocations: int, duplicates: float) -> dict[str, Any]:
     with in_process(RECEIVER) as rig:
         import boto3
 
+        from shared import keys
         from shared.aws.store import Store
-        from shared.records import keys
 
         boto3.client("secretsmanager").put_secret_value(
             SecretId=rig.provisioned.refs["IntercomAppSecret"],

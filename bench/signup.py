@@ -95,10 +95,10 @@ def measure_in_process(invocations: int) -> dict[str, Any]:
     with in_process(RECEIVER) as rig:
         from aws_lambda_powertools.logging import correlation_paths
 
+        from shared import keys
         from shared.aws import queues
         from shared.aws.store import Store
         from shared.observability import logger, metrics
-        from shared.records import keys
         from shared.records.accounts import hash_secret
 
         account_id, secret = "acc_bench", secrets.token_urlsafe(24)

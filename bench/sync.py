@@ -430,7 +430,7 @@ class Bench:
 
     def lift_rf_budget(self, per_minute: int) -> None:
         """The account's own Referral Factory budget (600 a minute unless its record says otherwise)."""
-        from shared.records import keys
+        from shared import keys
 
         pk, sk = keys.account_key(self.demo.state["account_id"])
         self.stack.aws.client("dynamodb").update_item(

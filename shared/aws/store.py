@@ -1,7 +1,7 @@
 """The DynamoDB adapter: one table, items keyed `pk`/`sk`, conditions in its own terms, conditional
 writes surfaced as one exception.
 
-Key design and access patterns are in docs/data-model.md; keys are built in shared/records/keys.py.
+Key design and access patterns are in docs/data-model.md; keys are built in shared/keys.py.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from shared import keys
 from shared.aws import boto
 from shared.aws.store import ConditionFailed, conditional
 
@@ -40,21 +41,6 @@ MAX_BLOCK = 10
 EDGE_S = 0.05
 WINDOW_TTL_S = 3600
 STATE_TTL_S = 30 * 86400
-
-
-# The budgets' items share the main table but their keys live here, not in shared/records/keys.py:
-# a client may not import records (tests/unit/test_layers.py), and these are the budget's own
-# counters, not records of the domain. No record's partition starts with `RATE#`
-# (tests/unit/test_keys.py says so).
-STATE_SK = "STATE"
-
-
-def budget_pk(key: str) -> str:
-    return f"RATE#{key}"
-
-
-def window_sk(start: float) -> str:
-    return f"W#{start:.3f}"
 
 
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
@@ -103,7 +89,7 @@ class RateBudget:
     # -- what the budget is -------------------------------------------------------------------
     @property
     def pk(self) -> str:
-        return budget_pk(self.key)
+        return keys.budget_pk(self.key)
 
     @property
     def limit(self) -> int:
@@ -148,7 +134,7 @@ class RateBudget:
         try:
             result = conditional(
                 boto.table(self.table_name).update_item,
-                Key={"pk": self.pk, "sk": window_sk(start)},
+                Key={"pk": self.pk, "sk": keys.budget_window_sk(start)},
                 UpdateExpression="ADD #used :n SET #exp = :exp",
                 ConditionExpression="attribute_not_exists(#used) OR #used < :limit",
                 ExpressionAttributeNames={"#used": "used", "#exp": "expires_at"},
@@ -170,7 +156,7 @@ class RateBudget:
         with contextlib.suppress(ConditionFailed):  # the counter is at least `used` already
             conditional(
                 boto.table(self.table_name).update_item,
-                Key={"pk": self.pk, "sk": window_sk(start)},
+                Key={"pk": self.pk, "sk": keys.budget_window_sk(start)},
                 UpdateExpression="SET #used = :used, #exp = :exp",
                 ConditionExpression="attribute_not_exists(#used) OR #used < :used",
                 ExpressionAttributeNames={"#used": "used", "#exp": "expires_at"},
@@ -231,7 +217,9 @@ class RateBudget:
         if now < self._state_fresh_until:
             return
         self._state_fresh_until = self.window_start(now) + self.window_s
-        item = boto.table(self.table_name).get_item(Key={"pk": self.pk, "sk": STATE_SK}).get("Item")
+        item = (
+            boto.table(self.table_name).get_item(Key={"pk": self.pk, "sk": keys.BUDGET_STATE_SK}).get("Item")
+        )
         if not item:
             return
         if self.learn_limit and "limit" in item:
@@ -243,7 +231,7 @@ class RateBudget:
         values = {**changes, "expires_at": int(now + STATE_TTL_S)}
         names = {f"#s{i}": k for i, k in enumerate(values)}
         boto.table(self.table_name).update_item(
-            Key={"pk": self.pk, "sk": STATE_SK},
+            Key={"pk": self.pk, "sk": keys.BUDGET_STATE_SK},
             UpdateExpression="SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(values))),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues={f":s{i}": v for i, v in enumerate(values.values())},

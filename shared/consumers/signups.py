@@ -10,13 +10,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from shared import messages
+from shared import keys, messages
 from shared.aws import queues
 from shared.clients.intercom import parse_timestamp
 from shared.consumers.handback import dispatch
 from shared.flows.signup_push import PushContext, SignupPusher
 from shared.observability import logger, metrics
-from shared.records import keys
 from shared.records.campaigns import CampaignStore
 from shared.records.referrals import NOT_PUSHED, PUSHED, WAITING, Referrals
 from shared.wiring import services

@@ -16,11 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from shared import messages
+from shared import keys, messages
 from shared.clients.intercom import SEARCH_PAGE_SIZE
 from shared.domain.qualification import PENDING, QUALIFY_AFTER_CREATION, QUALIFY_CHANGED
 from shared.observability import logger, metrics
-from shared.records import keys
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from shared import messages
+from shared import keys, messages
 from shared.aws.store import ConditionFailed
 from shared.clients.errors import ConnectionRevoked, Invalid, RateLimited, UpstreamError
 from shared.clients.http import RetryPolicy
@@ -49,7 +49,6 @@ from shared.domain.sync_plan import (
 )
 from shared.flows.counts import Counts
 from shared.observability import logger, metrics
-from shared.records import keys
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import usable
 from shared.records.due_work import DueItem, due_item

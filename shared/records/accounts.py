@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared import keys
 from shared.aws.crypto import Sealed
 from shared.domain.errors import NotFound, Unauthorized
-from shared.records import keys
 
 if TYPE_CHECKING:
     from shared.aws.crypto import SecretBox

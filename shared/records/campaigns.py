@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from shared import messages
+from shared import keys, messages
 from shared.aws.store import ConditionFailed
 from shared.domain.campaign_settings import CampaignSettings
-from shared.records import keys
 from shared.records.due_work import due_item
 
 if TYPE_CHECKING:
@@ -30,7 +29,7 @@ QUALIFICATION_SWEEP_INTERVAL_S = 300
 
 class CampaignConfig(BaseModel):
     """A campaign's Intercom settings as saved (`PUT /v1/campaigns/{id}/intercom` validated them; the
-    rules read them as `CampaignSettings`). Its keys are built in shared/records/keys.py."""
+    rules read them as `CampaignSettings`). Its keys are built in shared/keys.py."""
 
     model_config = ConfigDict(extra="allow")
 

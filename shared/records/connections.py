@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Final, Literal, TypeGuard
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
-from shared import messages
+from shared import keys, messages
 from shared.aws.crypto import Sealed
 from shared.aws.store import Attr, ConditionFailed
 from shared.domain.errors import Conflict
-from shared.records import keys
 
 if TYPE_CHECKING:
     from shared.aws.crypto import SecretBox

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from shared import keys
 from shared.aws.store import Attr, ConditionFailed
-from shared.records import keys
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 class DueItem(BaseModel):
     """Recurring work: `message` goes to the logical queue `queue` (`shared.messages`) as a `kind`
-    message every `interval_s` seconds. Its keys are built by `due_item` (shared/records/keys.py)."""
+    message every `interval_s` seconds. Its keys are built by `due_item` (shared/keys.py)."""
 
     model_config = ConfigDict(extra="allow")
 

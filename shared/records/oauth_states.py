@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from shared import keys
 from shared.aws.store import ConditionFailed
 from shared.domain.errors import BadRequest
-from shared.records import keys
 
 if TYPE_CHECKING:
     from shared.aws.store import Store

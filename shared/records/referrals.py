@@ -1,7 +1,7 @@
 """The product's referral records: one per Referral Factory user the product has seen in a campaign,
 linked to the Intercom contact, with its push outcome, qualification state, counts and history.
 
-Keyed by account, then campaign and user (shared/records/keys.py, docs/data-model.md); GSI1 finds a
+Keyed by account, then campaign and user (shared/keys.py, docs/data-model.md); GSI1 finds a
 record by its Intercom contact, GSI2 by email, and the sparse GSI3 lists a campaign's referrers whose
 counts are not yet written to Intercom.
 """
@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared import keys
 from shared.aws.store import Attr, ConditionFailed
 from shared.domain.qualification import CREATED, EXISTING_UPDATED, PENDING, QUALIFIED
-from shared.records import keys
 
 if TYPE_CHECKING:
     from shared.aws.store import Store
@@ -108,7 +108,7 @@ class Referral(BaseModel):
     counted_converted: bool = False
     converted_count_written: bool = False
     events: list[ReferralEvent] = Field(default_factory=list)
-    # Keys (shared/records/keys.py): the table's, by contact (gsi1), by email (gsi2), pending counts
+    # Keys (shared/keys.py): the table's, by contact (gsi1), by email (gsi2), pending counts
     # (gsi3, sparse).
     pk: str | None = None
     sk: str | None = None

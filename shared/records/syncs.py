@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared import keys
 from shared.aws.store import Attr, ConditionFailed
 from shared.domain.errors import Conflict
 from shared.messages import SyncChunk
-from shared.records import keys
 
 if TYPE_CHECKING:
     from shared.aws.store import Store
@@ -61,7 +61,7 @@ class SyncError(BaseModel):
 
 class Sync(BaseModel):
     """A sync's record: what it covers, where it stands, its counters and the coordinator's checkpoint.
-    Its keys (`pk`/`sk`, `gsi1pk`/`gsi1sk`) are built in shared/records/keys.py and kept as extras."""
+    Its keys (`pk`/`sk`, `gsi1pk`/`gsi1sk`) are built in shared/keys.py and kept as extras."""
 
     model_config = ConfigDict(extra="allow")
 

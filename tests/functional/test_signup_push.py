@@ -174,7 +174,7 @@ def test_a_dropped_webhook_is_caught_up(call, lambda_module, aws, emulators, con
 
 def test_the_catch_up_schedules_a_missing_qualification_sweep(lambda_module, aws, call, connected_account):
     from shared.aws.store import Store
-    from shared.records.keys import qualification_sweep_work_id
+    from shared.keys import qualification_sweep_work_id
 
     setup = connected_account
     campaign = configure(call, setup)  # the contract's example qualifies on customer_status

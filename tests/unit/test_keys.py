@@ -1,6 +1,5 @@
 """Every DynamoDB key, pinned: a deployed table holds these strings, so a format that changes by one
-character orphans what is stored. And keys are built in shared/records/keys.py only (the rate budgets'
-own counters aside: a client may not import records)."""
+character orphans what is stored. And keys are built in shared/keys.py only."""
 
 from __future__ import annotations
 
@@ -13,12 +12,10 @@ from typing import Any
 
 import pytest
 
-from shared.clients import rate_budget
-from shared.records import keys
+from shared import keys
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYS_MODULE = ROOT / "shared" / "records" / "keys.py"
-BUDGET_MODULE = ROOT / "shared" / "clients" / "rate_budget.py"
+KEYS_MODULE = ROOT / "shared" / "keys.py"
 
 # (builder, arguments, the key it must build): one example of each format.
 PINNED: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] = [
@@ -58,14 +55,14 @@ PINNED: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] = [
     (keys.ongoing_sync_work_id, ("acc_1", "42"), "sync:acc_1:42"),
     (keys.catch_up_work_id, ("acc_1", "42"), "catchup:acc_1:42"),
     (keys.qualification_sweep_work_id, ("acc_1", "42"), "qualsweep:acc_1:42"),
-    (rate_budget.budget_pk, ("intercom#ws9",), "RATE#intercom#ws9"),
-    (rate_budget.window_sk, (1700000000.5,), "W#1700000000.500"),
+    (keys.budget_pk, ("intercom#ws9",), "RATE#intercom#ws9"),
+    (keys.budget_window_sk, (1700000000.5,), "W#1700000000.500"),
 ]
 CONSTANTS = [
     (keys.SETTINGS_PREFIX, "CAMPAIGN#"),
     (keys.PARKED_PREFIX, "PARKED#"),
     (keys.DUE_PARTITION, "DUE"),
-    (rate_budget.STATE_SK, "STATE"),
+    (keys.BUDGET_STATE_SK, "STATE"),
 ]
 
 
@@ -100,7 +97,7 @@ def test_no_record_shares_the_rate_budgets_partitions():
     partitions = [
         expected[0] if isinstance(expected, tuple) else expected
         for build, _, expected in PINNED
-        if build.__module__ == keys.__name__
+        if build.__module__ == keys.__name__ and build is not keys.budget_pk
     ]
     assert not [p for p in partitions if p.startswith("RATE#")]
 
@@ -110,7 +107,7 @@ def test_no_record_shares_the_rate_budgets_partitions():
 # A quoted upper-case prefix ending in `#` (`"ACCOUNT#"`, `f"SYNC#{...}"`), or a bare sort key.
 PREFIX = re.compile(r"(?<![A-Za-z0-9_])[A-Z][A-Z0-9_]*#")
 SORT_KEYS = {"META", "CONNECTION", "DUE", "STATE", "APIKEY", "OWNER", "ACTIVESYNC"}
-ALLOWED = {KEYS_MODULE, BUDGET_MODULE}
+ALLOWED = {KEYS_MODULE}
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
@@ -149,7 +146,7 @@ def test_keys_are_built_in_keys_py_only(path: Path):
         f"{path.relative_to(ROOT)}:{line} {text!r}"
         for line, text in key_literals(path.read_text(), str(path))
     ]
-    assert stray == [], "build keys with shared/records/keys.py"
+    assert stray == [], "build keys with shared/keys.py"
 
 
 def test_the_scan_finds_inline_keys_and_ignores_prose():

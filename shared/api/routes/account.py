@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import BaseModel, Field, HttpUrl, ValidationError
 from typing_extensions import TypedDict
 
-from shared import caches, settings
+from shared import caches, keys, settings
 from shared.api.pagination import ListEnvelope, decode_cursor, page
 from shared.api.resolver import json_response
 from shared.api.resolver import router as new_router
@@ -23,7 +23,6 @@ from shared.clients.intercom import IntercomClient
 from shared.domain.campaign_settings import Attribute, CampaignSettings, named_attributes, validate
 from shared.domain.errors import ApiError, Conflict, FieldError, NotFound, ValidationFailed, field_error
 from shared.observability import logger
-from shared.records import keys
 from shared.records.accounts import Account
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import REVOKED, AccessRevoked, Connection, NotConnected, usable

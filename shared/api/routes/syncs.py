@@ -9,14 +9,13 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, model_validator
 
-from shared import caches, settings
+from shared import caches, keys, settings
 from shared.api.pagination import decode_cursor, page
 from shared.api.resolver import json_response
 from shared.api.resolver import router as new_router
 from shared.aws import queues
 from shared.domain.errors import Conflict, NotFound
 from shared.flows.sync import Engine
-from shared.records import keys
 from shared.records.accounts import Account
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import NotConnected, usable

@@ -3,8 +3,8 @@
 
 A deployed table holds these strings: a format changes here or not at all, and a migration then
 keeps the old one beside it. docs/data-model.md says what each item is for; tests/unit/test_keys.py
-pins every format and fails on a key built anywhere else. The rate budgets' counters share the table
-but keep their keys in shared/clients/rate_budget.py (`RATE#…`), which may not import records.
+pins every format and fails on a key built anywhere else. It imports nothing, so every layer that
+stores something (the records, and the rate budgets' counters in the clients) builds its keys here.
 """
 
 from __future__ import annotations
@@ -184,3 +184,17 @@ def catch_up_work_id(account_id: str, campaign_id: str) -> str:
 
 def qualification_sweep_work_id(account_id: str, campaign_id: str) -> str:
     return f"qualsweep:{account_id}:{campaign_id}"
+
+
+# -- rate budgets -------------------------------------------------------------------------------
+# One budget's counters (shared/clients/rate_budget.py): a window per period and its learned state.
+# No record's partition starts with `RATE#`.
+BUDGET_STATE_SK = "STATE"
+
+
+def budget_pk(budget_key: str) -> str:
+    return f"RATE#{budget_key}"
+
+
+def budget_window_sk(start: float) -> str:
+    return f"W#{start:.3f}"
