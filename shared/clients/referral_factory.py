@@ -14,6 +14,7 @@ from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ConfigDict
 
 from shared.clients.errors import UpstreamError
 from shared.clients.http import DEFAULT_POLICY, Budget, HttpClient, RetryPolicy, error_for
@@ -39,6 +40,29 @@ class Referrer:
 
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+class Campaign(BaseModel):
+    """A campaign as `GET /campaigns` and `GET /campaigns/{id}` answer it (reference §2, §3)."""
+
+    # Fields the product does not read (`code`, `url`, `lang`, `fields`, ...) are kept as they came.
+    model_config = ConfigDict(extra="allow")
+
+    # As Referral Factory sends it (an integer), passed on unchanged: the account API answers it.
+    # None only for an answer that is not a campaign at all (`_single` of an unexpected body).
+    id: int | str | None = None
+    name: str | None = None
+    # launched / draft / paused
+    status: str | None = None
+
+
+class Qualified(BaseModel):
+    """The answer to `PUT /users/qualification`: the user, of which the product reads the time."""
+
+    model_config = ConfigDict(extra="allow")
+
+    qualified_at: str | int | None = None
 
 
 @dataclass(frozen=True)
@@ -64,18 +88,23 @@ def _message(response: httpx.Response) -> tuple[str, dict[str, list[str]]]:
     return str(body.get("message") or f"HTTP {response.status_code}"), errors or {}
 
 
-def _single(body: Any) -> dict[str, Any]:
+def _single(body: Any, model: type[M]) -> M:
+    """The resource `body` answers, read as `model` (an answer that is not an object reads as `{}`)."""
     # Public material disagrees on whether v2 wraps single resources in `data` (emulator docstring).
     if isinstance(body, dict) and isinstance(body.get("data"), dict):
-        return dict(body["data"])
-    return dict(body) if isinstance(body, dict) else {}
+        return model.model_validate(body["data"])
+    return model.model_validate(body if isinstance(body, dict) else {})
 
 
-def _page(body: Any, page: int) -> Page[dict[str, Any]]:
+def _page(body: Any, page: int, model: type[M]) -> Page[M]:
     meta = body.get("meta") or {} if isinstance(body, dict) else {}
     data = body.get("data") if isinstance(body, dict) else None
     current = int(meta.get("current_page") or page)
-    return Page(items=list(data or []), page=current, last_page=int(meta.get("last_page") or current))
+    return Page(
+        items=[model.model_validate(item) for item in data or []],
+        page=current,
+        last_page=int(meta.get("last_page") or current),
+    )
 
 
 def _email_taken(errors: Mapping[str, list[str]]) -> bool:
@@ -133,8 +162,7 @@ class ReferralFactoryClient:
     # -- users --------------------------------------------------------------------------------
     def list_users(self, campaign_id: int, *, page: int = 1, per_page: int = MAX_PER_PAGE) -> Page[RfUser]:
         params = {"campaign_id": campaign_id, "page": page, "per_page": min(per_page, MAX_PER_PAGE)}
-        found = _page(self._call("GET", "/users", params=params), page)
-        return Page([RfUser.model_validate(item) for item in found.items], found.page, found.last_page)
+        return _page(self._call("GET", "/users", params=params), page, RfUser)
 
     def create_user(
         self,
@@ -154,7 +182,7 @@ class ReferralFactoryClient:
             body["meta"] = meta
         response = self._send("POST", "/users", json=body)
         if response.is_success:
-            return RfUser.model_validate(_single(response.json())), True
+            return _single(response.json(), RfUser), True
         error = self._error(response)
         if response.status_code == 422 and _email_taken(error.fields):
             return self.get_user(email, campaign_id=campaign_id), False
@@ -164,7 +192,7 @@ class ReferralFactoryClient:
         """A user by id, code or email (an email is per campaign, so give `campaign_id` with one)."""
         params = {"campaign_id": campaign_id} if campaign_id is not None else None
         body = self._call("GET", f"/users/{quote(str(identifier), safe='@')}", params=params)
-        return RfUser.model_validate(_single(body))
+        return _single(body, RfUser)
 
     def qualify(
         self,
@@ -175,7 +203,7 @@ class ReferralFactoryClient:
         campaign_id: int | None = None,
         qualified: bool = True,
         sale_value: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> Qualified:
         """Mark a referral qualified (or back to pending), by id, code, or email + campaign (§4).
         Referral Factory qualifies a user once; repeating it is harmless."""
         body: dict[str, Any] = {"qualified": qualified}
@@ -189,19 +217,19 @@ class ReferralFactoryClient:
             raise ValueError("qualify needs user_id, code, or email with campaign_id")
         if sale_value is not None:
             body[SALE_VALUE_FIELD] = sale_value
-        return _single(self._call("PUT", "/users/qualification", json=body))
+        return _single(self._call("PUT", "/users/qualification", json=body), Qualified)
 
     # -- campaigns ----------------------------------------------------------------------------
-    def list_campaigns(self) -> list[dict[str, Any]]:
-        campaigns: list[dict[str, Any]] = []
+    def list_campaigns(self) -> list[Campaign]:
+        campaigns: list[Campaign] = []
         page = 1
         while True:
             body = self._call("GET", "/campaigns", params={"page": page, "per_page": MAX_PER_PAGE})
-            result = _page(body, page)
+            result = _page(body, page, Campaign)
             campaigns.extend(result.items)
             if not result.has_more or not result.items:
                 return campaigns
             page += 1
 
-    def get_campaign(self, campaign_id: int | str) -> dict[str, Any]:
-        return _single(self._call("GET", f"/campaigns/{quote(str(campaign_id), safe='')}"))
+    def get_campaign(self, campaign_id: int | str) -> Campaign:
+        return _single(self._call("GET", f"/campaigns/{quote(str(campaign_id), safe='')}"), Campaign)

@@ -13,12 +13,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from pydantic import BaseModel
 
 from shared import messages
 from shared.aws import queues
 from shared.clients.errors import RateLimited, Transient
 from shared.observability import logger
+
+if TYPE_CHECKING:
+    from shared.wiring import Services
 
 # A message handed back this many times goes to the DLQ (visible, redrivable) instead.
 MAX_REQUEUES = 40
@@ -26,8 +32,24 @@ MAX_REQUEUES = 40
 TRANSIENT_RETRY_S = 5
 HANDED_BACK = "handed_back"
 
+M = TypeVar("M", bound=BaseModel)
+S = TypeVar("S")
 R = TypeVar("R")
-H = TypeVar("H")
+
+
+@dataclass(frozen=True)
+class Handler(Generic[M, S, R]):
+    """What a queue does with one kind: the model its messages are read as, and the function that
+    takes the message with the services and the consumer's settings."""
+
+    model: type[M]
+    run: Callable[[M, Services, S], R]
+
+
+def handler(model: type[M], run: Callable[[M, Services, S], R]) -> Handler[Any, S, R]:
+    """A queue's handler of one kind; mypy checks `run` takes `model` here, where a table of
+    handlers of different models (`Handler[Any, ...]`) no longer could."""
+    return Handler(model, run)
 
 
 class UnknownMessage(Exception):
@@ -63,16 +85,19 @@ def run_or_hand_back(message: dict[str, Any], queue_url: str, handle: Callable[[
 
 def dispatch(
     body: str,
-    handlers: Mapping[str, H],
-    call: Callable[[H, dict[str, Any]], R],
+    handlers: Mapping[str, Handler[Any, S, R]],
+    svc: Services,
+    settings: S,
     *,
     queue: str,
     queue_url: str,
     ignored: Collection[str] = (),
 ) -> R | str | None:
-    """Run the handler of the message's kind as `call(handler, message)`, handing the message back to
-    `queue_url` when it cannot happen now; None for a kind the queue ignores. A kind with no handler
-    raises UnknownMessage: never acknowledged, it stays visible (and then in the DLQ)."""
+    """Run the handler of the message's kind on the message read as its model, handing the message
+    back to `queue_url` when it cannot happen now; None for a kind the queue ignores. A kind with no
+    handler raises UnknownMessage, and a message its model cannot read raises ValidationError: never
+    acknowledged, either stays visible (and then in the DLQ)."""
+    # Handed back as it came (key order, keys no model names, `requeues`), not as its model dumps it.
     message: dict[str, Any] = json.loads(body)
     kind = message.get("kind")
     if kind in ignored:
@@ -80,4 +105,5 @@ def dispatch(
     handler = handlers.get(kind) if isinstance(kind, str) else None
     if handler is None:
         raise UnknownMessage(f"the {queue} queue has no handler for {kind!r}")
-    return run_or_hand_back(message, queue_url, lambda: call(handler, message))
+    typed = handler.model.model_validate(message)
+    return run_or_hand_back(message, queue_url, lambda: handler.run(typed, svc, settings))

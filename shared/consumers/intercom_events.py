@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from shared import caches, messages
 from shared.aws import queues
 from shared.clients.errors import ConnectionRevoked
-from shared.consumers.handback import dispatch
+from shared.consumers.handback import Handler, dispatch, handler
 from shared.flows.contact_changes import handle_notification
 from shared.flows.qualify import Qualifier, QualifyContext
 from shared.flows.sweep import sweep
@@ -88,15 +88,17 @@ def _intercom(svc: Services, connections: Connections, account_id: str) -> Inter
     return svc.intercom_for(connection)
 
 
-def _uninstall(message: dict[str, Any], svc: Services, settings: IntercomEventsSettings) -> str:
-    outcome = handle_uninstall(str(message["app_id"]), svc.connections(), svc.intercom_for)
-    logger.info("uninstall notice handled", extra={"app_id": message["app_id"], "outcome": outcome})
+def _uninstall(message: messages.IntercomUninstall, svc: Services, settings: IntercomEventsSettings) -> str:
+    outcome = handle_uninstall(message.app_id, svc.connections(), svc.intercom_for)
+    logger.info("uninstall notice handled", extra={"app_id": message.app_id, "outcome": outcome})
     metrics.add_metric(name=f"Uninstall_{outcome}", unit="Count", value=1)
     return outcome
 
 
-def _notification(message: dict[str, Any], svc: Services, settings: IntercomEventsSettings) -> str:
-    account_id = str(message["account_id"])
+def _notification(
+    message: messages.IntercomNotification, svc: Services, settings: IntercomEventsSettings
+) -> str:
+    account_id = message.account_id
     connections = svc.connections()
     try:
         outcome = handle_notification(
@@ -111,19 +113,19 @@ def _notification(message: dict[str, Any], svc: Services, settings: IntercomEven
     logger.info(
         "notification handled",
         extra={
-            "topic": message.get("topic"),
-            "notification_id": message.get("notification_id"),
+            "topic": message.topic,
+            "notification_id": message.notification_id,
             "outcome": outcome,
             # From the receiver's answer to now: how far behind the queue is.
-            "waited_s": round(time.time() - float(message.get("received_at") or time.time()), 3),
+            "waited_s": round(time.time() - float(message.received_at or time.time()), 3),
         },
     )
     metrics.add_metric(name="NotificationHandled", unit="Count", value=1)
     return outcome
 
 
-def _sweep(message: dict[str, Any], svc: Services, settings: IntercomEventsSettings) -> str:
-    account_id = str(message["account_id"])
+def _sweep(message: messages.QualificationSweep, svc: Services, settings: IntercomEventsSettings) -> str:
+    account_id = message.account_id
     connections = svc.connections()
     connection = connections.get(account_id)
     if not usable(connection):
@@ -143,15 +145,15 @@ def _sweep(message: dict[str, Any], svc: Services, settings: IntercomEventsSetti
         connections.revoked_by_intercom(account_id)
         return ACCESS_REVOKED
     if result.continuation is not None:
-        queues.send(settings.intercom_events_queue_url, result.continuation)
+        queues.send(settings.intercom_events_queue_url, result.continuation.body())
         return "continued"
     return "swept"
 
 
-HANDLERS: dict[str, Callable[[dict[str, Any], Services, IntercomEventsSettings], str]] = {
-    messages.INTERCOM_UNINSTALL: _uninstall,
-    messages.INTERCOM_NOTIFICATION: _notification,
-    messages.QUALIFICATION_SWEEP: _sweep,
+HANDLERS: dict[str, Handler[Any, IntercomEventsSettings, str]] = {
+    messages.INTERCOM_UNINSTALL: handler(messages.IntercomUninstall, _uninstall),
+    messages.INTERCOM_NOTIFICATION: handler(messages.IntercomNotification, _notification),
+    messages.QUALIFICATION_SWEEP: handler(messages.QualificationSweep, _sweep),
 }
 
 
@@ -160,7 +162,8 @@ def handle_record(record: SQSRecord, settings: IntercomEventsSettings) -> str | 
     return dispatch(
         record.body,
         HANDLERS,
-        lambda handler, message: handler(message, svc, settings),
+        svc,
+        settings,
         queue="Intercom events",
         queue_url=settings.intercom_events_queue_url,
     )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from shared import keys, messages
 from shared.aws import queues
 from shared.clients.intercom import parse_timestamp
-from shared.consumers.handback import dispatch
+from shared.consumers.handback import Handler, dispatch, handler
 from shared.flows.signup_push import PushContext, SignupPusher
 from shared.observability import logger, metrics
 from shared.records.campaigns import CampaignStore
@@ -45,21 +45,22 @@ def _pusher(svc: Services, account: Account) -> SignupPusher:
     )
 
 
-def _rf_event(message: dict[str, Any], svc: Services, settings: SignupProcessorSettings) -> None:
-    rf_user_id = message.get("rf_user_id")
-    if rf_user_id and message.get("campaign_id") and message["event"] == "user.join":
+def _rf_event(message: messages.RfWebhook, svc: Services, settings: SignupProcessorSettings) -> None:
+    rf_user_id = message.rf_user_id
+    if rf_user_id and message.campaign_id and message.event == "user.join":
         # Duplicates end here, at no cost to Referral Factory's budget, and before the account is
         # read and its key decrypted: every user a contact sync creates comes back this way.
-        known = Referrals(svc.store).get(message["account_id"], message["campaign_id"], rf_user_id)
+        known = Referrals(svc.store).get(message.account_id, message.campaign_id, rf_user_id)
         if known and known.intercom_status in PUSHED:
             return
-    account = svc.accounts.get(message["account_id"])
+    account = svc.accounts.get(message.account_id)
     pusher = _pusher(svc, account)
     if not rf_user_id:
-        found = pusher.ctx.rf.get_user(message["email"], campaign_id=int(message["campaign_id"]))
+        # The receiver queues a user without an id only with the email and the campaign (message_for).
+        found = pusher.ctx.rf.get_user(str(message.email), campaign_id=int(str(message.campaign_id)))
         rf_user_id = str(found.id)
-    if message["event"] == "user.join":
-        record = pusher.on_join(rf_user_id, via=message.get("via") or "webhook")
+    if message.event == "user.join":
+        record = pusher.on_join(rf_user_id, via=message.via or "webhook")
         logger.info(
             "signup handled",
             extra={
@@ -70,33 +71,34 @@ def _rf_event(message: dict[str, Any], svc: Services, settings: SignupProcessorS
         )
         metrics.add_metric(name=f"Signup_{record.intercom_status}", unit="Count", value=1)
     else:
-        pusher.on_counts_changed(rf_user_id, message["event"])
+        pusher.on_counts_changed(rf_user_id, message.event)
 
 
-def _reconnected(message: dict[str, Any], svc: Services, settings: SignupProcessorSettings) -> None:
+def _reconnected(
+    message: messages.ConnectionConnected, svc: Services, settings: SignupProcessorSettings
+) -> None:
     """Push every signup that waited for the connection (one message each: nothing is lost)."""
-    account_id = message["account_id"]
+    account_id = message.account_id
     waiting = Referrals(svc.store).waiting_for_connection(account_id)
     queues.send_batch(
         settings.signup_queue_url,
         [
-            {
-                "kind": messages.RF_WEBHOOK,
-                "account_id": account_id,
-                "event": "user.join",
-                "rf_user_id": record.rf_user_id,
-                "campaign_id": record.campaign_id,
-                "via": "reconnect",
-            }
+            messages.RfWebhook(
+                account_id=account_id,
+                event="user.join",
+                rf_user_id=record.rf_user_id,
+                campaign_id=record.campaign_id,
+                via="reconnect",
+            ).body()
             for record in waiting
         ],
     )
     logger.info("waiting signups released", extra={"account_id": account_id, "count": len(waiting)})
 
 
-def _catch_up(message: dict[str, Any], svc: Services, settings: SignupProcessorSettings) -> None:
+def _catch_up(message: messages.CatchUp, svc: Services, settings: SignupProcessorSettings) -> None:
     """List the campaign's recent users and push any signup the webhooks missed."""
-    account_id, campaign_id = message["account_id"], str(message["campaign_id"])
+    account_id, campaign_id = message.account_id, message.campaign_id
     account = svc.accounts.get(account_id)
     rf = svc.referral_factory_for(account)
     referrals = Referrals(svc.store)
@@ -117,14 +119,13 @@ def _catch_up(message: dict[str, Any], svc: Services, settings: SignupProcessorS
     queues.send_batch(
         settings.signup_queue_url,
         [
-            {
-                "kind": messages.RF_WEBHOOK,
-                "account_id": account_id,
-                "event": "user.join",
-                "rf_user_id": str(u.id),
-                "campaign_id": campaign_id,
-                "via": "catch_up",
-            }
+            messages.RfWebhook(
+                account_id=account_id,
+                event="user.join",
+                rf_user_id=str(u.id),
+                campaign_id=campaign_id,
+                via="catch_up",
+            ).body()
             for u in missed
         ],
     )
@@ -137,10 +138,10 @@ def _catch_up(message: dict[str, Any], svc: Services, settings: SignupProcessorS
 
 # Pushes check the connection themselves, so losing it needs nothing here.
 IGNORED_KINDS = (messages.CONNECTION_REVOKED, messages.CONNECTION_DISCONNECTED)
-HANDLERS = {
-    messages.RF_WEBHOOK: _rf_event,
-    messages.CONNECTION_CONNECTED: _reconnected,
-    messages.CATCH_UP: _catch_up,
+HANDLERS: dict[str, Handler[Any, SignupProcessorSettings, None]] = {
+    messages.RF_WEBHOOK: handler(messages.RfWebhook, _rf_event),
+    messages.CONNECTION_CONNECTED: handler(messages.ConnectionConnected, _reconnected),
+    messages.CATCH_UP: handler(messages.CatchUp, _catch_up),
 }
 
 
@@ -149,7 +150,8 @@ def handle_record(record: SQSRecord, settings: SignupProcessorSettings) -> None:
     dispatch(
         record.body,
         HANDLERS,
-        lambda handler, message: handler(message, svc, settings),
+        svc,
+        settings,
         queue="signup",
         queue_url=settings.signup_queue_url,
         ignored=IGNORED_KINDS,

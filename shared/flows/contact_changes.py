@@ -8,7 +8,7 @@ referral's history. A contact no referral is linked to ends here, at no cost to 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared.clients.intercom import parse_timestamp
 from shared.domain.contact import Contact
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from shared.clients.intercom import IntercomClient
     from shared.flows.qualify import Qualifier
+    from shared.messages import IntercomNotification
     from shared.records.referrals import Referral, Referrals
 
 MERGED = "contact.merged"
@@ -30,19 +31,19 @@ REMOVED = {"contact.deleted": "contact_deleted", "contact.archived": "contact_ar
 
 
 def handle_notification(
-    message: dict[str, Any],
+    message: IntercomNotification,
     referrals: Referrals,
     qualifier: Callable[[], Qualifier],
     intercom: Callable[[], IntercomClient | None],
 ) -> str:
     """The outcome for one notification (a metric and a log line each)."""
-    topic = str(message["topic"])
-    workspace = str(message["app_id"])
-    account_id = str(message["account_id"])
-    item = Contact.model_validate(message["item"])
+    topic = message.topic
+    workspace = message.app_id
+    account_id = message.account_id
+    item = Contact.model_validate(message.item)
     if topic == MERGED:
         return _merged(item, referrals, workspace, account_id)
-    if topic not in REMOVED and not message.get("trimmed") and not qualifier().worth_a_look(item):
+    if topic not in REMOVED and not message.trimmed and not qualifier().worth_a_look(item):
         # No qualifying value for any campaign: nothing to look up (most updates end here).
         return NOTHING_TO_LOOK_AT
     linked = [r for r in referrals.by_contact(workspace, item.id) if r.account_id == account_id]
@@ -50,7 +51,7 @@ def handle_notification(
         return NO_REFERRAL
     if topic in REMOVED:
         return _removed(REMOVED[topic], linked, referrals, item.id)
-    if message.get("trimmed"):
+    if message.trimmed:
         # Too big for the queue: read the contact as it is now.
         client = intercom()
         if client is None:

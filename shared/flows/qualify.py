@@ -98,7 +98,7 @@ def qualify_in_referral_factory(*, request: QualifyRequest, rf: ReferralFactoryC
     if user.qualified_at:
         return QualifyOutcome(called=False, qualified_at=parse_timestamp(user.qualified_at))
     answer = rf.qualify(user_id=request.rf_user_id, sale_value=request.sale_value)
-    return QualifyOutcome(called=True, qualified_at=parse_timestamp(answer.get("qualified_at")))
+    return QualifyOutcome(called=True, qualified_at=parse_timestamp(answer.qualified_at))
 
 
 @caches.resettable

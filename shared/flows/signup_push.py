@@ -285,7 +285,7 @@ class SignupPusher:
         key = (self.account_id, campaign_id)
         cached = _CAMPAIGN_NAMES.get(key)
         if cached is None or cached[1] < self.ctx.clock():
-            name = self.ctx.rf.get_campaign(campaign_id).get("name")
+            name = self.ctx.rf.get_campaign(campaign_id).name
             cached = (name, self.ctx.clock() + CAMPAIGN_NAME_MAX_AGE_S)
             _CAMPAIGN_NAMES[key] = cached
         return cached[0]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from shared import keys, messages
 from shared.clients.intercom import SEARCH_PAGE_SIZE
@@ -51,11 +51,11 @@ class SweepResult:
     contacts: int = 0
     qualified: int = 0
     # The message that carries the rest of the sweep, when it did not finish.
-    continuation: dict[str, Any] | None = None
+    continuation: messages.QualificationSweep | None = None
 
 
 def sweep(
-    message: dict[str, Any],
+    message: messages.QualificationSweep,
     *,
     store: Store,
     referrals: Referrals,
@@ -65,11 +65,11 @@ def sweep(
     interval_s: int,
     clock: Callable[[], float] = time.time,
 ) -> SweepResult:
-    account_id, campaign_id = str(message["account_id"]), str(message["campaign_id"])
-    started = int(message.get("sweep_started_at") or message.get("scheduled_at") or clock())
+    account_id, campaign_id = message.account_id, message.campaign_id
+    started = int(message.sweep_started_at or message.scheduled_at or clock())
     mark = store.get(*keys.sweep_mark_key(account_id, campaign_id)) or {}
     previous = int(mark.get("last_run_at") or started - interval_s)
-    since = int(message.get("since") or previous - DAY_S)
+    since = int(message.since or previous - DAY_S)
     settings = qualifier.settings(campaign_id)
     plans: list[tuple[str, Qualification]] = []
     for person in ("person_invited", "person_referring"):
@@ -77,8 +77,8 @@ def sweep(
         if settings_for is not None and settings_for.qualification is not None:
             plans.append((person, settings_for.qualification))
     result = SweepResult()
-    position = int(message.get("plan") or 0)
-    cursor: str | None = message.get("cursor")
+    position = message.plan
+    cursor = message.cursor
     pages = 0
     while position < len(plans):
         person, q = plans[position]
@@ -104,13 +104,9 @@ def sweep(
         if cursor is None:
             position += 1
         if pages >= PAGES_PER_MESSAGE and position < len(plans):
-            result.continuation = {
-                **message,
-                "sweep_started_at": started,
-                "since": since,
-                "plan": position,
-                "cursor": cursor,
-            }
+            result.continuation = message.model_copy(
+                update={"sweep_started_at": started, "since": since, "plan": position, "cursor": cursor}
+            )
             return result
     pk, sk = keys.sweep_mark_key(account_id, campaign_id)
     store.put({"pk": pk, "sk": sk, "last_run_at": started})

@@ -522,7 +522,7 @@ class ChunkWorker:
 
     def _name(self) -> str | None:
         if self._campaign_name is None:
-            self._campaign_name = self.rf.get_campaign(self.sync.campaign_id).get("name")
+            self._campaign_name = self.rf.get_campaign(self.sync.campaign_id).name
         return self._campaign_name
 
     def _count(self, *, created: bool = False, updated: bool = False, skipped: bool = False) -> None:

@@ -117,8 +117,8 @@ def test_qualification_carries_the_sale_value_once(control: httpx.Client, rf: Re
 
 
 def test_campaigns(rf: ReferralFactoryClient) -> None:
-    assert {c["id"] for c in rf.list_campaigns()} == {CAMPAIGN, OTHER_CAMPAIGN}
-    assert rf.get_campaign(CAMPAIGN)["name"] == "Spring"
+    assert {c.id for c in rf.list_campaigns()} == {CAMPAIGN, OTHER_CAMPAIGN}
+    assert rf.get_campaign(CAMPAIGN).name == "Spring"
 
 
 def test_a_wrong_key_is_unauthorized(server: RunningServer, control: httpx.Client) -> None:

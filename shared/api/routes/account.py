@@ -20,6 +20,7 @@ from shared.api.resolver import json_response
 from shared.api.resolver import router as new_router
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, RateLimited, UpstreamError
 from shared.clients.intercom import IntercomClient
+from shared.clients.referral_factory import Campaign
 from shared.domain.campaign_settings import Attribute, CampaignSettings, named_attributes, validate
 from shared.domain.errors import ApiError, Conflict, FieldError, NotFound, ValidationFailed, field_error
 from shared.observability import logger
@@ -177,34 +178,48 @@ def _campaigns() -> CampaignStore:
     return CampaignStore(_services().store)
 
 
-def _rf_campaigns(account: Account) -> list[dict[str, Any]]:
+def _rf_campaigns(account: Account) -> list[Campaign]:
     with _upstream(account, "Referral Factory"):
         return _services().referral_factory_for(account).list_campaigns()
 
 
-def _own_campaign(account: Account, campaign_id: str) -> dict[str, Any]:
+def _own_campaign(account: Account, campaign_id: str) -> Campaign:
     """The campaign, if it is this account's in Referral Factory (so ids cannot be guessed across)."""
     for campaign in _rf_campaigns(account):
-        if str(campaign.get("id")) == campaign_id:
+        if str(campaign.id) == campaign_id:
             return campaign
     raise NotFound(
         f"Referral Factory has no campaign {campaign_id} for this account.", code="campaign_not_found"
     )
 
 
+class CampaignIntegration(TypedDict):
+    configured: bool
+    ongoing_sync: bool
+
+
+class ListedCampaign(TypedDict):
+    """A campaign as `GET /v1/campaigns` lists it: Referral Factory's, with its Intercom status."""
+
+    id: int | str | None
+    name: str | None
+    status: str | None
+    intercom: CampaignIntegration
+
+
 @router.get("/v1/campaigns")
-def list_campaigns() -> dict[str, Any]:
+def list_campaigns() -> ListEnvelope[ListedCampaign]:
     account = _account()
     store = _campaigns()
     configured = store.configured(account.account_id)
-    data = []
+    data: list[ListedCampaign] = []
     for campaign in _rf_campaigns(account):
-        cid = str(campaign.get("id"))
+        cid = str(campaign.id)
         data.append(
             {
-                "id": campaign.get("id"),
-                "name": campaign.get("name"),
-                "status": campaign.get("status"),
+                "id": campaign.id,
+                "name": campaign.name,
+                "status": campaign.status,
                 "intercom": {
                     "configured": cid in configured,
                     "ongoing_sync": cid in configured and store.has_ongoing_sync(account.account_id, cid),

@@ -136,6 +136,8 @@ def notification() -> dict[str, str]:
         metrics.add_metric(name="WebhookDuplicate", unit="Count", value=1)
         return {"status": "duplicate"}
     contact, trimmed = _slim(item)
+    # A `messages.IntercomNotification`, built as a dict: the receiver passes the contact and the
+    # notification's time on as they came (no validation per request); the consumer reads the model.
     message = {
         "kind": messages.INTERCOM_NOTIFICATION,
         "account_id": account_id,

@@ -49,6 +49,8 @@ def parse_body(body: bytes, content_type: str) -> dict[str, Any]:
 
 
 def message_for(account_id: str, parsed: dict[str, Any]) -> dict[str, Any]:
+    """The body of a `messages.RfWebhook`, built as a dict: the receiver passes the user's email on
+    as it came, and only the consumer reads the message as its model."""
     user = parsed["user"]
     event = parsed["event"] or "user.join"
     campaign = parsed["campaign"] or {}
