@@ -6,13 +6,14 @@ problem at once, each with its field path (`person_invited.mapping.email`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from shared.domain.errors import FieldError, field_error
+from shared.domain.qualification import is_qualifying, normalise
 
 # Referral Factory fields a mapping may name (the contract's list).
 RF_FIELDS = (
@@ -47,6 +48,8 @@ FIELD_DATA_TYPES: dict[str, str] = {
 }
 SALE_VALUE_DATA_TYPE = "float"
 QUALIFIABLE_TYPES = ("string", "options")
+# A value `defaults` may give an attribute.
+DefaultValue = str | int | float | bool
 
 
 class _Model(BaseModel):
@@ -67,7 +70,7 @@ class SyncSettings(_Model):
 class PersonSettings(_Model):
     action: Literal["none", "create_lead", "create_user"] = "none"
     mapping: dict[str, str] = Field(default_factory=dict)
-    defaults: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    defaults: dict[str, DefaultValue] = Field(default_factory=dict)
     referrer_mapping: dict[str, str] = Field(default_factory=dict)
     qualification: Qualification | None = None
     duplicates: Literal["skip", "update"] = "skip"
@@ -177,10 +180,57 @@ class _Validator:
                 f"'{q.attribute}' is a {found.get('data_type')} attribute; use a text or list attribute.",
             )
             return
-        allowed = {str(o) for o in found.get("options") or []}
+        options = _options(found)
         for i, value in enumerate(q.qualifying_values):
-            if allowed and value not in allowed:
+            if options and normalise(value) not in options:
                 self.problem(f"{path}.qualifying_values.{i}", f"'{value}' is not an option of the list.")
+        if q.initial_value is not None and options and normalise(q.initial_value) not in options:
+            self.problem(f"{path}.initial_value", f"'{q.initial_value}' is not an option of the list.")
+
+    def initial_value(self, path: str, q: Qualification) -> None:
+        """A contact created holding a qualifying value could never change to one: refused whether or
+        not the attribute exists."""
+        if q.initial_value is not None and is_qualifying(q.initial_value, q.qualifying_values):
+            self.problem(
+                f"{path}.initial_value",
+                f"'{q.initial_value}' is a qualifying value: a contact created with it could never qualify.",
+            )
+
+    def default(self, field: str, name: str, value: DefaultValue) -> None:
+        """A default must fit its attribute's data type, or every push that writes it fails."""
+        found = self.by_name.get(name)
+        if found is None:
+            return
+        data_type = found.get("data_type")
+        if data_type == "options":
+            options = _options(found)
+            if options and normalise(value) not in options:
+                self.problem(field, f"{value!r} is not an option of the list '{name}'.")
+            return
+        fits = _FITS.get(data_type or "")
+        if fits is not None and not fits(value):
+            self.problem(field, f"{value!r} does not fit '{name}', a {data_type} attribute.")
+
+
+def _is_integer(value: DefaultValue) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Whether a default fits an attribute of each Intercom data type (reference §5.1, §5.2): a boolean
+# is not a number, an integer is a float, a date is a UNIX timestamp.
+_FITS: dict[str, Callable[[DefaultValue], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": _is_integer,
+    "float": lambda v: _is_integer(v) or isinstance(v, float),
+    "boolean": lambda v: isinstance(v, bool),
+    "date": _is_integer,
+    "datetime": _is_integer,
+}
+
+
+def _options(attribute: Attribute) -> set[str | None]:
+    """A list attribute's options, normalised as values are compared (empty for other attributes)."""
+    return {normalise(o) for o in attribute.get("options") or []}
 
 
 def validate(settings: CampaignSettings, attributes: Sequence[Attribute]) -> list[FieldError]:
@@ -193,10 +243,12 @@ def validate(settings: CampaignSettings, attributes: Sequence[Attribute]) -> lis
         person: PersonSettings | None = getattr(settings, name)
         if person is None:
             continue
-        for attribute in person.defaults:
+        for attribute, value in person.defaults.items():
             check.attribute(f"{name}.defaults.{attribute}", attribute, writable=True)
+            check.default(f"{name}.defaults.{attribute}", attribute, value)
         if person.qualification:
             check.qualification(f"{name}.qualification", person.qualification)
+            check.initial_value(f"{name}.qualification", person.qualification)
     if settings.commission:
         check.attribute(
             "commission.sale_value_attribute", settings.commission.sale_value_attribute, writable=False

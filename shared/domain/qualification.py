@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 # `intercom_status` values that can lead to a qualification (the others: shared/records/referrals.py).
@@ -42,22 +43,44 @@ class Decision:
     remember_seen: bool = False
 
 
+_SPACES = re.compile(r"\s+")
+_DECIMAL = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)$")
+
+
+def _canonical_number(number: Decimal) -> str:
+    if not number.is_finite():
+        return str(number).casefold()
+    if number == 0:
+        return "0"
+    return format(number.normalize(), "f")
+
+
 def normalise(value: Any) -> str | None:
-    """An attribute's value as the settings name it: options and text are strings; Intercom may send
-    a number for a text attribute that holds digits."""
+    """The one form every comparison of attribute values uses (contract §1, "Value rules"): text
+    trimmed, inner spaces collapsed, case folded (`" Paid "` is `"paid"`); numbers, and text that
+    is a plain decimal number, as the number (`"1.0"`, `1` and `1.00` are `"1"`); booleans as
+    `"true"`/`"false"`. Nothing comparable (missing, blank, a list or an object) is None.
+
+    The result is a fixed point (`normalise(normalise(v)) == normalise(v)`), so a value stored
+    normalised compares the same when read back."""
     if value is None or isinstance(value, dict | list):
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).strip()
-    return text or None
+    if isinstance(value, int | float):
+        # repr: the float's shortest spelling (0.1, not its binary expansion).
+        return _canonical_number(Decimal(repr(value)))
+    text = _SPACES.sub(" ", str(value)).strip().casefold()
+    if not text:
+        return None
+    if _DECIMAL.match(text):
+        return _canonical_number(Decimal(text))
+    return text
 
 
-def is_qualifying(value: Any, qualifying_values: Sequence[str]) -> bool:
+def is_qualifying(value: Any, qualifying_values: Sequence[Any]) -> bool:
     text = normalise(value)
-    return text is not None and text in {str(v).strip() for v in qualifying_values}
+    return text is not None and text in {normalise(v) for v in qualifying_values}
 
 
 def decide(

@@ -111,3 +111,137 @@ def test_setup_infers_types_from_the_fields():
     assert named["custom_attributes.customer_status"] == "string"
     assert named["custom_attributes.plan"] == "string"
     assert named["email"] == "string"
+
+
+def _invited(qualification: dict | None = None, defaults: dict | None = None) -> CampaignSettings:
+    person: dict = {"mapping": {"first_name": "name", "email": "email"}, "defaults": defaults or {}}
+    if qualification is not None:
+        person["qualification"] = qualification
+    return CampaignSettings.model_validate({"person_invited": person})
+
+
+STAGE = attr("custom_attributes.stage", "options", options=["Open", "Won", "Lost"])
+
+
+def test_list_options_compare_as_values_do():
+    settings = _invited(
+        {
+            "attribute": "custom_attributes.stage",
+            "initial_value": " open",
+            "qualifying_values": ["WON", "won "],
+        }
+    )
+    assert validate(settings, [*LIVE, STAGE]) == []
+
+
+def test_the_initial_value_of_a_list_is_one_of_its_options():
+    settings = _invited(
+        {"attribute": "custom_attributes.stage", "initial_value": "pending", "qualifying_values": ["won"]}
+    )
+    problems = validate(settings, [*LIVE, STAGE])
+    assert [p["field"] for p in problems] == ["person_invited.qualification.initial_value"]
+    assert "'pending' is not an option" in problems[0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("attribute", "initial_value", "qualifying_values"),
+    [
+        ("custom_attributes.customer_status", "paid", ["paid", "active"]),
+        ("custom_attributes.customer_status", " Active ", ["paid", "active"]),
+        ("custom_attributes.customer_status", "1.0", ["1"]),
+        ("custom_attributes.stage", "won", ["Won"]),
+        # Refused even when the attribute is missing: that is a second problem, not a reason to skip.
+        ("custom_attributes.nowhere", "paid", ["paid"]),
+    ],
+)
+def test_no_initial_value_is_itself_a_qualifying_value(attribute, initial_value, qualifying_values):
+    settings = _invited(
+        {"attribute": attribute, "initial_value": initial_value, "qualifying_values": qualifying_values}
+    )
+    problems = validate(settings, [*LIVE, STAGE])
+    initial = [p for p in problems if p["field"] == "person_invited.qualification.initial_value"]
+    assert len(initial) == 1
+    assert "qualifying value" in initial[0]["message"]
+
+
+def test_the_contracts_example_refuses_a_qualifying_initial_value():
+    bad = copy.deepcopy(CONTRACT_EXAMPLE)
+    bad["person_invited"]["qualification"]["initial_value"] = "Paid"
+    problems = validate(CampaignSettings.model_validate(bad), LIVE)
+    assert [p["field"] for p in problems] == ["person_invited.qualification.initial_value"]
+
+
+TYPED = [
+    attr("custom_attributes.seats", "integer"),
+    attr("custom_attributes.mrr", "float"),
+    attr("custom_attributes.vip", "boolean"),
+    attr("custom_attributes.trial_ends", "date"),
+    attr("custom_attributes.tier", "options", options=["Gold", "Silver"]),
+    attr("custom_attributes.plan"),
+]
+
+
+@pytest.mark.parametrize(
+    "defaults",
+    [
+        {"custom_attributes.seats": 3},
+        {"custom_attributes.mrr": 9.5},
+        {"custom_attributes.mrr": 10},
+        {"custom_attributes.vip": False},
+        {"custom_attributes.trial_ends": 1767225600},
+        {"custom_attributes.tier": " gold"},
+        {"custom_attributes.plan": "trial"},
+    ],
+)
+def test_defaults_that_fit_their_attribute(defaults):
+    assert validate(_invited(defaults=defaults), [*LIVE, *TYPED]) == []
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value"),
+    [
+        ("custom_attributes.seats", True),
+        ("custom_attributes.seats", 2.5),
+        ("custom_attributes.seats", "3"),
+        ("custom_attributes.mrr", False),
+        ("custom_attributes.mrr", "9.5"),
+        ("custom_attributes.vip", 1),
+        ("custom_attributes.vip", "true"),
+        ("custom_attributes.trial_ends", "tomorrow"),
+        ("custom_attributes.tier", "bronze"),
+        ("custom_attributes.plan", 7),
+        ("custom_attributes.plan", True),
+    ],
+)
+def test_a_default_of_the_wrong_type_names_its_attribute(attribute, value):
+    problems = validate(_invited(defaults={attribute: value}), [*LIVE, *TYPED])
+    assert [p["field"] for p in problems] == [f"person_invited.defaults.{attribute}"]
+    assert problems[0]["message"]
+
+
+def test_every_value_problem_is_reported_at_once():
+    settings = CampaignSettings.model_validate(
+        {
+            "person_invited": {
+                "mapping": {"first_name": "name", "email": "email"},
+                "defaults": {"custom_attributes.seats": "many", "custom_attributes.plan": 1},
+                "qualification": {
+                    "attribute": "custom_attributes.stage",
+                    "initial_value": "Won",
+                    "qualifying_values": ["won", "draw"],
+                },
+            },
+            "person_referring": {
+                "mapping": {"referrer_first_name": "name", "referrer_email": "email"},
+                "defaults": {"custom_attributes.vip": "yes"},
+            },
+        }
+    )
+    problems = validate(settings, [*LIVE, *TYPED, STAGE])
+    assert sorted(p["field"] for p in problems) == [
+        "person_invited.defaults.custom_attributes.plan",
+        "person_invited.defaults.custom_attributes.seats",
+        "person_invited.qualification.initial_value",
+        "person_invited.qualification.qualifying_values.1",
+        "person_referring.defaults.custom_attributes.vip",
+    ]

@@ -30,9 +30,8 @@ def test_a_created_contact_qualifies_on_any_qualifying_value_after_creation():
     assert decide(value="active", initial_value=None) == q.Decision(True, q.QUALIFY_AFTER_CREATION)
 
 
-@pytest.mark.parametrize("value", ["trial", "churned", None, "", "Paid ", {"not": "a value"}])
+@pytest.mark.parametrize("value", ["trial", "churned", None, "", "unpaid", "pa id", {"not": "a value"}])
 def test_other_values_do_not_qualify_a_created_contact(value):
-    # Trimmed, but case matters: list options are exact.
     assert decide(value=value) == q.Decision(False, q.NOT_QUALIFYING)
 
 
@@ -77,6 +76,62 @@ def test_an_observation_older_than_what_was_seen_is_stale():
     # Within the clocks' tolerance it still counts.
     assert decide(**existing, observed_at=1999, seen_at=2000).qualify is True
     assert decide(**existing, observed_at=None, seen_at=2000).qualify is True
+
+
+@pytest.mark.parametrize(
+    ("value", "normalised"),
+    [
+        (" Paid ", "paid"),
+        ("PAID", "paid"),
+        ("  Paid \t  Monthly\n", "paid monthly"),
+        ("1.0", "1"),
+        (1, "1"),
+        (1.0, "1"),
+        ("01.50", "1.5"),
+        (1.5, "1.5"),
+        (" 42 ", "42"),
+        ("-0.0", "0"),
+        (".5", "0.5"),
+        (0.1, "0.1"),
+        (True, "true"),
+        ("TRUE", "true"),
+        ("1e3", "1e3"),
+        ("v1.0", "v1.0"),
+        ("", None),
+        (" \t ", None),
+        (None, None),
+        (["paid"], None),
+    ],
+)
+def test_one_normal_form_for_every_comparison(value, normalised):
+    assert q.normalise(value) == normalised
+    # A value stored normalised compares the same when read back.
+    assert q.normalise(normalised) == normalised
+
+
+@pytest.mark.parametrize(
+    ("value", "qualifying"), [(" Paid ", "paid"), ("paid", "PAID"), ("1.0", "1"), (1, "1.00")]
+)
+def test_the_contracts_value_rules_qualify_a_created_contact(value, qualifying):
+    assert decide(value=value, qualifying_values=[qualifying]) == q.Decision(True, q.QUALIFY_AFTER_CREATION)
+
+
+def test_an_existing_contact_changes_only_when_the_normal_form_changes():
+    existing = {"intercom_status": "existing_updated"}
+    # "Trial" after "trial" is no change to remember; "Paid" after "trial" is the change that counts.
+    assert decide(**existing, seen_value="trial", value=" Trial ") == q.Decision(False, q.NOT_QUALIFYING)
+    assert decide(**existing, seen_value="Paid", value="paid") == q.Decision(False, q.NO_CHANGE_SEEN)
+    assert decide(**existing, seen_value="trial", value=" PAID") == q.Decision(True, q.QUALIFY_CHANGED)
+
+
+def test_the_echo_of_a_differently_spelled_initial_value_never_qualifies():
+    assert decide(initial_value="Active ", value="active") == q.Decision(False, q.INITIAL_VALUE)
+
+
+def test_notifications_are_looked_at_for_any_spelling_of_a_qualifying_value():
+    watch = q.Watch("custom_attributes.customer_status", ("paid",), every_change=False)
+    assert q.worth_a_look({"custom_attributes.customer_status": " PAID"}, [watch])
+    assert not q.worth_a_look({"custom_attributes.customer_status": "unpaid"}, [watch])
 
 
 def test_values_are_compared_as_the_settings_name_them():
