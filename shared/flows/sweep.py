@@ -1,10 +1,11 @@
 """The scheduled sweep: qualifying changes the webhooks missed.
 
 Intercom delivers a notification at most twice and drops some. Every few minutes each campaign with a
-qualification searches Intercom for contacts whose qualification attribute holds a qualifying value
-and that were updated since one day before the sweep's previous run (search matches dates by calendar
-day in the workspace's timezone, so a day of overlap is needed), and hands each linked pending
-referral to the qualifier as webhooks do (`via: "sweep"`).
+qualification searches Intercom for contacts whose qualification attribute holds a qualifying value,
+in any spelling the normaliser accepts (`value_filters`), and that were updated since one day before
+the sweep's previous run (search matches dates by calendar day in the workspace's timezone, so a day
+of overlap is needed), and hands each linked pending referral to the qualifier as webhooks do
+(`via: "sweep"`), which decides on the value as notifications are decided.
 
 A long result is worked through in slices of pages: the rest goes back to the queue with its cursor.
 The previous-run mark moves only when a sweep finished, so a failed one is looked back over again.
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from shared import keys, messages
 from shared.clients.intercom import SEARCH_PAGE_SIZE
-from shared.domain.qualification import PENDING, QUALIFY_AFTER_CREATION, QUALIFY_CHANGED
+from shared.domain.qualification import PENDING, QUALIFY_AFTER_CREATION, QUALIFY_CHANGED, normalise
 from shared.observability import logger, metrics
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from shared.aws.store import Store
     from shared.clients.intercom import IntercomClient
     from shared.domain.campaign_settings import Qualification
-    from shared.domain.contact import CompoundQuery, Contact
+    from shared.domain.contact import Contact, FieldQuery, SearchQuery
     from shared.flows.qualify import Qualifier
     from shared.records.referrals import Referrals
 
@@ -36,14 +37,32 @@ PAGES_PER_MESSAGE = 5
 PAGE_SIZE = SEARCH_PAGE_SIZE
 
 
-def search_query(q: Qualification, since: int) -> CompoundQuery:
-    return {
-        "operator": "AND",
-        "value": [
-            {"field": q.attribute, "operator": "IN", "value": list(q.qualifying_values)},
-            {"field": "updated_at", "operator": ">", "value": int(since)},
-        ],
-    }
+# Intercom's search groups hold at most 15 filters (reference §3.5).
+MAX_GROUP_FILTERS = 15
+
+
+def value_filters(q: Qualification) -> list[FieldQuery]:
+    """Filters that find every spelling of the qualifying values the normaliser accepts.
+
+    Intercom's `IN` compares exactly, so `"paid"` would miss `" Paid "`. Its contains operator (`~`)
+    ignores case, so each qualifying value also matches on the longest word of its normal form: that
+    finds any case, any spacing and any spelling of a number (`"1"` in `"1.00"`), plus some values that
+    merely contain the word (`"unpaid"`), which the qualification rule then turns down. One query per
+    qualification still, with at most a few more contacts than the exact search returned."""
+    exact = sorted({v for value in q.qualifying_values for v in (value, value.strip())})
+    words = sorted({max(text.split(" "), key=len) for v in q.qualifying_values if (text := normalise(v))})
+    filters: list[FieldQuery] = [{"field": q.attribute, "operator": "IN", "value": exact}]
+    filters += [{"field": q.attribute, "operator": "~", "value": word} for word in words]
+    return filters
+
+
+def search_query(q: Qualification, since: int) -> SearchQuery:
+    recent: FieldQuery = {"field": "updated_at", "operator": ">", "value": int(since)}
+    filters = value_filters(q)
+    if len(filters) > MAX_GROUP_FILTERS:
+        # More values than one group holds: every recent contact, decided by the rule.
+        return recent
+    return {"operator": "AND", "value": [{"operator": "OR", "value": list(filters)}, recent]}
 
 
 @dataclass

@@ -755,3 +755,67 @@ def test_idempotency_keys_are_pinned_so_moving_code_keeps_deduplication(world: W
     assert record is not None and record["status"] == "COMPLETED"
     seen = table.get_item(Key={"id": f"intercom-notification#{note.data['id']}"}).get("Item")
     assert seen is not None
+
+
+# -- value rules (contract §1, "[v2] Value rules") ---------------------------------------------------
+def test_a_contact_edited_to_a_differently_spelled_qualifying_value_qualifies_once(world: World):
+    [una] = friends(world, "Una")
+    note = edit(world, una["contact"]["id"], **{STATUS: " Paid ", DEAL: 15})
+    assert receive(world, note) == {"status": "queued"}
+    drain_events(world)
+    # Spelled yet another way later: the same qualifying value, no second qualification.
+    receive(world, edit(world, una["contact"]["id"], **{STATUS: "PAID"}))
+    drain_events(world)
+    user = rf_users(world)[una["id"]]
+    assert user["qualified_at"] and user["qualify_calls"] == 1 and user["amount"] == 15
+    [event] = qualified_events(referral(world, una))
+    assert event.via == "webhook" and event.details["value"] == "paid"
+
+
+def test_numbers_compare_as_numbers(world: World, monkeypatch):
+    from shared.flows import qualify as qualifier
+
+    monkeypatch.setattr(qualifier, "SETTINGS_TTL_S", 0)
+    settings = copy.deepcopy(CONTRACT_EXAMPLE)
+    settings["person_invited"]["qualification"]["qualifying_values"] = ["paid", "1"]
+    campaign = world.setup["campaigns"][1]
+    path = f"/v1/campaigns/{campaign}/intercom"
+    assert account_call(world.call, world.setup["account"], "PUT", path, body=settings)["statusCode"] == 200
+    referrer = join(
+        world.emulators, world.setup, "Nora", f"nora-{uuid.uuid4().hex[:6]}@example.com", campaign=campaign
+    )
+    deliver(world.call, world.setup, referrer)
+    people = []
+    for name in ("Otto", "Pia"):
+        email = f"{name.lower()}-{uuid.uuid4().hex[:6]}@example.com"
+        people.append(join(world.emulators, world.setup, name, email, referrer["code"], campaign=campaign))
+        deliver(world.call, world.setup, people[-1])
+    drain(world.lambda_module, world.aws)
+    ids = {c["email"]: c["id"] for c in contacts(world.emulators, world.workspace)}
+    otto, pia = people
+    receive(world, edit(world, ids[otto["email"]], **{STATUS: "1.0"}))
+    receive(world, edit(world, ids[pia["email"]], **{STATUS: "1.5"}))
+    drain_events(world)
+    users = rf_users(world)
+    assert users[otto["id"]]["qualify_calls"] == 1
+    assert users[pia["id"]]["qualify_calls"] == 0 and referral(world, pia).status == "pending"
+
+
+def test_the_sweep_finds_a_differently_cased_qualifying_value(world: World):
+    vic, wes = friends(world, "Vic", "Wes")
+    # Both notifications are lost; only the sweep can see these edits.
+    edit(world, vic["contact"]["id"], **{STATUS: "  PAID ", DEAL: 20})
+    edit(world, wes["contact"]["id"], **{STATUS: "unpaid", DEAL: 30})
+    from shared.aws import queues
+
+    queues.send(
+        world.aws.refs["IntercomEventsQueue"],
+        {"kind": "qualification.sweep", "account_id": world.account_id, "campaign_id": world.campaign},
+    )
+    drain_events(world)
+    users = rf_users(world)
+    assert users[vic["id"]]["qualify_calls"] == 1 and users[vic["id"]]["amount"] == 20
+    [event] = qualified_events(referral(world, vic))
+    assert event.via == "sweep"
+    # Found by the search for the word "paid", and turned down by the rule.
+    assert users[wes["id"]]["qualify_calls"] == 0 and referral(world, wes).status == "pending"

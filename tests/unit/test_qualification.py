@@ -190,3 +190,36 @@ def test_only_a_contact_with_a_qualifying_value_is_worth_looking_up():
     # A campaign that marks existing contacts must see their non-qualifying values too.
     following = [*watches, q.Watch("custom_attributes.tier", ("gold",), every_change=True)]
     assert q.worth_a_look({"custom_attributes.customer_status": "trial"}, following)
+
+
+def test_the_sweep_searches_for_every_spelling_in_one_query():
+    from shared.domain.campaign_settings import Qualification
+    from shared.flows.sweep import MAX_GROUP_FILTERS, search_query
+
+    q = Qualification(
+        attribute="custom_attributes.status", qualifying_values=[" Paid ", "active plan", "1.0"]
+    )
+    query = search_query(q, since=1000)
+    assert query == {
+        "operator": "AND",
+        "value": [
+            {
+                "operator": "OR",
+                "value": [
+                    {
+                        "field": "custom_attributes.status",
+                        "operator": "IN",
+                        "value": [" Paid ", "1.0", "Paid", "active plan"],
+                    },
+                    # Intercom's contains ignores case: the longest word of each normal form.
+                    {"field": "custom_attributes.status", "operator": "~", "value": "1"},
+                    {"field": "custom_attributes.status", "operator": "~", "value": "active"},
+                    {"field": "custom_attributes.status", "operator": "~", "value": "paid"},
+                ],
+            },
+            {"field": "updated_at", "operator": ">", "value": 1000},
+        ],
+    }
+    # More values than one search group holds: every recent contact, decided by the rule.
+    many = Qualification(attribute="x", qualifying_values=[f"v{i}" for i in range(MAX_GROUP_FILTERS)])
+    assert search_query(many, since=5) == {"field": "updated_at", "operator": ">", "value": 5}
