@@ -252,3 +252,51 @@ def test_accounts_are_isolated(call, setup, new_account, workspace, emulators):
     )
     assert connection["workspace_id"] != setup["workspace"]
     assert account_call(call, owner, "GET", path)["statusCode"] == 200
+
+
+def test_values_that_could_never_work_get_one_422_naming_each(call, setup):
+    """Contract §1, "[v2] Value rules": an initial value outside a list's options or equal to a
+    qualifying value, and defaults that do not fit their attribute's data type."""
+    account, campaign = setup["account"], setup["campaigns"][0]
+    path = f"/v1/campaigns/{campaign}/intercom"
+    account_call(call, account, "POST", f"{path}/setup", body=CONTRACT_EXAMPLE)
+    suffix = uuid.uuid4().hex[:6]
+    for name, data_type, options in (
+        (f"stage_{suffix}", "options", ["Open", "Won"]),
+        (f"seats_{suffix}", "integer", None),
+    ):
+        body = {"name": name, "data_type": data_type, **({"options": options} if options else {})}
+        created = account_call(call, account, "POST", "/v1/intercom/attributes", body=body)
+        assert created["statusCode"] == 201, created
+    stage, seats = f"custom_attributes.stage_{suffix}", f"custom_attributes.seats_{suffix}"
+
+    bad = copy.deepcopy(CONTRACT_EXAMPLE)
+    bad["person_invited"]["qualification"]["initial_value"] = " PAID"
+    bad["person_invited"]["defaults"] = {"custom_attributes.plan": 3, seats: True}
+    response = account_call(call, account, "PUT", path, body=bad)
+    assert response["statusCode"] == 422
+    details = body_of(response)["error"]["details"]
+    assert sorted(d["field"] for d in details) == [
+        "person_invited.defaults.custom_attributes.plan",
+        f"person_invited.defaults.{seats}",
+        "person_invited.qualification.initial_value",
+    ]
+    assert all(d["message"] for d in details)
+    assert account_call(call, account, "GET", path)["statusCode"] == 404
+
+    listed = copy.deepcopy(CONTRACT_EXAMPLE)
+    listed["person_invited"]["qualification"] = {
+        "attribute": stage,
+        "initial_value": "draft",
+        "qualifying_values": ["won"],
+    }
+    response = account_call(call, account, "PUT", path, body=listed)
+    assert response["statusCode"] == 422
+    [detail] = body_of(response)["error"]["details"]
+    assert detail["field"] == "person_invited.qualification.initial_value"
+
+    # The same settings spelled as the list's options are spelled differently are fine.
+    listed["person_invited"]["qualification"]["initial_value"] = " open"
+    listed["person_invited"]["defaults"] = {seats: 2}
+    saved = account_call(call, account, "PUT", path, body=listed)
+    assert saved["statusCode"] == 200, saved
