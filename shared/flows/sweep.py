@@ -39,6 +39,10 @@ PAGE_SIZE = SEARCH_PAGE_SIZE
 
 # Intercom's search groups hold at most 15 filters (reference §3.5).
 MAX_GROUP_FILTERS = 15
+# ASSUMPTION (unverified: the reference lists `~` as "contains" but says nothing of case; the emulator
+# ignores case): Intercom's contains operator ignores case. If it does not, set this to False: the
+# sweep then reads every recently updated contact and the qualification rule decides.
+CONTAINS_IGNORES_CASE = True
 
 
 def value_filters(q: Qualification) -> list[FieldQuery]:
@@ -59,7 +63,7 @@ def value_filters(q: Qualification) -> list[FieldQuery]:
 def search_query(q: Qualification, since: int) -> SearchQuery:
     recent: FieldQuery = {"field": "updated_at", "operator": ">", "value": int(since)}
     filters = value_filters(q)
-    if len(filters) > MAX_GROUP_FILTERS:
+    if not CONTAINS_IGNORES_CASE or len(filters) > MAX_GROUP_FILTERS:
         # More values than one group holds: every recent contact, decided by the rule.
         return recent
     return {"operator": "AND", "value": [{"operator": "OR", "value": list(filters)}, recent]}

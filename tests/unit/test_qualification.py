@@ -223,3 +223,12 @@ def test_the_sweep_searches_for_every_spelling_in_one_query():
     # More values than one search group holds: every recent contact, decided by the rule.
     many = Qualification(attribute="x", qualifying_values=[f"v{i}" for i in range(MAX_GROUP_FILTERS)])
     assert search_query(many, since=5) == {"field": "updated_at", "operator": ">", "value": 5}
+
+
+def test_without_a_case_blind_contains_the_sweep_reads_every_recent_contact(monkeypatch):
+    from shared.domain.campaign_settings import Qualification
+    from shared.flows import sweep
+
+    monkeypatch.setattr(sweep, "CONTAINS_IGNORES_CASE", False)
+    q = Qualification(attribute="custom_attributes.status", qualifying_values=["paid"])
+    assert sweep.search_query(q, since=7) == {"field": "updated_at", "operator": ">", "value": 7}
