@@ -24,6 +24,7 @@ every worker rather than by one each while the others idle.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import keys, messages
-from shared.aws.store import ConditionFailed
+from shared.aws.store import Attr, ConditionFailed
 from shared.clients.errors import ConnectionRevoked, Invalid, RateLimited, UpstreamError
 from shared.clients.http import RetryPolicy
 from shared.clients.intercom import SEARCH_PAGE_SIZE
@@ -76,7 +77,9 @@ if TYPE_CHECKING:
     from shared.settings import ContactSyncSettings
     from shared.wiring import Services
 
+# How often an ongoing sync's passes run (`interval_s`): the default, and the least a customer may set.
 ONGOING_INTERVAL_S = 900
+MIN_ONGOING_INTERVAL_S = 60
 CONTACT_ATTEMPTS = 3
 MAX_REQUEUES = 60
 # A worker hands the rest of its chunk back after this much work (or half the time it has left).
@@ -139,9 +142,23 @@ class Engine:
         self.continue_sync(sync.sync_id)
         return sync
 
+    # -- the ongoing sync -----------------------------------------------------------------------
+    def ongoing(self, account_id: str, campaign_id: str) -> DueItem | None:
+        """The campaign's ongoing-sync schedule, None when it has none (turned off or never on)."""
+        stored = self.svc.store.get(*keys.due_key(keys.ongoing_sync_work_id(account_id, campaign_id)))
+        return DueItem.model_validate(stored) if stored else None
+
     def schedule_ongoing(
-        self, account_id: str, campaign_id: str, audience: str, segment_id: str | None
-    ) -> None:
+        self,
+        account_id: str,
+        campaign_id: str,
+        audience: str,
+        segment_id: str | None,
+        *,
+        interval_s: int = ONGOING_INTERVAL_S,
+    ) -> DueItem:
+        """`POST /syncs` with `ongoing`: the sync starting now is the first pass, so the next one covers
+        the contacts changed since now."""
         now = int(time.time())
         message = messages.SyncScheduled(
             account_id=account_id,
@@ -150,18 +167,53 @@ class Engine:
             segment_id=segment_id,
             since=now,
         )
+        return self._put_ongoing(message, interval_s, next_run_at=now + interval_s, last_run_at=now)
+
+    def turn_ongoing_on(
+        self, account_id: str, campaign_id: str, audience: str, segment_id: str | None, interval_s: int
+    ) -> DueItem:
+        """The toggle (`PUT /syncs/ongoing`): no pass now. The same audience keeps its `since` (only the
+        interval changes, counted from the last pass); a new one starts from the campaign's last
+        completed sync of that audience, or covers the whole audience when there was none."""
+        now = int(time.time())
+        current = self.ongoing(account_id, campaign_id)
+        last_run_at = current.last_run_at if current else None
+        if current is not None:
+            due = messages.SyncScheduled.model_validate(current.message)
+            if (due.audience, due.segment_id) == (audience, segment_id):
+                next_run_at = current.next_run_at
+                if interval_s != current.interval_s:
+                    ran = last_run_at if last_run_at is not None else current.next_run_at - current.interval_s
+                    next_run_at = max(ran + interval_s, now)
+                return self._put_ongoing(due, interval_s, next_run_at=next_run_at, last_run_at=last_run_at)
+        last = self.syncs.last_completed(account_id, campaign_id, audience, segment_id)
+        message = messages.SyncScheduled(
+            account_id=account_id,
+            campaign_id=campaign_id,
+            audience=audience,
+            segment_id=segment_id,
+            since=last.started_at if last else None,
+        )
+        return self._put_ongoing(message, interval_s, next_run_at=now + interval_s, last_run_at=last_run_at)
+
+    def _put_ongoing(
+        self, message: messages.SyncScheduled, interval_s: int, *, next_run_at: int, last_run_at: int | None
+    ) -> DueItem:
         item = due_item(
-            keys.ongoing_sync_work_id(account_id, campaign_id),
+            keys.ongoing_sync_work_id(message.account_id, message.campaign_id),
             kind=messages.SYNC_SCHEDULED,
             queue=messages.SYNC_QUEUE,
             message=message.model_dump(),
-            interval_s=ONGOING_INTERVAL_S,
-            next_run_at=now + ONGOING_INTERVAL_S,
+            interval_s=interval_s,
+            next_run_at=next_run_at,
+            last_run_at=last_run_at,
         )
         self.svc.store.put(item.item())
+        return item
 
     def scheduled_pass(self, message: messages.SyncScheduled) -> None:
-        """An ongoing sync's pass: a new sync over contacts changed since the previous pass."""
+        """An ongoing sync's pass: a new sync over contacts changed since the previous pass (`since`
+        None: the whole audience). The stored schedule decides, not the message: it may have changed."""
         account_id, campaign_id = message.account_id, message.campaign_id
         work_key = keys.due_key(keys.ongoing_sync_work_id(account_id, campaign_id))
         stored = self.svc.store.get(*work_key)
@@ -179,10 +231,15 @@ class Engine:
             segment_id=due.segment_id,
             ongoing=False,
             trigger="schedule",
-            updated_since=due.since or 0,
+            updated_since=due.since,
         )
         moved = due.model_copy(update={"since": started})
-        self.svc.store.update(*work_key, {"message": moved.model_dump(exclude_unset=True)})
+        with contextlib.suppress(ConditionFailed):  # the toggle changed the audience meanwhile: it wins
+            self.svc.store.update(
+                *work_key,
+                {"message": moved.model_dump(exclude_unset=True)},
+                condition=Attr("message").eq(stored["message"]),
+            )
         self._refresh_counts(account_id, campaign_id)
 
     def _refresh_counts(self, account_id: str, campaign_id: str) -> None:
@@ -530,6 +587,25 @@ class ChunkWorker:
         self.counts["created"] += int(created)
         self.counts["updated"] += int(updated)
         self.counts["skipped"] += int(skipped)
+
+
+def ongoing_view(due: DueItem | None) -> dict[str, Any]:
+    """The ongoing sync as the API shows it: `last_pass_at` is when the last pass started (the sync
+    `POST` started, then each time the schedule fired), `next_pass_at` when the next is due."""
+    if due is None:
+        return dict.fromkeys(ONGOING_FIELDS) | {"enabled": False}
+    message = messages.SyncScheduled.model_validate(due.message)
+    return {
+        "enabled": True,
+        "audience": message.audience,
+        "segment_id": message.segment_id,
+        "interval_s": due.interval_s,
+        "last_pass_at": due.last_run_at,
+        "next_pass_at": due.next_run_at,
+    }
+
+
+ONGOING_FIELDS = ("enabled", "audience", "segment_id", "interval_s", "last_pass_at", "next_pass_at")
 
 
 def rest_message(chunk: messages.SyncChunk, rest: Rest) -> messages.SyncChunk:

@@ -46,10 +46,19 @@ class DueItem(BaseModel):
 
 
 def due_item(
-    work_id: str, *, kind: str, queue: str, message: dict[str, Any], interval_s: int, next_run_at: int
+    work_id: str,
+    *,
+    kind: str,
+    queue: str,
+    message: dict[str, Any],
+    interval_s: int,
+    next_run_at: int,
+    last_run_at: int | None = None,
 ) -> DueItem:
-    """The item that makes `message` go to the logical queue `queue` every `interval_s` seconds."""
+    """The item that makes `message` go to the logical queue `queue` every `interval_s` seconds;
+    `last_run_at` when the work already ran (or is replaced by a new item that keeps that run)."""
     pk, sk = keys.due_key(work_id)
+    ran = {"last_run_at": last_run_at} if last_run_at is not None else {}
     return DueItem(
         pk=pk,
         sk=sk,
@@ -60,6 +69,7 @@ def due_item(
         next_run_at=next_run_at,
         gsi1pk=keys.DUE_PARTITION,
         gsi1sk=keys.due_sort_key(next_run_at, work_id),
+        **ran,
     )
 
 

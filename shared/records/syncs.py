@@ -291,6 +291,19 @@ class Syncs:
             self.store.delete(item["pk"], item["sk"])
         return [SyncChunk.model_validate(item["chunk"]) for item in parked]
 
+    def last_completed(
+        self, account_id: str, campaign_id: str, audience: str, segment_id: str | None
+    ) -> Sync | None:
+        """The campaign's newest completed sync of this audience (and segment), manual or scheduled."""
+        start: dict[str, Any] | None = None
+        while True:
+            found, start = self.for_campaign(account_id, campaign_id, limit=100, start_key=start)
+            for sync in found:
+                if (sync.status, sync.audience, sync.segment_id) == (COMPLETED, audience, segment_id):
+                    return sync
+            if not start:
+                return None
+
     def for_campaign(
         self, account_id: str, campaign_id: str, *, limit: int, start_key: dict[str, Any] | None
     ) -> tuple[list[Sync], dict[str, Any] | None]:

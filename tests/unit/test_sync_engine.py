@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from types import SimpleNamespace
 
 from shared import messages
-from shared.flows.sync import Engine, on_connection, rest_message
+from shared.flows.sync import Engine, on_connection, ongoing_view, rest_message
+from shared.records.due_work import DueItem
 from shared.records.syncs import PAUSED, RUNNING, Rest, Sync
 
 QUEUES = SimpleNamespace(sync_queue_url="sync-url", sync_pages_queue_url="pages-url")
@@ -118,3 +120,35 @@ def test_a_chunks_rest_is_the_contacts_from_where_it_stopped_then_those_to_retry
         {"from": 2, "retry": ["c3"], "attempts": {"c3": 1}, "delay_s": 2, "requeues": 0}
     )
     assert json.dumps(rest_message(chunk, rest).body()) == json.dumps(HANDED_ON)
+
+
+def test_an_ongoing_schedule_stored_before_the_toggle_shows_as_on_with_its_interval():
+    """A due item written before `PUT .../syncs/ongoing` existed (as DynamoDB returns it: numbers as
+    Decimal, no `last_run_at` until the scheduler fired it) reads as the toggle's view."""
+    stored = {
+        "pk": "DUE#sync:acc_1:42",
+        "sk": "DUE",
+        "kind": "sync.scheduled",
+        "queue": "sync",
+        "message": {"account_id": "acc_1", "campaign_id": "42", "audience": "leads", "since": Decimal(1000)},
+        "interval_s": Decimal(900),
+        "next_run_at": Decimal(1900),
+        "gsi1pk": "DUE",
+        "gsi1sk": "000000001900#sync:acc_1:42",
+    }
+    assert ongoing_view(DueItem.model_validate(stored)) == {
+        "enabled": True,
+        "audience": "leads",
+        "segment_id": None,
+        "interval_s": 900,
+        "last_pass_at": None,
+        "next_pass_at": 1900,
+    }
+    assert ongoing_view(None) == {
+        "enabled": False,
+        "audience": None,
+        "segment_id": None,
+        "interval_s": None,
+        "last_pass_at": None,
+        "next_pass_at": None,
+    }

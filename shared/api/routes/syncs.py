@@ -1,4 +1,4 @@
-"""Starting, tracking and cancelling contact syncs; turning a campaign's ongoing sync off."""
+"""Starting, tracking and cancelling contact syncs; a campaign's ongoing sync: shown, on, off."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import BaseModel, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from shared import caches, keys, settings
 from shared.api.pagination import decode_cursor, page
@@ -15,7 +15,7 @@ from shared.api.resolver import json_response
 from shared.api.resolver import router as new_router
 from shared.aws import queues
 from shared.domain.errors import Conflict, NotFound
-from shared.flows.sync import Engine
+from shared.flows.sync import MIN_ONGOING_INTERVAL_S, ONGOING_INTERVAL_S, Engine, ongoing_view
 from shared.records.accounts import Account
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import NotConnected, usable
@@ -43,21 +43,27 @@ def _account() -> Account:
     return _services().accounts.authenticate(router.current_event.headers.get("authorization"))
 
 
-class StartSync(BaseModel):
+class _Audience(BaseModel):
     audience: Literal["leads", "users", "all", "segment"]
     segment_id: str | None = None
-    ongoing: bool = False
 
     @model_validator(mode="after")
-    def _segment(self) -> StartSync:
+    def _segment(self) -> _Audience:
         if (self.audience == "segment") != bool(self.segment_id):
             raise ValueError("segment_id is required for the segment audience, and only for it")
         return self
 
 
-@router.post("/v1/campaigns/<campaign_id>/syncs")
-def start_sync(campaign_id: str, body: StartSync) -> Response[dict[str, Any]]:
-    account = _account()
+class StartSync(_Audience):
+    ongoing: bool = False
+
+
+class TurnOngoingOn(_Audience):
+    interval_s: int = Field(ONGOING_INTERVAL_S, ge=MIN_ONGOING_INTERVAL_S)
+
+
+def _ready_to_sync(account: Account, campaign_id: str) -> None:
+    """What a sync, or an ongoing one, needs: a usable connection and the campaign's sync settings."""
     svc = _services()
     connection = svc.connections().get(account.account_id)
     if not usable(connection):
@@ -68,6 +74,12 @@ def start_sync(campaign_id: str, body: StartSync) -> Response[dict[str, Any]]:
             f"Campaign {campaign_id} has no sync settings; PUT /v1/campaigns/{campaign_id}/intercom first.",
             code="settings_missing",
         )
+
+
+@router.post("/v1/campaigns/<campaign_id>/syncs")
+def start_sync(campaign_id: str, body: StartSync) -> Response[dict[str, Any]]:
+    account = _account()
+    _ready_to_sync(account, campaign_id)
     sync = _engine().start(
         account.account_id,
         campaign_id,
@@ -91,6 +103,23 @@ def list_syncs(
     )
     items, last = _engine().syncs.for_campaign(account.account_id, campaign_id, limit=limit, start_key=start)
     return page([public_view(i) for i in items], last)
+
+
+@router.get("/v1/campaigns/<campaign_id>/syncs/ongoing")
+def get_ongoing(campaign_id: str) -> dict[str, Any]:
+    account = _account()
+    return ongoing_view(_engine().ongoing(account.account_id, campaign_id))
+
+
+@router.put("/v1/campaigns/<campaign_id>/syncs/ongoing")
+def turn_ongoing_on(campaign_id: str, body: TurnOngoingOn) -> dict[str, Any]:
+    """On, or a new audience or interval, without a pass now (`Engine.turn_ongoing_on`)."""
+    account = _account()
+    _ready_to_sync(account, campaign_id)
+    due = _engine().turn_ongoing_on(
+        account.account_id, campaign_id, body.audience, body.segment_id, body.interval_s
+    )
+    return ongoing_view(due)
 
 
 @router.delete("/v1/campaigns/<campaign_id>/syncs/ongoing")
