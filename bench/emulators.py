@@ -30,7 +30,7 @@ def main() -> None:
                 "/_emulator/workspaces/bench/contacts", json={"generate": {"count": SEED, "role": "user"}}
             )
             seed_s = time.perf_counter() - started
-            headers = {"Authorization": f"Bearer {_token(http)}", "Intercom-Version": "2.14"}
+            headers = {"Authorization": f"Bearer {_token(http)}", "Intercom-Version": "2.16"}
             query = {"field": "role", "operator": "=", "value": "user"}
             timings = []
             cursor = None

@@ -60,6 +60,24 @@ class UpstreamNotFound(UpstreamError):
     """404 (or 410 with nowhere to follow): the service has no such resource."""
 
 
+class ContactMerged(UpstreamNotFound):
+    """Intercom 2.16's 410 `contact_merged` that could not be followed: the contact was merged into
+    `survivor_id` (None when the `Link` header named none). A kind of `UpstreamNotFound`, so whoever
+    treats a vanished contact as gone does the same here; whoever can use the survivor reads it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        survivor_id: str | None = None,
+        service: str = "",
+        status: int | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, service=service, status=status, code=code)
+        self.survivor_id = survivor_id
+
+
 class AlreadyExists(UpstreamError):
     """The resource exists already; `existing_id` names it when the service said which."""
 

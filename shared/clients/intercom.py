@@ -21,7 +21,13 @@ import httpx
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypedDict
 
-from shared.clients.errors import AlreadyExists, ConnectionRevoked, Invalid, UpstreamError, UpstreamNotFound
+from shared.clients.errors import (
+    AlreadyExists,
+    ConnectionRevoked,
+    ContactMerged,
+    Invalid,
+    UpstreamError,
+)
 from shared.clients.http import DEFAULT_POLICY, Budget, HttpClient, RetryPolicy, error_for
 from shared.domain.contact import CompoundQuery, Contact, ContactBody, Scalar, SearchQuery
 from shared.settings import DEFAULT_INTERCOM_API_BASE
@@ -29,7 +35,7 @@ from shared.settings import DEFAULT_INTERCOM_API_BASE
 if TYPE_CHECKING:
     from shared.domain.campaign_settings import Attribute
 
-INTERCOM_VERSION = "2.14"
+INTERCOM_VERSION = "2.16"  # the newest stable (July 2026); the only place the version is named
 SERVICE = "intercom"
 
 # Region (`/me` → `app.region`) to REST base (reference §2.2). OAuth always runs on the US host.
@@ -206,6 +212,14 @@ def _envelope(response: httpx.Response) -> tuple[str | None, str]:
     return None, response.reason_phrase or f"HTTP {response.status_code}"
 
 
+def _survivor(response: httpx.Response) -> str | None:
+    """The contact id in a 410's `Link: </contacts/{id}>; rel="canonical"` (reference §3.8)."""
+    link = _CANONICAL.search(response.headers.get("link", ""))
+    if link is None:
+        return None
+    return link.group(1).rstrip("/").rsplit("/", 1)[-1] or None
+
+
 def _json(response: httpx.Response) -> Any:
     return response.json() if response.content.strip() else {}
 
@@ -295,6 +309,11 @@ class IntercomClient:
             # The client is built for a stored connection whose token worked when it was made, so
             # any 401 (`unauthorized`, `token_revoked`, ...) means the connection is gone (§8).
             return ConnectionRevoked(message, service=SERVICE, status=status, code=code)
+        if status == 410:
+            # 2.16: a contact merged away (`contact_merged`), its survivor in the `Link` header.
+            return ContactMerged(
+                message, survivor_id=_survivor(response), service=SERVICE, status=status, code=code
+            )
         if status == 409:
             match = _CONFLICT_ID.search(message)
             return AlreadyExists(
@@ -345,8 +364,11 @@ class IntercomClient:
         return Contact.model_validate(self._call("POST", "/contacts", json=_writable(fields)))
 
     def get_contact(self, contact_id: str, *, email: str | None = None) -> Contact:
-        """A contact, followed to its survivor if it was merged away: through the `Link` header of a
-        410 (2.16+), or for a 404 by searching the user with the `email` it was known by."""
+        """A contact, followed to its survivor if it was merged away: through the `Link` header of
+        2.16's 410 `contact_merged`, or for a 404 (a merge before 2.16, or a lead Intercom answers
+        so for) by searching the user with the `email` it was known by. The answer's `id` is then
+        the survivor's, so a caller sees the merge by comparing ids. A 410 that cannot be followed
+        (no `Link`, a chain longer than three) raises `ContactMerged`, an `UpstreamNotFound`."""
         return self._on_contact("GET", contact_id, None, email)
 
     def update_contact(self, contact_id: str, fields: ContactBody, *, email: str | None = None) -> Contact:
@@ -363,16 +385,19 @@ class IntercomClient:
                 return Contact.model_validate(_json(response))
             survivor: str | None = None
             if response.status_code == 410:
-                link = _CANONICAL.search(response.headers.get("link", ""))
-                survivor = link.group(1).rstrip("/").rsplit("/", 1)[-1] if link else None
+                survivor = _survivor(response)
             elif response.status_code == 404 and email:
                 survivor = self._user_with_email(email)
                 email = None  # one search per call: a second 404 is a real one
             if not survivor or survivor == current:
                 raise self._error(response)
             current = survivor
-        raise UpstreamNotFound(
-            f"contact {contact_id}: merge chain longer than {MAX_MERGE_HOPS}", service=SERVICE
+        raise ContactMerged(
+            f"contact {contact_id}: merge chain longer than {MAX_MERGE_HOPS}",
+            survivor_id=current,
+            service=SERVICE,
+            status=410,
+            code="contact_merged",
         )
 
     def _user_with_email(self, email: str) -> str | None:

@@ -1,6 +1,6 @@
 """The Intercom emulator driven over real HTTP, as the product and the acceptance tests drive it.
 
-Answers on every path Intercom's OpenAPI 2.14 file declares are validated against that file
+Answers on every path Intercom's OpenAPI 2.16 file declares are validated against that file
 (request and response); statuses it omits (404, 409, 429, ...) are checked against its `error`
 schema. OAuth and uninstall, absent from the file, are checked against reference §1.3 and §1.5.
 """
@@ -44,7 +44,7 @@ REDIRECT = "https://product.example/oauth/intercom/callback"
 OTHER_REDIRECT = "https://product.example/other"
 WS = "wsalpha1"
 SPEC_SERVER = "https://api.intercom.io"
-SPEC_FILE = Path(__file__).parent / "specs" / "intercom-openapi-2.14.yaml"
+SPEC_FILE = Path(__file__).parent / "specs" / "intercom-openapi-2.16.yaml"
 RETRY_DELAY_S = 0.3
 OBJECT_ID = re.compile(r"^[0-9a-f]{24}$")
 
@@ -83,7 +83,7 @@ VALIDATED: set[tuple[str, str]] = set()
 
 
 def checked(response: httpx.Response, *, request_valid: bool = True) -> httpx.Response:
-    """Validate one exchange against Intercom's OpenAPI 2.14 description."""
+    """Validate one exchange against Intercom's OpenAPI 2.16 description."""
     api, raw = _spec()
     req = response.request
     template = spec_template(req.url.path)
@@ -232,7 +232,7 @@ def connect(control: httpx.Client, workspace: str = WS) -> httpx.Client:
     ).json()["access_token"]
     return httpx.Client(
         base_url=str(control.base_url),
-        headers={"Authorization": f"Bearer {token}", "Intercom-Version": "2.14"},
+        headers={"Authorization": f"Bearer {token}", "Intercom-Version": "2.16"},
         timeout=30,
     )
 
@@ -361,6 +361,9 @@ def test_every_declared_path_answers_as_the_openapi_file_describes(
         )
     )
     checked(api.post("/contacts/merge", json={"from": lead["id"], "into": user["id"]}))
+    gone = checked(api.get(f"/contacts/{lead['id']}"))  # 410, declared with its `Link` header in 2.16
+    assert gone.status_code == 410 and gone.headers["link"] == f'</contacts/{user["id"]}>; rel="canonical"'
+    assert checked(api.put(f"/contacts/{lead['id']}", json={"name": "x"})).status_code == 410
     checked(api.get(f"/contacts/{user['id']}/segments"))
     checked(api.get("/segments", params={"include_count": "true"}))
     checked(api.get(f"/segments/{seg['id']}"))
@@ -627,7 +630,11 @@ def test_merge_moves_the_lead_into_the_user(
     assert merged.status_code == 200
     assert merged.json()["id"] == user_id and merged.json()["custom_attributes"] == {"source": "ads"}
     assert merged.json()["name"] == "User"
-    assert api.get(f"/contacts/{lead_id}").status_code == 404
+    # 2.16: the merged-away id answers 410 `contact_merged`, its `Link` naming the survivor.
+    for gone in (api.get(f"/contacts/{lead_id}"), api.put(f"/contacts/{lead_id}", json={"name": "x"})):
+        assert gone.status_code == 410, gone.text
+        assert gone.json()["errors"][0]["code"] == "contact_merged"
+        assert gone.headers["link"] == f'</contacts/{user_id}>; rel="canonical"'
     assert search_ids(api, {"field": "role", "operator": "=", "value": "lead"}) == set()
     note = receiver.wait_for(1)[-1]
     assert note.json()["topic"] == "contact.merged" and hub_signature_ok(note)

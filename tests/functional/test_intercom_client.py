@@ -1,6 +1,6 @@
 """The Intercom client against the Intercom emulator over real HTTP, its budget in moto.
 
-Every request the client sends on a path Intercom's OpenAPI 2.14 file declares is validated against
+Every request the client sends on a path Intercom's OpenAPI 2.16 file declares is validated against
 that file as it is sent, so the client and the emulator cannot drift from Intercom together.
 """
 
@@ -37,7 +37,7 @@ CLIENT_ID = "client-test"
 CLIENT_SECRET = "secret-test"
 REDIRECT = "https://product.example/oauth/callback"
 WS = "wsclient1"
-SPEC_FILE = Path(__file__).parents[1] / "emulators" / "specs" / "intercom-openapi-2.14.yaml"
+SPEC_FILE = Path(__file__).parents[1] / "emulators" / "specs" / "intercom-openapi-2.16.yaml"
 SPEC_SERVER = "https://api.intercom.io"
 
 
@@ -224,11 +224,30 @@ def test_a_merged_away_contact_is_followed_to_its_survivor(
     )
     merged = control.post("/_emulator/contacts/merge", json={"from": lead, "into": user})
     assert merged.json()["id"] == user
-    # 2.14 answers 404 for the merged lead: the client finds the user by the email it knew.
+    # 2.16 answers 410 `contact_merged` for the merged lead, its `Link` naming the user: the client
+    # follows it, no email needed (before 2.16 a 404 left only a search by email).
+    assert intercom.get_contact(lead).id == user
+    renamed = intercom.update_contact(lead, {"name": "Renamed"})
+    assert renamed.id == user and renamed.name == "Renamed"
+    assert intercom.get_contact(user).name == "Renamed"
     assert intercom.get_contact(lead, email="same@example.com").id == user
-    assert intercom.update_contact(lead, {"name": "Renamed"}, email="same@example.com").id == user
+
+
+def test_a_contact_merged_into_one_since_deleted_is_not_found(
+    control: httpx.Client, intercom: IntercomClient
+) -> None:
+    lead, user = seed(
+        control,
+        {"role": "lead", "email": "gone@example.com", "name": "Lead"},
+        {"role": "user", "email": "gone@example.com", "name": "User"},
+    )
+    control.post("/_emulator/contacts/merge", json={"from": lead, "into": user}).raise_for_status()
+    intercom.http.request("DELETE", f"/contacts/{user}").raise_for_status()
+    # Nowhere left to follow: a plain `UpstreamNotFound` (the email search finds no user either).
     with pytest.raises(UpstreamNotFound):
-        intercom.get_contact(lead)
+        intercom.get_contact(lead, email="gone@example.com")
+    with pytest.raises(UpstreamNotFound):
+        intercom.update_contact(lead, {"name": "x"})
 
 
 def test_a_segment_pages_by_checkpointable_cursor(control: httpx.Client, intercom: IntercomClient) -> None:

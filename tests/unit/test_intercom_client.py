@@ -13,6 +13,7 @@ import pytest
 from shared.clients.errors import (
     AlreadyExists,
     ConnectionRevoked,
+    ContactMerged,
     CredentialsRejected,
     Invalid,
     UpstreamNotFound,
@@ -70,7 +71,7 @@ def test_every_request_pins_the_version_and_carries_the_token() -> None:
     assert workspace.id == "abc" and workspace.region == "US" and workspace.admin_id == "1"
     assert workspace.admin_email_verified is False
     request = fake.seen[0]
-    assert request.headers["intercom-version"] == INTERCOM_VERSION == "2.14"
+    assert request.headers["intercom-version"] == INTERCOM_VERSION == "2.16"
     assert request.headers["authorization"] == "Bearer secret-token"
     assert "secret-token" not in repr(client)
 
@@ -137,22 +138,30 @@ def test_a_410_is_followed_through_its_canonical_link() -> None:
 
 def test_a_410_without_a_link_is_not_found() -> None:
     fake = Fake({("GET", "/contacts/old"): [error(410, "contact_merged", "merged")]})
-    with pytest.raises(UpstreamNotFound):
+    with pytest.raises(ContactMerged) as info:
         fake.client().get_contact("old")
+    # Merged, but nowhere to follow: callers treat it as the vanished contact it is.
+    assert isinstance(info.value, UpstreamNotFound)
+    assert info.value.survivor_id is None and info.value.status == 410
+    assert info.value.code == "contact_merged"
+    assert len(fake.seen) == 1, "a 410 is never retried"
 
 
 def test_a_merge_chain_has_a_bound() -> None:
     loop = error(410, "contact_merged", "merged", Link="</contacts/b>; rel=canonical")
     back = error(410, "contact_merged", "merged", Link="</contacts/a>; rel=canonical")
     fake = Fake({("GET", "/contacts/a"): [loop], ("GET", "/contacts/b"): [back]})
-    with pytest.raises(UpstreamNotFound, match="merge chain"):
+    with pytest.raises(ContactMerged, match="merge chain") as info:
         fake.client().get_contact("a")
+    assert info.value.survivor_id in ("a", "b")
+    assert len(fake.seen) == 4  # the first read and three hops, as Intercom's `Link` resolves
 
 
 def test_a_link_to_itself_is_not_followed() -> None:
     fake = Fake({("GET", "/contacts/a"): [error(410, "m", "merged", Link="</contacts/a>; rel=canonical")]})
-    with pytest.raises(UpstreamNotFound):
+    with pytest.raises(ContactMerged) as info:
         fake.client().get_contact("a")
+    assert info.value.survivor_id == "a"
     assert len(fake.seen) == 1
 
 

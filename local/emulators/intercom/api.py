@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from local.emulators.intercom.core import UNLIMITED, api_error_response, error_response
-from local.emulators.intercom.errors import ApiError, invalid
+from local.emulators.intercom.errors import ApiError, contact_merged, invalid
 from local.emulators.intercom.state import (
     MAX_PER_PAGE,
     STANDARD_CONTACT_ATTRIBUTES,
@@ -114,8 +114,13 @@ class RestApi:
         return endpoint
 
     def _contact(self, ws: Workspace, request: Request) -> Contact:
-        c = ws.contacts.get(request.path_params["id"])
+        contact_id = request.path_params["id"]
+        c = ws.contacts.get(contact_id)
         if c is None:
+            # 2.16: "requesting it by its original ID will return HTTP 410 Gone" (reference §3.8).
+            survivor = ws.canonical(contact_id)
+            if survivor is not None:
+                raise contact_merged(survivor)
             raise ApiError(404, "not_found", "User Not Found")
         return c
 

@@ -71,7 +71,7 @@ def error_response(
 
 
 def api_error_response(exc: ApiError) -> Response:
-    return error_response(exc.status, exc.code, exc.message, exc.field_name)
+    return error_response(exc.status, exc.code, exc.message, exc.field_name, exc.headers)
 
 
 def _optional(body: Mapping[str, Any], key: str, kind: type, label: str) -> Any:
@@ -92,7 +92,7 @@ def _scalars(body: Mapping[str, Any]) -> dict[str, Any]:
         "avatar": (str, "a string"),
         "signed_up_at": (int, "a UNIX timestamp"),
         "last_seen_at": (int, "a UNIX timestamp"),
-        "owner_id": (int, "an integer"),
+        "owner_id": (str, "a string"),  # 2.16: a String
         "unsubscribed_from_emails": (bool, "a boolean"),
     }
     out = {name: _optional(body, name, kind, label) for name, (kind, label) in kinds.items() if name in body}
@@ -238,6 +238,7 @@ class IntercomEmulator:
         if dst.role != "user":
             raise invalid("A lead can only be merged into a user: 'into' must be a user", "into")
         ws.remove_contact(src)
+        ws.merged_into[src.id] = dst.id
         ws.unindex_identity(dst)
         _absorb(ws, dst, src)
         ws.reindex_identity(dst)

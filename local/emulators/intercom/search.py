@@ -52,7 +52,7 @@ _STANDARD: dict[str, tuple[str, str]] = {
     "role": ("string", "c.role"),
     "name": ("string", "c.name"),
     "avatar": ("string", "c.avatar"),
-    "owner_id": ("integer", "c.owner_id"),
+    "owner_id": ("string", "c.owner_id"),  # a String since 2.16
     # Emails match without regard to case, as Intercom stores them.
     "email": ("string", "(c.email.lower() if c.email else None)"),
     "email_domain": (
@@ -335,9 +335,11 @@ def sort_key(sort: Any) -> tuple[str, SortKey]:
     if not isinstance(sort, dict):
         raise invalid("sort must be an object")
     field_name = sort.get("field")
-    order = sort.get("order", "ascending")
+    order = sort.get("order", "descending")  # 2.16: "Defaults to `descending` when omitted"
     if order not in ("ascending", "descending"):
-        raise ApiError(400, "invalid_sort_order", "Must be one of: ascending, descending")
+        raise ApiError(
+            400, "invalid_sort_order", f"Invalid sort order '{order}'. Must be one of: ascending, descending"
+        )
     if field_name not in SORTABLE:
         raise invalid(f"Sorting by '{field_name}' is not supported", "sort.field")
     sign = 1 if order == "ascending" else -1

@@ -68,7 +68,7 @@ class Contact:
     external_id: str | None
     phone: str | None
     avatar: str | None
-    owner_id: int | None
+    owner_id: str | None  # a String since 2.16 (an integer up to 2.15)
     signed_up_at: int | None
     last_seen_at: int | None
     unsubscribed_from_emails: bool
@@ -120,7 +120,7 @@ _COLLECTION = {"type": "list", "data": [], "total_count": 0, "has_more": False}
 
 
 def render_contact(c: Contact, workspace_id: str) -> dict[str, Any]:
-    """The full contact object as `GET /contacts/{id}` returns it in 2.14 (reference §3.1)."""
+    """The full contact object as `GET /contacts/{id}` returns it in 2.16 (reference §3.1)."""
     email = c.email or ""
     url = f"/contacts/{c.id}"
     return {
@@ -278,7 +278,7 @@ def contact_json(c: Contact, workspace_id_json: str) -> str:
             ',"avatar":',
             avatar,
             ',"owner_id":',
-            _i(c.owner_id),
+            _s(c.owner_id),
             ',"social_profiles":{"type":"list","data":[]},"has_hard_bounced":false,"marked_email_as_spam":false,',
             '"unsubscribed_from_emails":',
             "true" if c.unsubscribed_from_emails else "false",
@@ -393,7 +393,7 @@ STANDARD_CONTACT_ATTRIBUTES: tuple[tuple[str, str, str, bool], ...] = (
     ("role", "Role", "string", True),
     ("external_id", "User ID", "string", True),
     ("avatar", "Avatar", "string", True),
-    ("owner_id", "Owner", "integer", True),
+    ("owner_id", "Owner", "string", True),
     ("unsubscribed_from_emails", "Unsubscribed from Emails", "boolean", True),
     ("language_override", "Language override", "string", True),
     ("signed_up_at", "Signed up", "date", True),
@@ -451,6 +451,8 @@ class Workspace:
         self.contacts: dict[str, Contact] = {}
         self.by_external_id: dict[str, str] = {}
         self.by_email: dict[str, set[str]] = {}
+        # A contact merged away -> the contact it was merged into (2.16 answers 410 for the first).
+        self.merged_into: dict[str, str] = {}
         self.segments: dict[str, Segment] = {}
         self.attributes: dict[tuple[str, str], DataAttribute] = {}
         self.search = SearchIndex(self)
@@ -466,6 +468,17 @@ class Workspace:
             if self.contacts[cid].role == "user":
                 return cid
         return None
+
+    def canonical(self, contact_id: str) -> str | None:
+        """The live contact a merged-away id now is, through up to three merges as Intercom's
+        `Link` resolves them; None when the id was never merged away or its survivor is gone."""
+        current = contact_id
+        for _ in range(3):
+            current_next = self.merged_into.get(current)
+            if current_next is None:
+                break
+            current = current_next
+        return current if current != contact_id and current in self.contacts else None
 
     def render(self) -> dict[str, Any]:
         return {"id_code": self.id_code, "name": self.name, "region": self.region, "timezone": self.timezone}
