@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from shared.clients.errors import UpstreamNotFound
 from shared.clients.intercom import parse_timestamp
 from shared.domain.contact import Contact
 from shared.flows.qualify import NO_REFERRAL
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 
 MERGED = "contact.merged"
 NOTHING_TO_LOOK_AT = "no_qualifying_value"
+# Read back, the contact was gone: deleted, or merged into one since deleted.
+CONTACT_GONE = "contact_gone"
 REMOVED = {"contact.deleted": "contact_deleted", "contact.archived": "contact_archived"}
 
 
@@ -53,22 +56,58 @@ def handle_notification(
         return _removed(REMOVED[topic], linked, referrals, item.id)
     if message.trimmed:
         # Too big for the queue: read the contact as it is now.
-        client = intercom()
-        if client is None:
-            return NOT_CONNECTED
-        item = client.get_contact(item.id)
+        read = _read_back(intercom, item.id, linked, referrals, workspace=workspace, account_id=account_id)
+        if isinstance(read, str):
+            return read
+        item, linked = read
     observed_at = parse_timestamp(item.updated_at)
     outcomes = [qualifier().observe(r, item, via="webhook", observed_at=observed_at) for r in linked]
     return outcomes[0] if len(outcomes) == 1 else ",".join(sorted(set(outcomes)))
 
 
+def _read_back(
+    intercom: Callable[[], IntercomClient | None],
+    asked: str,
+    linked: list[Referral],
+    referrals: Referrals,
+    *,
+    workspace: str,
+    account_id: str,
+) -> tuple[Contact, list[Referral]] | str:
+    """The contact as it is now with the referrals to observe on it, or the outcome when there is none."""
+    client = intercom()
+    if client is None:
+        return NOT_CONNECTED
+    try:
+        item = client.get_contact(asked)
+    except UpstreamNotFound:
+        # Not an error to retry: its deletion (or merge) notification says what happened.
+        return CONTACT_GONE
+    if item.id == asked:
+        return item, linked
+    # Merged away since (2.16's 410 led to the survivor): do what `contact.merged` does, in case that
+    # notification was lost; when it does come, it finds nothing left to move.
+    _move(referrals, workspace, account_id, gone=asked, survivor=item.id, via="read")
+    # From the table (the contact index may lag): the same referrals, now on the survivor.
+    fresh = [referrals.get(r.account_id, r.campaign_id, r.rf_user_id) for r in linked]
+    moved = [r for r in fresh if r is not None and r.intercom_contact_id == item.id]
+    return (item, moved) if moved else NO_REFERRAL
+
+
 def _merged(item: Contact, referrals: Referrals, workspace: str, account_id: str) -> str:
-    survivor = item.id
     gone = item.merged_from.id if item.merged_from else None
     if not gone:
         return "merge_without_merged_from"
+    moved = _move(referrals, workspace, account_id, gone=str(gone), survivor=item.id, via="webhook")
+    return "merged" if moved else NO_REFERRAL
+
+
+def _move(
+    referrals: Referrals, workspace: str, account_id: str, *, gone: str, survivor: str, via: str
+) -> int:
+    """Link the referrals of a contact merged away to its survivor; returns how many moved."""
     moved = 0
-    for record in referrals.by_contact(workspace, str(gone)):
+    for record in referrals.by_contact(workspace, gone):
         if record.account_id != account_id:
             continue
         fresh = referrals.get(account_id, record.campaign_id, record.rf_user_id)
@@ -77,14 +116,12 @@ def _merged(item: Contact, referrals: Referrals, workspace: str, account_id: str
         referrals.update(
             fresh,
             {"intercom_contact_id": survivor, "workspace_id": workspace},
-            ReferralEvent(
-                kind="contact_merged", via="webhook", details={"from": str(gone), "into": survivor}
-            ),
+            ReferralEvent(kind="contact_merged", via=via, details={"from": gone, "into": survivor}),
         )
         moved += 1
-    logger.info("merge handled", extra={"from": gone, "into": survivor, "referrals_moved": moved})
+    logger.info("merge handled", extra={"from": gone, "into": survivor, "referrals_moved": moved, "via": via})
     metrics.add_metric(name="ReferralsMovedByMerge", unit="Count", value=moved)
-    return "merged" if moved else NO_REFERRAL
+    return moved
 
 
 def _removed(kind: str, linked: list[Referral], referrals: Referrals, contact_id: str) -> str:

@@ -583,6 +583,42 @@ def test_merges_move_the_referral_and_removals_are_recorded(world: World, monkey
     assert kinds[-2:] == ["contact_archived", "contact_deleted"]
 
 
+def test_a_late_notification_for_a_merged_away_contact_follows_the_merge(world: World, monkeypatch):
+    """Intercom 2.16 answers 410 for a contact merged away. A late, too-big notification about the
+    lead is read back through that 410 to the survivor, which takes the referral and qualifies it
+    once, not an error retried into the DLQ; the `contact.merged` notification, when it comes at
+    last, finds nothing left to move."""
+    from shared.api.routes import intercom_webhooks
+
+    [uma] = friends(world, "Uma")
+    lead_id = uma["contact"]["id"]
+    late = edit(world, lead_id, **{STATUS: "paid", DEAL: 40})
+    user_id = httpx.post(
+        f"{world.emulators.intercom}/_emulator/workspaces/{world.workspace}/contacts",
+        json={"contacts": [{"role": "user", "email": f"uma-user-{uuid.uuid4().hex[:6]}@example.com"}]},
+    ).json()["ids"][0]
+    httpx.post(
+        f"{world.emulators.intercom}/_emulator/contacts/merge", json={"from": lead_id, "into": user_id}
+    ).raise_for_status()
+    [merged] = world.inbox.wait(lambda n: n.data.get("topic") == "contact.merged" and n.contact_id == user_id)
+    with monkeypatch.context() as patch:
+        patch.setattr(intercom_webhooks, "MAX_ITEM_BYTES", 10)
+        receive(world, late)
+        drain_events(world)
+    record = referral(world, uma)
+    assert record.intercom_contact_id == user_id
+    assert [(e.kind, e.via) for e in record.events if e.kind == "contact_merged"] == [
+        ("contact_merged", "read")
+    ]
+    assert rf_users(world)[uma["id"]]["qualify_calls"] == 1
+    receive(world, merged)
+    drain_events(world)
+    record = referral(world, uma)
+    assert record.intercom_contact_id == user_id
+    assert [e.kind for e in record.events].count("contact_merged") == 1
+    assert rf_users(world)[uma["id"]]["qualify_calls"] == 1
+
+
 def test_an_existing_contact_qualifies_only_after_a_change_from_a_value_seen_first(world: World, monkeypatch):
     from shared.flows import qualify as qualifier
 
