@@ -78,6 +78,11 @@ def sweep_mark_key(account_id: str, campaign_id: str) -> Key:
     return account_pk(account_id), f"QUALSWEEP#{campaign_id}"
 
 
+def history_mark_key(account_id: str, campaign_id: str) -> Key:
+    """Whether the campaign's Referral Factory history has been read into its referrals (and its claim)."""
+    return account_pk(account_id), f"RFHISTORY#{campaign_id}"
+
+
 # -- referrals -----------------------------------------------------------------------------------
 
 

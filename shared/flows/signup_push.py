@@ -25,6 +25,7 @@ from shared.domain.contact import Contact
 from shared.domain.field_mapping import contact_body, get_attribute, merge_bodies, rf_values, set_attribute
 from shared.domain.qualification import CREATED, EXISTING_UPDATED
 from shared.flows.counts import Counts
+from shared.flows.history import History
 from shared.records.connections import usable
 from shared.records.referrals import (
     EXISTING_SKIPPED,
@@ -86,6 +87,9 @@ class SignupPusher:
         self.account_id = ctx.account.account_id
         self._users: dict[str, RfUser] = {}
         self.counts = Counts(self.account_id, ctx.referrals, ctx.campaigns, ctx.connections, ctx.intercom_for)
+        self.history = History(
+            self.account_id, ctx.referrals.store, ctx.referrals, ctx.rf, self.counts, clock=ctx.clock
+        )
 
     # -- entry points ---------------------------------------------------------------------------
     def on_join(self, rf_user_id: str, *, via: str) -> Referral:
@@ -97,6 +101,7 @@ class SignupPusher:
         create a contact."""
         user = self._rf_user(rf_user_id)
         campaign_id = str(user.campaign_id)
+        self.history.ensure(campaign_id)  # counts start from what Referral Factory shows
         record = self.ctx.referrals.ensure(self.account_id, campaign_id, user)
         record = self.ctx.referrals.update(
             record, {}, ReferralEvent(kind=event, via="referral_factory", details={})
@@ -107,6 +112,9 @@ class SignupPusher:
 
     def push(self, user: RfUser, *, via: str) -> Referral:
         campaign_id = str(user.campaign_id)
+        # Counts start from what Referral Factory shows (history, read once per campaign): a friend
+        # known from it is counted already, and a referrer's first write is right.
+        self.history.ensure(campaign_id)
         record = self.ctx.referrals.ensure(self.account_id, campaign_id, user)
         if record.referrer_rf_user_id:
             self._count(record, converted=False)

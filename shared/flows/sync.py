@@ -49,6 +49,7 @@ from shared.domain.sync_plan import (
     return_write,
 )
 from shared.flows.counts import Counts
+from shared.flows.history import History
 from shared.observability import logger, metrics
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import usable
@@ -266,7 +267,19 @@ class Engine:
                 SyncError(code="settings_missing", message="The campaign's Intercom settings were removed."),
             )
         else:
+            if sync.next_page == 0:
+                # Before the first page: the workers' write-back of counts needs the campaign's history.
+                self._history(sync.account_id, sync.campaign_id)
             self._next_page(sync, connection, settings)
+
+    def _history(self, account_id: str, campaign_id: str) -> None:
+        account = self.svc.accounts.get(account_id)
+        if account is None:
+            return
+        referrals = Referrals(self.svc.store)
+        counts = Counts(account_id, referrals, self.campaigns, self.svc.connections(), self.svc.intercom_for)
+        rf = self.svc.referral_factory_for(account, policy=SYNC_POLICY)
+        History(account_id, self.svc.store, referrals, rf, counts).ensure(campaign_id)
 
     def _next_page(self, sync: Sync, connection: Connection, settings: CampaignSettings) -> None:
         sync_id = sync.sync_id

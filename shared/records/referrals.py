@@ -287,6 +287,13 @@ class Referrals:
             if item.get("intercom_status") == WAITING
         ]
 
+    def in_campaign(self, account_id: str, campaign_id: str) -> Iterator[Referral]:
+        """Every referral of a campaign (one query, paged by DynamoDB)."""
+        for item in self.store.query_all(
+            keys.referrals_pk(account_id), sk_prefix=keys.campaign_prefix(campaign_id)
+        ):
+            yield Referral.model_validate(item)
+
     def page(
         self,
         account_id: str,

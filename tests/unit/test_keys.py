@@ -32,6 +32,7 @@ PINNED: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] = [
     (keys.lock_key, ("acc_1", "42"), ("ACCOUNT#acc_1", "CAMPAIGN#42#ACTIVESYNC")),
     (keys.catch_up_mark_key, ("acc_1", "42"), ("ACCOUNT#acc_1", "CATCHUP#42")),
     (keys.sweep_mark_key, ("acc_1", "42"), ("ACCOUNT#acc_1", "QUALSWEEP#42")),
+    (keys.history_mark_key, ("acc_1", "42"), ("ACCOUNT#acc_1", "RFHISTORY#42")),
     (keys.referrals_pk, ("acc_1",), "REFERRALS#acc_1"),
     (keys.campaign_prefix, ("42",), "42#"),
     (keys.referral_key, ("acc_1", "42", "7"), ("REFERRALS#acc_1", "42#7")),
