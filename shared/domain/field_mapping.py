@@ -41,25 +41,59 @@ def rf_values(
 
 def custom_part(body: ContactBody) -> dict[str, Scalar]:
     """A body's `custom_attributes`, added empty when it has none."""
-    custom = body.get("custom_attributes")
-    if not isinstance(custom, dict):
-        custom = body["custom_attributes"] = {}
-    return custom
+    return _part(body, "custom_attributes")
+
+
+def _part(body: ContactBody, key: str) -> dict[str, Scalar]:
+    """A body's nested object `key` (`custom_attributes`, `location`), added empty when it has none."""
+    part = body.get(key)
+    if not isinstance(part, dict):
+        part = body[key] = {}
+    return part
+
+
+def split_attribute(attribute: str) -> tuple[str, str | None]:
+    """An attribute's top-level key and, for a nested one, its key inside it: `custom_attributes.x`
+    is (`custom_attributes`, `x`), `location.city` is (`location`, `city`), `email` is (`email`, None).
+    A custom attribute's own name is taken whole, whatever it holds."""
+    if attribute.startswith(CUSTOM_PREFIX):
+        return "custom_attributes", attribute.removeprefix(CUSTOM_PREFIX)
+    top, dot, inner = attribute.partition(".")
+    return (top, inner) if dot else (attribute, None)
 
 
 def set_attribute(body: ContactBody, attribute: str, value: Scalar) -> None:
-    """Put one Intercom attribute (`name`, `email`, `custom_attributes.x`) into a contact body."""
-    if attribute.startswith(CUSTOM_PREFIX):
-        custom_part(body)[attribute.removeprefix(CUSTOM_PREFIX)] = value
+    """Put one Intercom attribute into a contact body where Intercom keeps it: `name` at the top,
+    `custom_attributes.x` and nested standard ones (`location.city`) inside their object."""
+    top, inner = split_attribute(attribute)
+    if inner is None:
+        body[top] = value
     else:
-        body[attribute] = value
+        _part(body, top)[inner] = value
+
+
+def drop_attribute(body: ContactBody, attribute: str) -> None:
+    """Take one attribute out of a contact body, and its object when that is left empty."""
+    top, inner = split_attribute(attribute)
+    part = body.get(top)
+    if inner is None:
+        body.pop(top, None)
+    elif isinstance(part, dict):
+        part.pop(inner, None)
+        if not part:
+            body.pop(top)
 
 
 def get_attribute(contact: Contact, attribute: str) -> Any:
-    """One attribute of a contact: `custom_attributes.x`, or any top-level one (`email`, `location`)."""
-    if attribute.startswith(CUSTOM_PREFIX):
-        return (contact.custom_attributes or {}).get(attribute.removeprefix(CUSTOM_PREFIX))
-    return contact.get(attribute)
+    """One attribute of a contact as Intercom nests it: `custom_attributes.x`, `location.city`, or a
+    top-level one (`email`, `phone`); None when the contact has none."""
+    top, inner = split_attribute(attribute)
+    if top == "custom_attributes" and inner is not None:
+        return (contact.custom_attributes or {}).get(inner)
+    value = contact.get(top)
+    if inner is None:
+        return value
+    return value.get(inner) if isinstance(value, Mapping) else None
 
 
 def contact_body(
@@ -76,12 +110,12 @@ def contact_body(
 
 
 def merge_bodies(*bodies: ContactBody) -> ContactBody:
-    """Later bodies win, custom attributes merged key by key."""
+    """Later bodies win, nested objects (custom attributes, `location`) merged key by key."""
     merged: ContactBody = {}
     for body in bodies:
         for key, value in body.items():
-            if key == "custom_attributes" and isinstance(value, dict):
-                custom_part(merged).update(value)
+            if isinstance(value, dict):
+                _part(merged, key).update(value)
             else:
                 merged[key] = value
     return merged
@@ -91,11 +125,12 @@ def changed_fields(body: ContactBody, contact: Contact) -> ContactBody:
     """Only what `body` would change on `contact` (so unchanged contacts cost no write)."""
     changed: ContactBody = {}
     for key, value in body.items():
-        if key == "custom_attributes" and isinstance(value, dict):
-            current = contact.custom_attributes or {}
-            custom = {k: v for k, v in value.items() if current.get(k) != v}
-            if custom:
-                changed["custom_attributes"] = custom
+        if isinstance(value, dict):
+            current = contact.custom_attributes if key == "custom_attributes" else contact.get(key)
+            current = current if isinstance(current, Mapping) else {}
+            nested = {k: v for k, v in value.items() if current.get(k) != v}
+            if nested:
+                changed[key] = nested
         elif contact.get(key) != value:
             changed[key] = value
     return changed

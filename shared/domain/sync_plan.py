@@ -7,9 +7,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared.domain.contact import Contact
-from shared.domain.field_mapping import CUSTOM_PREFIX, changed_fields, contact_body, get_attribute, rf_values
+from shared.domain.field_mapping import (
+    changed_fields,
+    contact_body,
+    get_attribute,
+    rf_values,
+    split_attribute,
+)
 
 if TYPE_CHECKING:
+    from shared.domain.campaign_settings import SyncSettings
     from shared.domain.contact import ContactBody, FieldQuery, SearchQuery
     from shared.domain.rf_user import RfUser
 
@@ -55,46 +62,78 @@ def changed_since(contact: Contact, since: int | None) -> bool:
 PAGE_CONTACT_KEYS = ("id", "role", "email", "name", "created_at", "updated_at")
 
 
+def mapped_attributes(settings: SyncSettings) -> tuple[str, ...]:
+    """Every attribute a sync's worker reads of a contact: the return mapping's (to see what is
+    already written), then the inbound mapping's (to create the Referral Factory user), each once."""
+    return tuple(dict.fromkeys((*settings.return_mapping.values(), *settings.inbound_mapping.values())))
+
+
 def page_contact(contact: Contact, attributes: tuple[str, ...]) -> Contact:
-    """What a worker needs of a contact: enough to map it and to see what is already written."""
+    """What a worker needs of a contact: enough to map it and to see what is already written. Every
+    attribute is kept where Intercom keeps it: `custom_attributes.x` and `location.city` nested."""
     custom = contact.custom_attributes or {}
-    kept = {
-        a.removeprefix(CUSTOM_PREFIX): custom.get(a.removeprefix(CUSTOM_PREFIX))
-        for a in attributes
-        if a.startswith(CUSTOM_PREFIX)
-    }
+    kept = {}
+    for attribute in attributes:
+        top, inner = split_attribute(attribute)
+        if top == "custom_attributes" and inner is not None:
+            kept[inner] = custom.get(inner)
     slim = {k: contact.get(k) for k in PAGE_CONTACT_KEYS}
     slim["custom_attributes"] = {k: v for k, v in kept.items() if v is not None}
     for attribute in attributes:
-        if not attribute.startswith(CUSTOM_PREFIX):
-            slim[attribute] = contact.get(attribute)
+        top, inner = split_attribute(attribute)
+        if inner is None:
+            slim[top] = contact.get(top)
+        elif top != "custom_attributes":
+            nested = slim.setdefault(top, {})
+            value = get_attribute(contact, attribute)
+            if isinstance(nested, dict) and value is not None:
+                nested[inner] = value
     # Values of a contact already read: nothing to validate again.
     return Contact.model_construct(**slim)
 
 
+# What a sync reads for a Referral Factory field the inbound mapping does not map.
+INBOUND_DEFAULTS = {"email": "email", "first_name": "name"}
+
+
 @dataclass(frozen=True)
 class InboundFields:
-    """What a sync needs of a contact to find or create its Referral Factory user."""
+    """What a sync sends Referral Factory to create a contact's user: its create call takes a first
+    name and an email (and a referrer, which a sync never knows); the other Referral Factory fields
+    are its own (link, code, counts, source, signup date), so an inbound mapping of them reads nothing."""
 
     email: str | None
     first_name: str | None
+    # The attribute the email was read from: a contact without it is named in the sync's errors.
+    email_attribute: str = "email"
 
 
 def inbound_fields(contact: Contact, inbound_mapping: Mapping[str, str]) -> InboundFields:
-    """Referral Factory fields read from an Intercom contact (RF field → Intercom attribute): the mapped
-    email, else the contact's; the mapped first name, else the first word of the contact's name."""
-    email = get_attribute(contact, inbound_mapping["email"]) if "email" in inbound_mapping else None
-    if not email:
-        email = contact.email
-    first_name = (
-        get_attribute(contact, inbound_mapping["first_name"]) if "first_name" in inbound_mapping else None
-    )
-    if not first_name:
-        name = str(contact.name or "").strip()
-        first_name = name.split(" ")[0] if name else None
+    """Referral Factory fields read from exactly the attributes the inbound mapping names (RF field →
+    Intercom attribute; `email` and `name` when it names none). Intercom's `name` is a full name and
+    Referral Factory's field a first name, so `name` gives its first word; an empty first name falls
+    back to the first word of the contact's name (Referral Factory requires one; the caller then
+    uses the email). An empty email stays empty: no other attribute stands in for it."""
+    email_attribute = inbound_mapping.get("email", INBOUND_DEFAULTS["email"])
+    name_attribute = inbound_mapping.get("first_name", INBOUND_DEFAULTS["first_name"])
+    first_name = _text(get_attribute(contact, name_attribute))
+    if name_attribute == "name" or not first_name:
+        first_name = _first_word(first_name if name_attribute == "name" else contact.name)
     return InboundFields(
-        email=str(email) if email else None, first_name=str(first_name) if first_name else None
+        email=_text(get_attribute(contact, email_attribute)),
+        first_name=first_name,
+        email_attribute=email_attribute,
     )
+
+
+def _text(value: object) -> str | None:
+    text = str(value).strip() if value is not None else ""
+    return text or None
+
+
+def _first_word(name: str | None) -> str | None:
+    words = (name or "").split()
+    return words[0] if words else None
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,14 @@ from shared import caches, messages
 from shared.clients.errors import AlreadyExists, ConnectionRevoked, UpstreamNotFound
 from shared.domain.campaign_settings import PersonSettings
 from shared.domain.contact import Contact
-from shared.domain.field_mapping import contact_body, get_attribute, merge_bodies, rf_values, set_attribute
+from shared.domain.field_mapping import (
+    contact_body,
+    drop_attribute,
+    get_attribute,
+    merge_bodies,
+    rf_values,
+    set_attribute,
+)
 from shared.domain.qualification import CREATED, EXISTING_UPDATED
 from shared.flows.counts import Counts
 from shared.flows.history import History
@@ -234,11 +241,8 @@ class SignupPusher:
             # Marking an existing contact as referred never touches who they are or their qualification.
             body.pop("email", None)
             body.pop("name", None)
-            custom = body.get("custom_attributes")
-            if q and q.attribute.startswith("custom_attributes.") and isinstance(custom, dict):
-                custom.pop(q.attribute.removeprefix("custom_attributes."), None)
-            if q and not q.attribute.startswith("custom_attributes."):
-                body.pop(q.attribute, None)
+            if q:
+                drop_attribute(body, q.attribute)
             if body.get("custom_attributes") == {}:
                 body.pop("custom_attributes")
             return body

@@ -41,10 +41,12 @@ from shared.domain.contact import Contact
 from shared.domain.qualification import EXISTING_UPDATED
 from shared.domain.rf_user import RfUser
 from shared.domain.sync_plan import (
+    INBOUND_DEFAULTS,
     ReturnWrite,
     audience_query,
     changed_since,
     inbound_fields,
+    mapped_attributes,
     page_contact,
     return_write,
 )
@@ -296,7 +298,7 @@ class Engine:
             self.svc.connections().revoked_by_intercom(sync.account_id)
             self.syncs.set_status(sync, PAUSED)
             return
-        attributes = tuple(settings.sync.return_mapping.values()) if settings.sync else ()
+        attributes = mapped_attributes(settings.sync) if settings.sync else ()
         since = sync.updated_since
         contacts = [
             page_contact(c, attributes).model_dump(exclude_unset=True)
@@ -521,7 +523,7 @@ class ChunkWorker:
         else:
             fields = inbound_fields(contact, sync_settings.inbound_mapping)
             if not fields.email:
-                self._count(skipped=True)
+                self._no_email(contact, fields.email_attribute)
                 return
             user, created = self.rf.create_user(
                 int(campaign_id), fields.email, (fields.first_name or fields.email).strip()
@@ -594,6 +596,18 @@ class ChunkWorker:
         if self._campaign_name is None:
             self._campaign_name = self.rf.get_campaign(self.sync.campaign_id).name
         return self._campaign_name
+
+    def _no_email(self, contact: Contact, attribute: str) -> None:
+        """A contact without the email the inbound mapping reads: one without any email (a visitor)
+        is skipped, as ever; one without the attribute the customer mapped is named in the errors,
+        since its Referral Factory user is missing for a reason the customer can fix."""
+        if attribute == INBOUND_DEFAULTS["email"]:
+            self._count(skipped=True)
+            return
+        self.counts["processed"] += 1
+        self.counts["failed"] += 1
+        message = f"The contact has no value in '{attribute}', which sync.inbound_mapping.email names."
+        self.errors.append(SyncError(contact_id=contact.id, code="email_missing", message=message))
 
     def _count(self, *, created: bool = False, updated: bool = False, skipped: bool = False) -> None:
         self.counts["processed"] += 1

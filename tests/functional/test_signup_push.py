@@ -388,3 +388,37 @@ def test_a_skipped_referrers_contact_never_gets_counts(
     assert kept["name"] == "Kept As Is" and not kept.get("custom_attributes")
     [record] = referrals(call, setup, email="kept@example.com")
     assert record["intercom_status"] == "existing_skipped"
+
+
+def test_a_push_writes_mapped_custom_attributes_where_intercom_keeps_them(
+    call, lambda_module, aws, emulators, connected_account
+):
+    setup = connected_account
+    settings = copy.deepcopy(CONTRACT_EXAMPLE)
+    settings["person_referring"]["mapping"] = {
+        "referrer_first_name": "custom_attributes.given_name",
+        "referrer_email": "email",
+        "referral_code": "custom_attributes.ref_code",
+        "referral_link": "custom_attributes.referral_link",
+    }
+    configure(call, setup, settings)
+    referrer = join(emulators, setup, "Rosa", "rosa@example.com")
+    deliver(call, setup, referrer)
+    drain(lambda_module, aws)
+    [rosa] = by_email(emulators, setup, "rosa@example.com")
+    custom = rosa["custom_attributes"]
+    assert custom["given_name"] == "Rosa" and custom["ref_code"] == referrer["code"]
+    assert "custom_attributes.given_name" not in rosa and "given_name" not in rosa
+
+
+def test_a_mapping_to_a_nested_read_only_attribute_is_refused(call, connected_account):
+    # Intercom nests `location.city` in the contact and lists it as not writable through the API.
+    setup = connected_account
+    configure(call, setup)
+    settings = copy.deepcopy(CONTRACT_EXAMPLE)
+    settings["person_invited"]["mapping"]["source"] = "location.city"
+    path = f"/v1/campaigns/{setup['campaigns'][0]}/intercom"
+    saved = account_call(call, setup["account"], "PUT", path, body=settings)
+    assert saved["statusCode"] == 422, saved
+    fields = [d["field"] for d in json.loads(saved["body"])["error"]["details"]]
+    assert fields == ["person_invited.mapping.source"]

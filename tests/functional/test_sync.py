@@ -3,6 +3,7 @@ faults, crashes that resume, ongoing passes, and a revoked connection that pause
 
 from __future__ import annotations
 
+import copy
 import json
 
 import boto3
@@ -18,6 +19,7 @@ from tests.factories import LambdaContext
 from tests.functional.oauth_flow import connect
 from tests.functional.signup_flow import configure, contacts
 from tests.functional.sync_flow import empty, generate, pump, rf_users, start, stats, status, sync_call
+from tests.unit.test_campaign_settings import CONTRACT_EXAMPLE
 
 
 @pytest.fixture(autouse=True)
@@ -322,3 +324,38 @@ def test_sync_api_refusals(call, lambda_module, aws, emulators, connected_accoun
     assert sync_call(call, stranger, "GET", f"/v1/syncs/{again}")["statusCode"] == 404
     lonely = sync_call(call, stranger, "POST", path, {"audience": "all"})
     assert lonely["statusCode"] == 409 and json.loads(lonely["body"])["error"]["code"] == "not_connected"
+
+
+def test_the_inbound_mapping_reads_exactly_the_mapped_attributes(
+    call, lambda_module, aws, emulators, connected_account
+):
+    setup = connected_account
+    settings = copy.deepcopy(CONTRACT_EXAMPLE)
+    settings["sync"]["inbound_mapping"] = {"email": "custom_attributes.work_email", "first_name": "name"}
+    configure(call, setup, settings)
+    people = [
+        {
+            "role": "user",
+            "email": "ada@home.example",
+            "name": "Ada King Lovelace",
+            "custom_attributes": {"work_email": "ada@engines.example"},
+        },
+        {"role": "user", "email": "charles@home.example", "name": "Charles Babbage"},
+    ]
+    added = httpx.post(
+        f"{emulators.intercom}/_emulator/workspaces/{setup['workspace']}/contacts", json={"contacts": people}
+    )
+    assert added.status_code in (200, 201), added.text
+    sync_id = start(call, setup, {"audience": "users"})
+    pump(lambda_module, aws)
+    result = status(call, setup, sync_id)
+    assert result["status"] == "completed", result
+    assert (result["processed"], result["created"], result["failed"]) == (2, 1, 1)
+    [user] = rf_users(emulators, setup["rf_key"])
+    assert (user["email"], user["first_name"]) == ("ada@engines.example", "Ada")
+    [error] = result["errors"]
+    charles = next(c for c in contacts(emulators, setup["workspace"]) if c["name"] == "Charles Babbage")
+    assert error["contact_id"] == charles["id"] and error["code"] == "email_missing"
+    assert "custom_attributes.work_email" in error["message"]
+    ada = next(c for c in contacts(emulators, setup["workspace"]) if c["name"] == "Ada King Lovelace")
+    assert ada["custom_attributes"]["referral_link"] == user["url"]
