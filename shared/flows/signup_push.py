@@ -217,7 +217,8 @@ class SignupPusher:
         seen = get_attribute(contact, q.attribute) if q else None
         body = self._new_contact_body(push.record, user, person, for_existing=True)
         if body:
-            intercom.update_contact(contact.id, body)
+            # The answer is the survivor if the contact was merged since the search found it (a 410 followed).
+            contact = intercom.update_contact(contact.id, body)
         return self._record(push, contact, EXISTING_UPDATED, seen=seen)
 
     def _new_contact_body(
