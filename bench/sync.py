@@ -94,11 +94,16 @@ SETTLE_S = 1.5
 GOALS = {
     "elapsed_to_bound": 1.15,
     "first_intercom_calls_per_contact": 1.01,
+    # Besides the campaign's one history read (below): one user created per contact.
     "first_rf_calls_per_contact": 1.0,
+    # The campaign's users read once, paged (shared/flows/history.py): at most this many pages.
+    "first_rf_history_reads": 1,
     "resync_intercom_calls_per_contact": 0.01,
     "resync_rf_calls_per_contact": 0.0,
     "responses_429": 2,
 }
+# Referral Factory's user listing: only the counts' history pass calls it, once per campaign.
+RF_HISTORY_ROUTE = "GET /api/v2/users"
 # The benchmark's own polling of the sync's status; not part of what a sync costs.
 OBSERVER_FUNCTIONS = frozenset({"ContactSyncFunction"})
 SYNC_WORKER = "SyncWorkerFunction"
@@ -559,17 +564,22 @@ def describe(
     rf_all = calls(run.stats_before["rf"], run.stats_settled["rf"])
     # Per contact processed: all of them, unless the run was stopped early.
     n = max(int(run.sync["processed"]), 1)
+    rf_routes = by_route(run.stats_before["rf"], run.stats_done["rf"])
+    history_reads = rf_routes.get(RF_HISTORY_ROUTE, 0)
     result: dict[str, Any] = {
         "sync": _counters(run.sync),
         "elapsed_s": round(run.elapsed_s, 1),
         "intercom_calls_per_contact": round(ic_calls / n, 4),
         "rf_calls_per_contact": round(rf_calls / n, 4),
+        # The campaign's history read is a fixed cost per campaign, not per contact.
+        "rf_history_reads": history_reads,
+        "rf_calls_per_contact_besides_history": round((rf_calls - history_reads) / n, 4),
         "after_echoes": {
             "intercom_calls_per_contact": round(ic_all / n, 4),
             "rf_calls_per_contact": round(rf_all / n, 4),
         },
         "intercom_calls": by_route(run.stats_before["intercom"], run.stats_done["intercom"]),
-        "rf_calls": by_route(run.stats_before["rf"], run.stats_done["rf"]),
+        "rf_calls": rf_routes,
         "responses_429": {
             "intercom": run.stats_settled["intercom"]["responses_429"]
             - run.stats_before["intercom"]["responses_429"],
@@ -645,8 +655,10 @@ def goals(first: dict[str, Any], resync: dict[str, Any] | None, *, applicable: b
         first["intercom_calls_per_contact"] <= GOALS["first_intercom_calls_per_contact"]
     )
     checks["first_rf_calls_per_contact"] = (
-        first["rf_calls_per_contact"] <= GOALS["first_rf_calls_per_contact"]
+        first["rf_calls_per_contact_besides_history"] <= GOALS["first_rf_calls_per_contact"]
     )
+    # The first sync of a new campaign finds no earlier users: one page.
+    checks["first_rf_history_reads"] = first["rf_history_reads"] <= GOALS["first_rf_history_reads"]
     runs = [first] + ([resync] if resync else [])
     checks["responses_429"] = all(sum(r["responses_429"].values()) <= GOALS["responses_429"] for r in runs)
     if resync:
