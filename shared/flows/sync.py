@@ -141,7 +141,9 @@ class Engine:
             updated_since=updated_since,
         )
         if ongoing:
-            self.schedule_ongoing(account_id, campaign_id, audience, segment_id)
+            self.schedule_ongoing(
+                account_id, campaign_id, audience, segment_id, first_pass_at=sync.started_at
+            )
         self.continue_sync(sync.sync_id)
         return sync
 
@@ -158,19 +160,21 @@ class Engine:
         audience: str,
         segment_id: str | None,
         *,
+        first_pass_at: int,
         interval_s: int = ONGOING_INTERVAL_S,
     ) -> DueItem:
-        """`POST /syncs` with `ongoing`: the sync starting now is the first pass, so the next one covers
-        the contacts changed since now."""
-        now = int(time.time())
+        """`POST /syncs` with `ongoing`: the sync that started at `first_pass_at` is the first pass, so
+        the next one covers the contacts changed since then (and the schedule shows that start)."""
         message = messages.SyncScheduled(
             account_id=account_id,
             campaign_id=campaign_id,
             audience=audience,
             segment_id=segment_id,
-            since=now,
+            since=first_pass_at,
         )
-        return self._put_ongoing(message, interval_s, next_run_at=now + interval_s, last_run_at=now)
+        return self._put_ongoing(
+            message, interval_s, next_run_at=first_pass_at + interval_s, last_run_at=first_pass_at
+        )
 
     def turn_ongoing_on(
         self, account_id: str, campaign_id: str, audience: str, segment_id: str | None, interval_s: int
