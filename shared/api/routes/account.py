@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import cache
 from typing import Annotated, Any, Literal, TypeVar
 
 from aws_lambda_powertools.event_handler import Response
@@ -14,7 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import BaseModel, Field, HttpUrl, ValidationError
 from typing_extensions import TypedDict
 
-from shared import caches, keys, settings
+from shared import keys, settings
 from shared.api.pagination import ListEnvelope, decode_cursor, page
 from shared.api.resolver import json_response
 from shared.api.resolver import router as new_router
@@ -38,8 +37,6 @@ CACHE_MAX_AGE_S = 900
 CACHE_TTL_S = 86_400
 
 
-@caches.resettable
-@cache
 def _settings() -> settings.AccountApiSettings:
     return settings.load(settings.AccountApiSettings)
 

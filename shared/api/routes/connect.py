@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from functools import cache
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -11,7 +10,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, HttpUrl
 
-from shared import caches, settings
+from shared import settings
 from shared.api.resolver import json_response, public_base_url
 from shared.api.resolver import router as new_router
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, UpstreamError
@@ -34,8 +33,6 @@ router = new_router()
 CALLBACK_PATH = "/oauth/intercom/callback"
 
 
-@caches.resettable
-@cache
 def _settings() -> settings.OAuthSettings:
     return settings.load(settings.OAuthSettings)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from functools import cache
 from typing import TYPE_CHECKING, Any, cast
 
 from shared import caches, messages, settings
@@ -56,8 +55,6 @@ _routes: dict[str, tuple[str, float]] = {}
 caches.register(f"{__name__}._routes", _routes.clear)
 
 
-@caches.resettable
-@cache
 def _settings() -> settings.IntercomWebhookSettings:
     return settings.load(settings.IntercomWebhookSettings)
 

@@ -21,8 +21,6 @@ from shared.records.accounts import WEBHOOK_HEADER_NAME, Accounts
 router = new_router()
 
 
-@caches.resettable
-@cache
 def _settings() -> settings.AccountApiSettings:
     return settings.load(settings.AccountApiSettings)
 

@@ -4,11 +4,10 @@ read in any of the accepted shapes, the event queued; answered at once."""
 from __future__ import annotations
 
 import time
-from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl
 
-from shared import caches, messages, settings
+from shared import messages, settings
 from shared.api.resolver import json_object, raw_body
 from shared.api.resolver import router as new_router
 from shared.aws import queues
@@ -21,8 +20,6 @@ router = new_router()
 EVENTS = ("user.join", "user.qualified", "reward.issued")
 
 
-@caches.resettable
-@cache
 def _settings() -> settings.SignupReceiverSettings:
     return settings.load(settings.SignupReceiverSettings)
 

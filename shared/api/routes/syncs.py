@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, Field, model_validator
 
-from shared import caches, keys, settings
+from shared import keys, settings
 from shared.api.pagination import decode_cursor, page
 from shared.api.resolver import json_response
 from shared.api.resolver import router as new_router
@@ -25,8 +24,6 @@ from shared.wiring import Services, services
 router = new_router()
 
 
-@caches.resettable
-@cache
 def _settings() -> settings.ContactSyncSettings:
     return settings.load(settings.ContactSyncSettings)
 
