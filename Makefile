@@ -56,10 +56,11 @@ clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache .coverage
 
 # `sam build` runs this for the SharedLayer (Metadata.BuildMethod: makefile): the `shared` package
-# and the pinned runtime dependencies, as Lambda's python3.12 x86_64 runtime will import them.
+# and the pinned runtime dependencies, as Lambda's python3.12 arm64 runtime will import them:
+# wheels for manylinux2014_aarch64 (or pure Python) only, whatever machine runs the build.
 build-SharedLayer:
 	$(PYTHON) -m pip install --quiet --no-deps --target "$(ARTIFACTS_DIR)/python" .
 	$(PYTHON) -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['dependencies']))" > "$(ARTIFACTS_DIR)/requirements.txt"
-	$(PYTHON) -m pip install --quiet --target "$(ARTIFACTS_DIR)/python" --platform manylinux2014_x86_64 \
+	$(PYTHON) -m pip install --quiet --target "$(ARTIFACTS_DIR)/python" --platform manylinux2014_aarch64 \
 		--implementation cp --python-version 3.12 --only-binary=:all: -r "$(ARTIFACTS_DIR)/requirements.txt"
 	rm -f "$(ARTIFACTS_DIR)/requirements.txt"

@@ -70,9 +70,10 @@ if TYPE_CHECKING:
 
     from local.stack import Stack
 
-# Unit prices, us-east-1, x86_64, on-demand, as published on 2025-01 (no free tier):
+# Unit prices, us-east-1, on-demand, as published on 2025-01 (no free tier); Lambda's for arm64,
+# which the template deploys (x86_64 costs 0.0000166667 per GB-s):
 # https://aws.amazon.com/lambda/pricing/
-LAMBDA_GB_S_USD = 0.0000166667
+LAMBDA_GB_S_USD = 0.0000133334
 LAMBDA_REQUEST_USD = 0.20 / 1_000_000
 # https://aws.amazon.com/sqs/pricing/ (standard queues, first 100 TB tier; one request per 64 KB)
 SQS_REQUEST_USD = 0.40 / 1_000_000

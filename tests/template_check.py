@@ -144,6 +144,32 @@ def function_rules(template: dict[str, Any]) -> list[str]:
     return problems
 
 
+# Every function and the layer run on Graviton; the layer's wheels are built for it (Makefile).
+ARCHITECTURE = "arm64"
+
+
+def architecture_rules(cloudformation: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    for name, res in cloudformation["Resources"].items():
+        kind, props = res.get("Type"), res.get("Properties", {})
+        if kind == "AWS::Lambda::Function" and props.get("Architectures") != [ARCHITECTURE]:
+            found = props.get("Architectures")
+            problems.append(f"{name}: Architectures must be [{ARCHITECTURE}], not {found}")
+        layer = kind == "AWS::Lambda::LayerVersion"
+        if layer and props.get("CompatibleArchitectures") != [ARCHITECTURE]:
+            problems.append(f"{name}: CompatibleArchitectures must be [{ARCHITECTURE}]")
+    return problems
+
+
+def layer_build_rules(template: dict[str, Any]) -> list[str]:
+    return [
+        f"{name}: Metadata.BuildArchitecture must be {ARCHITECTURE}"
+        for name, res in template["Resources"].items()
+        if res.get("Type") == "AWS::Serverless::LayerVersion"
+        and res.get("Metadata", {}).get("BuildArchitecture") != ARCHITECTURE
+    ]
+
+
 def check(template: dict[str, Any]) -> list[str]:
     """Every problem found in a SAM template (as loaded by `local.template`)."""
     try:
@@ -155,6 +181,8 @@ def check(template: dict[str, Any]) -> list[str]:
         + wildcard_actions(cloudformation)
         + queue_rules(template)
         + function_rules(template)
+        + architecture_rules(cloudformation)
+        + layer_build_rules(template)
     )
 
 

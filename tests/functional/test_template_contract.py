@@ -137,3 +137,28 @@ def test_checks_catch_a_route_that_does_not_take_every_method():
         "get"
     )
     assert any("Method: ANY" in p for p in template_check.check(template))
+
+
+def test_checks_catch_a_function_on_x86():
+    template = copy.deepcopy(tmpl.load())
+    template["Resources"]["SchedulerFunction"]["Properties"]["Architectures"] = ["x86_64"]
+    problems = template_check.check(template)
+    assert any("SchedulerFunction: Architectures must be [arm64]" in p for p in problems), problems
+
+
+def test_checks_catch_a_layer_built_for_x86():
+    template = copy.deepcopy(tmpl.load())
+    template["Resources"]["SharedLayer"]["Metadata"]["BuildArchitecture"] = "x86_64"
+    template["Resources"]["SharedLayer"]["Properties"]["CompatibleArchitectures"] = ["x86_64"]
+    problems = template_check.check(template)
+    assert "SharedLayer: Metadata.BuildArchitecture must be arm64" in problems, problems
+    assert any("CompatibleArchitectures must be [arm64]" in p for p in problems), problems
+
+
+def test_the_layer_build_downloads_aarch64_wheels_only():
+    """`sam build` runs the Makefile's build-SharedLayer: its pip install names the aarch64 platform and
+    refuses source builds, so nothing compiled for this x86 machine can slip into the layer."""
+    recipe = (ROOT / "Makefile").read_text().split("build-SharedLayer:", 2)[-1]
+    assert "--platform manylinux2014_aarch64" in recipe
+    assert "--only-binary=:all:" in recipe
+    assert "x86_64" not in recipe
