@@ -10,14 +10,30 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError, ServiceError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from shared.domain.errors import ApiError, BadRequest, MethodNotAllowed, NotFound, field_error
+from shared.domain.errors import (
+    ApiError,
+    BadRequest,
+    MethodNotAllowed,
+    NotFound,
+    UnsupportedMediaType,
+    field_error,
+)
 from shared.observability import logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+
+    from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+    from aws_lambda_powertools.event_handler.types import EventHandlerInstance
 
 
 # Powertools' router takes no arguments but its constructor is not annotated; typed here, once.
@@ -72,14 +88,59 @@ def validation_response(exc: RequestValidationError) -> Response[Any]:
     )
 
 
+# Webhook senders keep their own rules (signatures over the raw bytes, form bodies): contract §1.
+OWN_BODY_RULES = ("/webhooks/",)
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _is_json_media_type(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/json"
+
+
+def check_json_body(app: APIGatewayRestResolver) -> None:
+    """Where JSON is expected, a body of another media type is 415 and one that is not UTF-8 JSON is
+    400 `malformed_json` (contract, top). A request without a Content-Type is read as JSON, as most
+    clients that send JSON expect."""
+    event = app.current_event
+    if event.http_method in BODY_METHODS and not event.path.startswith(OWN_BODY_RULES):
+        body = raw_body(event.raw_event)
+        if body.strip():
+            content_type = event.headers.get("content-type") or event.headers.get("Content-Type") or ""
+            if content_type and not _is_json_media_type(content_type):
+                media = content_type.split(";", 1)[0].strip()
+                raise UnsupportedMediaType(f"The body must be application/json, not {media}.")
+            try:
+                json.loads(body.decode("utf-8"))
+            except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+                raise BadRequest("The request body is not valid UTF-8 JSON.", code="malformed_json") from exc
+
+
+class BodyRulesFirst(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, with the body rules checked before it: that middleware is
+    always first in a route's stack, and reads a form body as a form and a non-UTF-8 body as an
+    exception of its own, so the rules cannot be a middleware after it."""
+
+    def handler(self, app: EventHandlerInstance, next_middleware: NextMiddleware) -> Response[Any]:
+        assert isinstance(app, APIGatewayRestResolver)
+        check_json_body(app)
+        return super().handler(app, next_middleware)
+
+
+# Powertools' middleware constructor is not annotated; typed here, once.
+_new_validation: Callable[[], BodyRulesFirst] = BodyRulesFirst
+
+
 class ProductResolver(APIGatewayRestResolver):
     """APIGatewayRestResolver with the contract's error handling wired in once."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("enable_validation", True)
         super().__init__(**kwargs)
+        # Powertools keeps the request validation middleware it puts first in every route's stack here.
+        self._request_validation_middleware = _new_validation()
         self.exception_handler(ApiError)(error_response)
         self.exception_handler(RequestValidationError)(validation_response)
+        self.exception_handler(RequestUnsupportedContentType)(self._unsupported_media_type)
         self.exception_handler(NotFoundError)(self._no_route)
         self.exception_handler(ServiceError)(self._service_error)
         self.exception_handler(Exception)(self._unexpected)
@@ -96,6 +157,11 @@ class ProductResolver(APIGatewayRestResolver):
             error: ApiError = MethodNotAllowed(f"{event.http_method} is not allowed on {event.path}.")
             return error_response(error, headers={"Allow": ", ".join(allowed)})
         return error_response(NotFound(f"No route for {event.http_method} {event.path}."))
+
+    @staticmethod
+    def _unsupported_media_type(_exc: RequestUnsupportedContentType) -> Response[Any]:
+        # Reached only for a JSON media type Powertools does not read as JSON (`Application/JSON`).
+        return error_response(UnsupportedMediaType("The body must be sent as application/json."))
 
     @staticmethod
     def _service_error(exc: ServiceError) -> Response[Any]:

@@ -52,6 +52,11 @@ class BadRequest(ApiError):
     code = "bad_request"
 
 
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class Unauthorized(ApiError):
     status = 401
     code = "unauthorized"

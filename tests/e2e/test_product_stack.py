@@ -84,6 +84,23 @@ def test_malformed_json_is_400(api: httpx.Client) -> None:
     envelope(response, 400, "malformed_json")
 
 
+def test_json_that_is_not_utf8_is_400_through_the_gateway(api: httpx.Client) -> None:
+    body = b'{"name": "Acme \xff", "referral_factory_api_key": "k"}'
+    response = api.post(
+        "/admin/accounts", content=body, headers={**ADMIN, "Content-Type": "application/json"}
+    )
+    envelope(response, 400, "malformed_json")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "multipart/form-data; boundary=b"])
+def test_a_body_of_another_media_type_is_415_through_the_gateway(
+    api: httpx.Client, content_type: str
+) -> None:
+    body = b'{"name": "Acme", "referral_factory_api_key": "k"}'
+    response = api.post("/admin/accounts", content=body, headers={**ADMIN, "Content-Type": content_type})
+    envelope(response, 415, "unsupported_media_type")
+
+
 def test_missing_field_is_422_naming_it(api: httpx.Client) -> None:
     error = envelope(
         api.post("/admin/accounts", json={"name": "Acme"}, headers=ADMIN), 422, "validation_failed"

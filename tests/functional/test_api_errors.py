@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -85,3 +86,69 @@ def test_unexpected_errors_are_500_in_the_envelope_without_details(call, monkeyp
     response = call("AccountApiFunction", api_event("POST", "/admin/accounts", body=body, headers=ADMIN))
     error = assert_envelope(response, 500, "internal_error")
     assert "secret internals" not in error["message"]
+
+
+BODY_ROUTES = [
+    ("AccountApiFunction", "POST", "/admin/accounts", ADMIN),
+    ("AccountApiFunction", "POST", "/v1/intercom/attributes", {}),
+    ("AccountApiFunction", "PUT", "/v1/campaigns/c-1/intercom", {}),
+    ("AccountApiFunction", "POST", "/v1/campaigns/c-1/intercom/setup", {}),
+    ("AccountApiFunction", "PUT", "/v1/account/referral-factory", {}),
+    ("AccountApiFunction", "POST", "/v1/account/rotate", {}),
+    ("ContactSyncFunction", "POST", "/v1/campaigns/c-1/syncs", {}),
+    ("ContactSyncFunction", "PUT", "/v1/campaigns/c-1/syncs/ongoing", {}),
+]
+
+
+def _body_event(
+    method: str, path: str, headers: dict[str, str], body: str, content_type: str
+) -> dict[str, Any]:
+    resource, params = path, None
+    if path.startswith("/v1/campaigns/c-1"):
+        resource, params = path.replace("c-1", "{campaign_id}"), {"campaign_id": "c-1"}
+    event = api_event(
+        method,
+        path,
+        body=body,
+        headers={**headers, "Content-Type": content_type},
+        resource=resource,
+        path_parameters=params,
+    )
+    return event
+
+
+@pytest.mark.parametrize(("function", "method", "path", "headers"), BODY_ROUTES)
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded"]
+)
+def test_a_body_that_is_not_json_is_415_on_every_json_route(
+    call, function, method, path, headers, content_type
+):
+    event = _body_event(method, path, headers, '{"name": "Acme"}', content_type)
+    error = assert_envelope(call(function, event), 415, "unsupported_media_type")
+    assert content_type.split(";")[0] in error["message"]
+
+
+@pytest.mark.parametrize(("function", "method", "path", "headers"), BODY_ROUTES)
+def test_a_json_body_that_is_not_utf8_is_400_on_every_json_route(call, function, method, path, headers):
+    event = _body_event(method, path, headers, "", "application/json")
+    event["body"] = base64.b64encode(b'{"name": "Acme \xff\xfe"}').decode()
+    event["isBase64Encoded"] = True
+    assert_envelope(call(function, event), 400, "malformed_json")
+
+
+def test_json_with_a_charset_or_no_content_type_at_all_is_read_as_json(call):
+    for content_type in ("application/json; charset=utf-8", "application/json;charset=UTF-8"):
+        event = _body_event("POST", "/admin/accounts", ADMIN, '{"name": "Acme"}', content_type)
+        error = assert_envelope(call("AccountApiFunction", event), 422, "validation_failed")
+        assert error["details"] == [{"field": "referral_factory_api_key", "message": "is required"}]
+    event = api_event("POST", "/admin/accounts", body='{"name": "Acme"}', headers=ADMIN)
+    assert "Content-Type" not in event["headers"]
+    error = assert_envelope(call("AccountApiFunction", event), 422, "validation_failed")
+    assert error["details"] == [{"field": "referral_factory_api_key", "message": "is required"}]
+
+
+def test_json_in_capitals_is_415_in_the_envelope_not_a_500(call):
+    """Powertools reads only a lower-case `application/json` as JSON; anything else is refused cleanly."""
+    event = _body_event("POST", "/admin/accounts", ADMIN, '{"name": "Acme"}', "Application/JSON")
+    assert_envelope(call("AccountApiFunction", event), 415, "unsupported_media_type")
