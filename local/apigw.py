@@ -29,12 +29,16 @@ from starlette.responses import Response
 
 from local.lambda_runtime import ACCOUNT_ID, FunctionError, PoolClosed
 
+# The local stack's own controls (local/controls.py), answered before anything API Gateway decides.
+LOCAL_CONTROLS = "/_local/"
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from starlette.types import Receive, Scope, Send
 
     from local import template as tmpl
+    from local.controls import LocalControls
 
 log = logging.getLogger("local.apigw")
 
@@ -332,9 +336,12 @@ class RestApiAdapter:
         invoke: Callable[[str, dict[str, Any]], Any],
         gateway: GatewayResponses,
         throttle: TokenBucket | None = None,
+        *,
         max_concurrent: int = 64,
+        controls: LocalControls | None = None,
     ) -> None:
         self.router = router
+        self.controls = controls
         self.invoke = invoke
         self.gateway = gateway
         self.throttle = throttle
@@ -356,6 +363,8 @@ class RestApiAdapter:
 
     async def _handle(self, request: Request, request_id: str) -> Response:
         """What API Gateway decides before the integration: throttle, resource and method, size."""
+        if self.controls and request.url.path.startswith(LOCAL_CONTROLS):
+            return await self.controls.handle(request)
         if self.throttle and not self.throttle.take():
             return self.gateway.render("THROTTLED", "Too Many Requests", request_id)
         matched = self.router.match(request.method, request.url.path)

@@ -333,13 +333,45 @@ class FunctionPool:
         with self._cond:
             return [i.pid for i in self._all if i.alive]
 
+    def instances(self) -> list[tuple[int, bool]]:
+        """(pid, busy) of every warm instance: busy while it holds an invocation."""
+        with self._cond:
+            return [(i.pid, i not in self._idle) for i in self._all if i.alive and i.process.is_alive()]
+
+    def kill(self, busy_only: bool) -> int | None:
+        """SIGKILL one instance, as Lambda ends one on a timeout or out of memory: a busy one when
+        there is one (its caller sees the runtime exit), else an idle one unless `busy_only`. The pool
+        replaces it on demand. The pid killed, or None when there was none to kill."""
+        with self._cond:
+            live = [i for i in self._all if i.alive and i.process.is_alive()]
+            busy = [i for i in live if i not in self._idle]
+            candidates = busy if busy or busy_only else live
+            if not candidates:
+                return None
+            victim = candidates[0]
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim.pid, signal.SIGKILL)
+            if victim in self._idle:
+                # Nobody holds it to notice: out of the pool now, so the next call cannot pick it.
+                self._idle.remove(victim)
+                self._all.remove(victim)
+                victim.alive = False
+        victim.process.join(5)
+        return victim.pid
+
     def _acquire(self) -> Instance:
         with self._cond:
             while True:
                 if self._closed:
                     raise PoolClosed(self.spec.name)
-                if self._idle:
-                    return self._idle.pop()
+                while self._idle:
+                    instance = self._idle.pop()
+                    if instance.process.is_alive():
+                        return instance
+                    # Killed while idle: gone for good, and another starts in its place.
+                    instance.alive = False
+                    self._all.remove(instance)
+                    instance.process.join(1)
                 if len(self._all) + self._starting < self.max_instances:
                     self._starting += 1
                     break

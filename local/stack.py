@@ -19,6 +19,7 @@ import httpx
 
 from local import template as tmpl
 from local.apigw import GatewayResponses, RestApiAdapter, Router, TokenBucket
+from local.controls import LocalControls
 from local.emulators.server import serve_in_thread
 from local.lambda_runtime import REGION, FunctionError, FunctionPool, FunctionSpec
 from local.provision import Provisioned, parameter_defaults, provision, resolve_environment
@@ -259,6 +260,7 @@ class Stack:
             self.invoke,
             GatewayResponses.from_template(self.template),
             TokenBucket.from_template(self.template),
+            controls=LocalControls(self.pools),
         )
         self.api = serve_in_thread(adapter, self.options.api_port, HOST)
         log.info("api listening on %s (%d routes)", self.options.api_url, len(adapter.router.routes))

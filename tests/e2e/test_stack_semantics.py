@@ -235,3 +235,67 @@ def test_a_function_whose_init_fails_answers_502_and_the_rest_still_serves(
     assert response.json()["error"]["code"] == "gateway_error"
     assert "BrokenFunction could not start" in probe_stack.stderr()
     assert api.get("/echo/still-here").status_code == 200
+
+
+def _instances(api: httpx.Client, function: str) -> list[dict[str, Any]]:
+    response = api.get("/_local/instances")
+    assert response.status_code == 200, response.text
+    return [i for i in response.json()["data"] if i["function"] == function]
+
+
+def test_local_instances_lists_every_warm_instance_busy_or_not(probe: Probe, api: httpx.Client) -> None:
+    probe.send("SlowQueue", {"key": "busy", "sleep": 2})
+    probe.wait_for(lambda: probe.deliveries("busy"), 10, "the delivery")
+    (delivery,) = probe.deliveries("busy")
+    listed = {i["pid"]: i["busy"] for i in _instances(api, "SlowFunction")}
+    assert listed[int(delivery["pid"])] is True
+    probe.wait_for(lambda: probe.drained("SlowQueue"), 10, "the queue drained")
+    assert all(not i["busy"] for i in _instances(api, "SlowFunction"))
+    assert {i["function"] for i in api.get("/_local/instances").json()["data"]} >= {
+        "SlowFunction",
+        "EchoFunction",
+    }
+
+
+def test_killing_a_busy_instance_redelivers_its_batch_after_the_visibility_timeout(
+    probe: Probe, api: httpx.Client
+) -> None:
+    probe.send("SlowQueue", {"key": "doomed", "sleep": 2.5, "sleep_first_only": True})
+    probe.wait_for(lambda: probe.deliveries("doomed"), 10, "the delivery")
+    killed = api.post("/_local/kill", json={"function": "SlowFunction", "busy_only": True})
+    assert killed.status_code == 200, killed.text
+    (first,) = probe.deliveries("doomed")
+    assert killed.json()["pid"] == int(first["pid"])
+    # SlowQueue's visibility timeout is 5 s: the batch the killed instance held comes back then, once.
+    probe.wait_for(lambda: len(probe.deliveries("doomed")) >= 2, 15, "the redelivery")
+    first, second = probe.deliveries("doomed")
+    assert second["receive_count"] == 2
+    assert int(second["started_ms"]) - int(first["started_ms"]) >= 4000
+    assert second["pid"] != first["pid"]
+    assert not alive(int(first["pid"]))
+    probe.wait_for(lambda: probe.in_flight("SlowQueue") == 0, 10, "the retry's delete")
+
+
+def test_a_killed_idle_instance_is_replaced_on_demand(api: httpx.Client) -> None:
+    assert api.get("/echo/warm").status_code == 200
+    killed = api.post("/_local/kill", json={"function": "EchoFunction"})
+    assert killed.status_code == 200, killed.text
+    assert api.get("/echo/again").status_code == 200  # a new instance, not a 502
+    assert killed.json()["pid"] not in {i["pid"] for i in _instances(api, "EchoFunction")}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"function": "NoSuchFunction"}, 404, "no_instance"),
+        ({"function": "BrokenFunction", "busy_only": True}, 404, "no_instance"),
+        ({}, 422, "validation_failed"),
+        ({"function": "EchoFunction", "busy_only": "yes"}, 422, "validation_failed"),
+    ],
+)
+def test_local_kill_refuses_what_it_cannot_do_in_the_envelope(
+    api: httpx.Client, body: dict[str, Any], status: int, code: str
+) -> None:
+    response = api.post("/_local/kill", json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
