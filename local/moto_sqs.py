@@ -14,13 +14,16 @@ its CPU here. SQS itself does none of this per message.
 
 Here the clock is `time.time()`, the counts take one pass each with the clock read once, the
 retention check reads the queue's retention period directly, and attribute names are converted
-once. What each request answers is unchanged.
+once. What each request answers is unchanged, except the order in which a standard queue with
+message groups hands its messages out: fairly between groups, as SQS fair queues do (`fair_order`).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import time
+from collections import Counter
 from typing import Any
 
 
@@ -34,6 +37,25 @@ def _now_s(dt: Any = None) -> float:
 
 def _now_ms(dt: Any = None) -> float:
     return _now_s(dt) * 1000.0
+
+
+def fair_order(visible: list[Any], in_flight: list[Any]) -> list[Any]:
+    """SQS fair queues, as the embedded AWS serves them: on a standard queue whose messages carry a
+    `MessageGroupId`, a group that already has messages in flight waits behind groups that have fewer,
+    so one tenant's backlog cannot hold another's few messages back. Each visible message ranks by
+    its group's messages in flight plus those of its group ahead of it; ties keep arrival order.
+    Messages without a group form one group of their own. (AWS describes the effect, less dwell time
+    for the quiet groups, not an algorithm: this round robin is the simplest that has it.)"""
+    if all(m.group_id is None for m in visible):
+        return visible
+    busy = Counter(m.group_id for m in in_flight)
+    ahead: Counter[str | None] = Counter()
+    ranks = []
+    for index, message in enumerate(visible):
+        group = message.group_id
+        ranks.append((busy[group] + ahead[group], index))
+        ahead[group] += 1
+    return [visible[index] for _, index in sorted(ranks)]
 
 
 def apply() -> None:
@@ -51,9 +73,15 @@ def apply() -> None:
 
     Queue = models.Queue
 
+    # On unless the process is told otherwise (`bench.fairness --baseline` measures without it).
+    fair = os.environ.get("LOCAL_SQS_FAIR_QUEUES", "1") != "0"
+
     def messages(self: Any) -> list[Any]:
         now = _now_ms()
-        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+        visible = [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+        if not fair or self.fifo_queue or len(visible) < 2:
+            return visible
+        return fair_order(visible, [m for m in self._messages if not now > m.visible_at])
 
     def delayed(self: Any) -> int:
         now = _now_ms()

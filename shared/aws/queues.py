@@ -21,13 +21,17 @@ def send(queue_url: str, body: dict[str, Any], *, delay_seconds: int = 0, group:
     return str(boto.client("sqs").send_message(**kwargs)["MessageId"])
 
 
-def send_batch(queue_url: str, bodies: list[dict[str, Any]]) -> None:
+def send_batch(queue_url: str, bodies: list[dict[str, Any]], *, group: str | None = None) -> None:
+    """`group` is the MessageGroupId: on a standard queue SQS serves groups fairly (fair queues)."""
     sqs = boto.client("sqs")
     for start in range(0, len(bodies), 10):
         chunk = bodies[start : start + 10]
-        entries = [
+        entries: list[dict[str, Any]] = [
             {"Id": str(i), "MessageBody": json.dumps(b, separators=(",", ":"))} for i, b in enumerate(chunk)
         ]
+        if group:
+            for entry in entries:
+                entry["MessageGroupId"] = group
         failed = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries).get("Failed") or []
         if failed:
             raise QueueSendFailed(f"{len(failed)} of {len(chunk)} messages were not accepted by SQS")

@@ -93,11 +93,16 @@ SYNC_POLICY = RetryPolicy(max_budget_wait_s=1.0)
 
 class Sender(Protocol):
     """Where the engine's messages go: SQS (`shared.aws.queues`, which the handlers pass) in Lambda,
-    a list in a unit test."""
+    a list in a unit test. `group` is the message group: the sync's account, so that SQS's fair queues
+    interleave different accounts' work instead of serving one account's backlog first."""
 
-    def send(self, queue_url: str, body: dict[str, Any], *, delay_seconds: int = 0) -> object: ...
+    def send(
+        self, queue_url: str, body: dict[str, Any], *, delay_seconds: int = 0, group: str | None = None
+    ) -> object: ...
 
-    def send_batch(self, queue_url: str, bodies: list[dict[str, Any]]) -> None: ...
+    def send_batch(
+        self, queue_url: str, bodies: list[dict[str, Any]], *, group: str | None = None
+    ) -> None: ...
 
 
 @dataclass
@@ -114,9 +119,12 @@ class Engine:
         self.syncs = Syncs(self.svc.store)
         self.campaigns = CampaignStore(self.svc.store)
 
-    def continue_sync(self, sync_id: str, delay_s: int = 0) -> None:
+    def continue_sync(self, sync: Sync, delay_s: int = 0) -> None:
         self.sender.send(
-            self.settings.sync_queue_url, messages.SyncPage(sync_id=sync_id).body(), delay_seconds=delay_s
+            self.settings.sync_queue_url,
+            messages.SyncPage(sync_id=sync.sync_id).body(),
+            delay_seconds=delay_s,
+            group=sync.account_id,
         )
 
     # -- starting -------------------------------------------------------------------------------
@@ -144,7 +152,7 @@ class Engine:
             self.schedule_ongoing(
                 account_id, campaign_id, audience, segment_id, first_pass_at=sync.started_at
             )
-        self.continue_sync(sync.sync_id)
+        self.continue_sync(sync)
         return sync
 
     # -- the ongoing sync -----------------------------------------------------------------------
@@ -296,7 +304,7 @@ class Engine:
                 query, starting_after=sync.cursor, per_page=SEARCH_PAGE_SIZE
             )
         except RateLimited as exc:
-            self.continue_sync(sync_id, int((exc.retry_after or 1) + 1))
+            self.continue_sync(sync, int((exc.retry_after or 1) + 1))
             return
         except ConnectionRevoked:
             self.svc.connections().revoked_by_intercom(sync.account_id)
@@ -321,11 +329,13 @@ class Engine:
             )
             for part in range(PAGE_PARTS)
         ]
-        self.sender.send_batch(self.settings.sync_pages_queue_url, [chunk.body() for chunk in chunks])
+        self.sender.send_batch(
+            self.settings.sync_pages_queue_url, [chunk.body() for chunk in chunks], group=sync.account_id
+        )
         if not self.syncs.checkpoint(sync, page, result.next_cursor, result.total_count):
             return  # another coordinator moved past this page; its continuation carries on
         if result.next_cursor:
-            self.continue_sync(sync_id)
+            self.continue_sync(sync)
         else:
             self.syncs.complete_if_done(sync_id)
 
@@ -475,6 +485,7 @@ class ChunkWorker:
             self.engine.settings.sync_pages_queue_url,
             rest_message(chunk, rest).body(),
             delay_seconds=rest.delay_s,
+            group=self.sync.account_id,
         )
 
     def _retry_later(
@@ -677,8 +688,8 @@ def resume(engine: Engine, sync: Sync) -> None:
     if not engine.syncs.set_status(sync, RUNNING, only_from=(PAUSED,)):
         return
     for chunk in engine.syncs.unpark(sync.sync_id):
-        engine.sender.send(engine.settings.sync_pages_queue_url, chunk.body())
-    engine.continue_sync(sync.sync_id)
+        engine.sender.send(engine.settings.sync_pages_queue_url, chunk.body(), group=sync.account_id)
+    engine.continue_sync(sync)
     logger.info("sync resumed", extra={"sync_id": sync.sync_id})
 
 

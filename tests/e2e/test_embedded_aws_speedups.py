@@ -192,3 +192,22 @@ def test_sqs_answers_as_plain_moto_does(endpoints: tuple[str, str]) -> None:
     assert embedded[2] == []  # moved to the DLQ on its third receive
     assert embedded[4]["ApproximateNumberOfMessages"] == "1"
     assert embedded[6]["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+def test_a_standard_queue_serves_message_groups_fairly(endpoints: tuple[str, str]) -> None:
+    """SQS fair queues: one group's backlog sent first does not hold back another group's messages."""
+    _ddb, sqs = _clients(endpoints[0])
+    url = sqs.create_queue(QueueName="fair", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+    for i in range(8):
+        sqs.send_message(QueueUrl=url, MessageBody=f"big-{i}", MessageGroupId="big")
+    for i in range(2):
+        sqs.send_message(QueueUrl=url, MessageBody=f"small-{i}", MessageGroupId="small")
+    received = []
+    for _ in range(6):  # one at a time, nothing deleted: each received message stays in flight
+        (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+        received.append(message["Body"])
+    assert received == ["big-0", "small-0", "big-1", "small-1", "big-2", "big-3"]
+    # A late message of the quieter group (two in flight against four) goes ahead of the backlog.
+    sqs.send_message(QueueUrl=url, MessageBody="small-2", MessageGroupId="small")
+    (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    assert message["Body"] == "small-2"

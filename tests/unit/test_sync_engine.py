@@ -33,13 +33,16 @@ HANDED_ON = {
 class FakeSender:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict, int]] = []
+        self.groups: list[str | None] = []
 
-    def send(self, queue_url: str, body: dict, *, delay_seconds: int = 0) -> str:
+    def send(self, queue_url: str, body: dict, *, delay_seconds: int = 0, group: str | None = None) -> str:
         self.sent.append((queue_url, body, delay_seconds))
+        self.groups.append(group)
         return "message-id"
 
-    def send_batch(self, queue_url: str, bodies: list[dict]) -> None:
+    def send_batch(self, queue_url: str, bodies: list[dict], *, group: str | None = None) -> None:
         self.sent.extend((queue_url, body, 0) for body in bodies)
+        self.groups.extend(group for _ in bodies)
 
 
 class FakeSyncs:
@@ -101,6 +104,8 @@ def test_reconnecting_sends_the_parked_chunks_as_they_were_then_runs_the_sync_on
         ("pages-url", json.dumps(HANDED_ON), 0),
         ("sync-url", json.dumps({"kind": "sync.page", "sync_id": "sync_1"}), 0),
     ]
+    # Each in its account's message group: SQS's fair queues interleave accounts by it.
+    assert sender.groups == ["acc_1"] * 3
     assert syncs.parked == []
 
 
