@@ -473,3 +473,27 @@ def test_a_sync_contact_intercom_refuses_names_intercoms_reason_and_skips_the_dl
         ]
     )
     assert after == before
+
+
+def test_a_retry_that_cannot_be_queued_leaves_the_referral_as_it_was(
+    call, lambda_module, aws, emulators, connected_account, monkeypatch
+):
+    from shared.aws import queues
+
+    setup = connected_account
+    second = setup["campaigns"][1]  # no settings: its signups are not pushed
+    nora = join(emulators, setup, "Nora", "nora-unqueued@example.com", campaign=second)
+    deliver(call, setup, nora)
+    drain(lambda_module, aws)
+    assert one(call, setup, "nora-unqueued@example.com")["intercom_status"] == "not_pushed"
+
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("SQS is unavailable")
+
+    monkeypatch.setattr(queues, "send", unavailable)
+    response = retry(call, setup, str(nora["id"]), second)
+    assert response["statusCode"] == 500
+    assert body_of(response)["error"]["code"] == "internal_error"
+    assert one(call, setup, "nora-unqueued@example.com")["intercom_status"] == "not_pushed"
+    monkeypatch.undo()
+    assert retry(call, setup, str(nora["id"]), second)["statusCode"] == 202
