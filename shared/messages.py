@@ -51,7 +51,7 @@ RfEvent = Literal["user.join", "user.qualified", "reward.issued"]
 
 class RfWebhook(_Message):
     """A Referral Factory event: from the webhook receiver (`shared/api/routes/rf_webhooks.py`
-    `message_for`), or a signup pushed again (`via` "reconnect" or "catch_up": no email, no
+    `message_for`), or a signup pushed again (`via` "reconnect", "catch_up" or "retry": no email, no
     `received_at`). It names the user by id, or by email with the campaign."""
 
     kind: Literal["rf.webhook"] = RF_WEBHOOK

@@ -8,7 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from shared import settings
 from shared.api.resolver import ProductResolver
-from shared.api.routes import account, operator
+from shared.api.routes import account, operator, referrals
 from shared.observability import logger, metrics, tracer
 
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ SETTINGS = settings.load(settings.AccountApiSettings)
 app = ProductResolver()
 app.include_router(operator.router)
 app.include_router(account.router)
+app.include_router(referrals.router)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

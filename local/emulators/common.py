@@ -30,12 +30,15 @@ DEFAULT_FAULTS: dict[str, float] = {
 }
 
 
-def merge_config(current: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """The contract's `PUT /_emulator/config`: top-level keys merge, `faults` is replaced whole."""
+def merge_config(
+    current: dict[str, Any], patch: Mapping[str, Any], default_faults: Mapping[str, float] = DEFAULT_FAULTS
+) -> dict[str, Any]:
+    """The contract's `PUT /_emulator/config`: top-level keys merge, `faults` is replaced whole (what
+    it leaves out is back at the emulator's `default_faults`)."""
     merged = dict(current)
     for key, value in patch.items():
         if key == "faults":
-            merged["faults"] = {**DEFAULT_FAULTS, **(value or {})}
+            merged["faults"] = {**default_faults, **(value or {})}
         else:
             merged[key] = value
     return merged
@@ -154,6 +157,8 @@ class FaultsAndStatsMiddleware:
         roll = random.random()
         rate_429 = float(faults.get("error_rate_429") or 0)
         rate_500 = float(faults.get("error_rate_500") or 0)
+        # Only an emulator whose faults name it (Intercom's) refuses requests as invalid.
+        rate_400 = float(faults.get("error_rate_400") or 0)
         if roll < rate_429:
             self._stats().count_429()
             response = self._error_body(429, "rate_limit_exceeded", "Injected fault: rate limited")
@@ -162,6 +167,10 @@ class FaultsAndStatsMiddleware:
             return
         if roll < rate_429 + rate_500:
             response = self._error_body(500, "server_error", "Injected fault: server error")
+            await response(scope, receive, send)
+            return
+        if roll < rate_429 + rate_500 + rate_400:
+            response = self._error_body(400, "parameter_invalid", "Injected fault: parameter invalid")
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)

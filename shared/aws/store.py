@@ -274,8 +274,10 @@ class Store:
         limit: int | None = None,
         start_key: Mapping[str, Any] | None = None,
         newest_first: bool = False,
+        where: Condition | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """One page of a partition (of the table or a GSI): items and the key to continue from."""
+        """One page of a partition (of the table or a GSI): items and the key to continue from.
+        `where` filters the page on DynamoDB's side: `limit` counts the items read, not those kept."""
         pk_name, sk_name = ("pk", "sk") if index is None else (f"{index}pk", f"{index}sk")
         condition = Key(pk_name).eq(pk)
         if sk_prefix is not None:
@@ -289,16 +291,23 @@ class Store:
             kwargs["Limit"] = limit
         if start_key:
             kwargs["ExclusiveStartKey"] = _dynamo(dict(start_key))
+        if where is not None:
+            kwargs["FilterExpression"] = _expression(where)
         page = self._table.query(**kwargs)
         last = page.get("LastEvaluatedKey")
         return [_item(i) for i in page.get("Items", [])], (_item(last) if last else None)
 
     def query_all(
-        self, pk: str, *, sk_prefix: str | None = None, index: str | None = None
+        self,
+        pk: str,
+        *,
+        sk_prefix: str | None = None,
+        index: str | None = None,
+        where: Condition | None = None,
     ) -> Iterator[dict[str, Any]]:
         start: dict[str, Any] | None = None
         while True:
-            items, start = self.query(pk, sk_prefix=sk_prefix, index=index, start_key=start)
+            items, start = self.query(pk, sk_prefix=sk_prefix, index=index, start_key=start, where=where)
             yield from items
             if not start:
                 return

@@ -100,3 +100,19 @@ class Transient(UpstreamError):
 
 class Invalid(UpstreamError):
     """The service rejected the request as malformed (400, 422, ...): retrying the same call won't help."""
+
+
+# 4xx answers that are not a final "no": 401 (the credentials; a revoked connection), 409 (a duplicate,
+# which the caller turns into the existing resource) and 429 (rate limited: wait and ask again).
+NOT_FINAL_4XX = (401, 409, 429)
+
+
+def refused_for_good(error: BaseException) -> bool:
+    """Whether the service refused the request for good: a 4xx other than 401, 409 and 429. The same
+    request gets the same answer however often it is sent; only a change (settings, data) helps."""
+    return (
+        isinstance(error, UpstreamError)
+        and error.status is not None
+        and 400 <= error.status < 500
+        and error.status not in NOT_FINAL_4XX
+    )

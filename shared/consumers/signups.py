@@ -17,7 +17,17 @@ from shared.consumers.handback import Handler, dispatch, handler
 from shared.flows.signup_push import PushContext, SignupPusher
 from shared.observability import logger, metrics
 from shared.records.campaigns import CampaignStore
-from shared.records.referrals import NOT_PUSHED, PUSHED, WAITING, Referrals
+from shared.records.referrals import (
+    DISCONNECTED,
+    HELD_UNTIL_RETRY,
+    NOT_PUSHED,
+    PUSH_PENDING,
+    PUSHED,
+    WAITING,
+    Referral,
+    ReferralEvent,
+    Referrals,
+)
 from shared.wiring import services
 
 if TYPE_CHECKING:
@@ -77,7 +87,8 @@ def _rf_event(message: messages.RfWebhook, svc: Services, settings: SignupProces
 def _reconnected(
     message: messages.ConnectionConnected, svc: Services, settings: SignupProcessorSettings
 ) -> None:
-    """Push every signup that waited for the connection (one message each: nothing is lost)."""
+    """Push every signup that waited for the connection (one message each: nothing is lost). The push
+    checks the workspace: one that waited for another workspace becomes `not_pushed`, saying why."""
     account_id = message.account_id
     waiting = Referrals(svc.store).waiting_for_connection(account_id)
     queues.send_batch(
@@ -96,6 +107,34 @@ def _reconnected(
     logger.info("waiting signups released", extra={"account_id": account_id, "count": len(waiting)})
 
 
+def _disconnected(
+    message: messages.ConnectionDisconnected, svc: Services, settings: SignupProcessorSettings
+) -> None:
+    """The account disconnected on purpose: signups still waiting for a revoked connection are not
+    pushed on their own any more (no user data syncs once disconnected); `retry` pushes them after
+    connecting again."""
+    referrals = Referrals(svc.store)
+    waiting = referrals.waiting_for_connection(message.account_id)
+    for record in waiting:
+        referrals.update(
+            record,
+            {"intercom_status": NOT_PUSHED, "held_because": DISCONNECTED, "workspace_id": None},
+            ReferralEvent(kind=DISCONNECTED, via="disconnect", details={"waited_for": record.workspace_id}),
+        )
+    logger.info("waiting signups held", extra={"account_id": message.account_id, "count": len(waiting)})
+
+
+def _missed(record: Referral | None) -> bool:
+    """Whether the catch-up pushes a listed user: never seen, not pushed for a reason that may have
+    gone (settings saved since), still pending (its message lost) or waiting. Not one held until a
+    retry (disconnected on purpose, its workspace changed), nor a failed one (its cause needs fixing)."""
+    if record is None:
+        return True
+    if record.intercom_status == NOT_PUSHED:
+        return record.held_because not in HELD_UNTIL_RETRY
+    return record.intercom_status in (PUSH_PENDING, WAITING)
+
+
 def _catch_up(message: messages.CatchUp, svc: Services, settings: SignupProcessorSettings) -> None:
     """List the campaign's recent users and push any signup the webhooks missed."""
     account_id, campaign_id = message.account_id, message.campaign_id
@@ -110,8 +149,7 @@ def _catch_up(message: messages.CatchUp, svc: Services, settings: SignupProcesso
     for page_number in range(1, CATCH_UP_MAX_PAGES + 1):
         page = rf.list_users(int(campaign_id), page=page_number)
         for user in page.items:
-            record = referrals.get(account_id, campaign_id, str(user.id))
-            if record is None or record.intercom_status in (NOT_PUSHED, WAITING):
+            if _missed(referrals.get(account_id, campaign_id, str(user.id))):
                 missed.append(user)
         oldest = parse_timestamp(page.items[-1].signed_up_at) if page.items else None
         if not page.has_more or (oldest is not None and oldest < since):
@@ -136,11 +174,12 @@ def _catch_up(message: messages.CatchUp, svc: Services, settings: SignupProcesso
     )
 
 
-# Pushes check the connection themselves, so losing it needs nothing here.
-IGNORED_KINDS = (messages.CONNECTION_REVOKED, messages.CONNECTION_DISCONNECTED)
+# Pushes check the connection themselves, so a revoked one needs nothing here.
+IGNORED_KINDS = (messages.CONNECTION_REVOKED,)
 HANDLERS: dict[str, Handler[Any, SignupProcessorSettings, None]] = {
     messages.RF_WEBHOOK: handler(messages.RfWebhook, _rf_event),
     messages.CONNECTION_CONNECTED: handler(messages.ConnectionConnected, _reconnected),
+    messages.CONNECTION_DISCONNECTED: handler(messages.ConnectionDisconnected, _disconnected),
     messages.CATCH_UP: handler(messages.CatchUp, _catch_up),
 }
 

@@ -9,6 +9,14 @@ created at most once per referral even across retries, timeouts and concurrent d
    contact (lead emails are not unique, and new contacts take a while to show in search), so it
    waits until search can be trusted, then takes any contact with the email created since the
    claim as its own.
+
+What a referral shows (contract §1, "Referral states, precisely"): `pending` from when the push
+records it until the push finishes; `not_pushed` when the campaign's action is `none`, its settings
+are missing, or the account had disconnected on purpose (nothing syncs until it connects again and
+retries); `waiting_for_connection` when Intercom revoked the connection, pushed when that same
+workspace connects again (another workspace: `not_pushed`, with an event saying why); `failed` when
+Intercom refused the push for good (`refused_for_good`), with Intercom's code and message in the
+event. A refusal is a final answer: recorded, never sent on to the DLQ; `retry` pushes it again.
 """
 
 from __future__ import annotations
@@ -19,7 +27,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shared import caches, messages
-from shared.clients.errors import AlreadyExists, ConnectionRevoked, UpstreamNotFound
+from shared.clients.errors import (
+    AlreadyExists,
+    ConnectionRevoked,
+    UpstreamError,
+    UpstreamNotFound,
+    refused_for_good,
+)
+from shared.clients.intercom import SERVICE as INTERCOM
 from shared.domain.campaign_settings import PersonSettings
 from shared.domain.contact import Contact
 from shared.domain.field_mapping import (
@@ -33,13 +48,21 @@ from shared.domain.field_mapping import (
 from shared.domain.qualification import CREATED, EXISTING_UPDATED
 from shared.flows.counts import Counts
 from shared.flows.history import History
+from shared.observability import logger
+from shared.records.connections import DISCONNECTED as CONNECTION_DISCONNECTED
 from shared.records.connections import usable
 from shared.records.referrals import (
+    ACTION_NONE,
+    DISCONNECTED,
     EXISTING_SKIPPED,
+    FAILED,
     NOT_PUSHED,
     PERSON_INVITED,
+    PUSH_PENDING,
     PUSHED,
+    SETTINGS_MISSING,
     WAITING,
+    WORKSPACE_CHANGED,
     AttributeValue,
     Referral,
     ReferralChanges,
@@ -122,7 +145,7 @@ class SignupPusher:
         # Counts start from what Referral Factory shows (history, read once per campaign): a friend
         # known from it is counted already, and a referrer's first write is right.
         self.history.ensure(campaign_id)
-        record = self.ctx.referrals.ensure(self.account_id, campaign_id, user)
+        record = self.ctx.referrals.ensure(self.account_id, campaign_id, user, intercom_status=PUSH_PENDING)
         if record.referrer_rf_user_id:
             self._count(record, converted=False)
         if record.intercom_status in PUSHED:
@@ -131,31 +154,87 @@ class SignupPusher:
         person: PersonSettings | None = getattr(settings, record.type) if settings else None
         connection = self.ctx.connections.get(self.account_id)
         if person is None or person.action == "none":
-            return self._hold(
-                record, NOT_PUSHED, "settings_missing" if person is None else "action_none", via
-            )
+            return self._hold(record, NOT_PUSHED, SETTINGS_MISSING if person is None else ACTION_NONE, via)
+        if connection is None or connection.status == CONNECTION_DISCONNECTED:
+            # Disconnected on purpose: no user data syncs until the account connects and retries.
+            return self._hold(record, NOT_PUSHED, DISCONNECTED, via)
         if not usable(connection):
-            return self._hold(record, WAITING, "waiting_for_connection", via)
+            return self._hold(record, WAITING, WAITING, via, workspace_id=connection.workspace_id)
+        if record.intercom_status == WAITING and record.workspace_id not in (None, connection.workspace_id):
+            # It waited for a workspace that is not the one connected now: never pushed elsewhere
+            # unasked (a retry pushes it into the new one).
+            moved: dict[str, Scalar] = {
+                "waited_for": record.workspace_id,
+                "connected": connection.workspace_id,
+            }
+            return self._hold(record, NOT_PUSHED, WORKSPACE_CHANGED, via, details=moved)
+        return self._attempt(record, user, person, connection, via)
+
+    def _attempt(
+        self, record: Referral, user: RfUser, person: PersonSettings, connection: Connection, via: str
+    ) -> Referral:
+        """The push itself, and what Intercom's answer makes of the referral."""
         try:
             pushed = self._push_to_intercom(
                 record=record, user=user, person=person, connection=connection, via=via
             )
         except ConnectionRevoked:
             self.ctx.connections.revoked_by_intercom(self.account_id)
-            fresh = self.ctx.referrals.get(self.account_id, campaign_id, record.rf_user_id) or record
-            return self._hold(fresh, WAITING, "waiting_for_connection", via)
+            fresh = self.ctx.referrals.get(self.account_id, record.campaign_id, record.rf_user_id) or record
+            return self._hold(fresh, WAITING, WAITING, via, workspace_id=connection.workspace_id)
+        except UpstreamError as refusal:
+            if refusal.service != INTERCOM or not refused_for_good(refusal):
+                raise
+            return self._failed(record, connection, refusal, via)
         if pushed.referrals_count or pushed.converted_referrals_count:
             # Friends counted while this referrer had no contact yet had nothing to write to; the
             # record returned by the write that stored the contact id holds every such count.
             self.counts.write(pushed)
         return pushed
 
-    def _hold(self, record: Referral, status: str, kind: str, via: str) -> Referral:
-        """Record why the signup was not pushed (once per reason): visible, never dropped."""
-        if record.intercom_status == status and any(e.kind == kind for e in record.events):
+    def _hold(
+        self,
+        record: Referral,
+        status: str,
+        kind: str,
+        via: str,
+        *,
+        workspace_id: str | None = None,
+        details: dict[str, Scalar] | None = None,
+    ) -> Referral:
+        """Record why the signup was not pushed (once per reason): visible, never dropped.
+        `workspace_id` is the workspace it waits for, if any."""
+        if record.intercom_status == status and record.held_because == kind:
             return record
+        event_details: dict[str, Scalar] = {**({"workspace_id": workspace_id} if workspace_id else {})}
         return self.ctx.referrals.update(
-            record, {"intercom_status": status}, ReferralEvent(kind=kind, via=via, details={})
+            record,
+            {"intercom_status": status, "held_because": kind, "workspace_id": workspace_id},
+            ReferralEvent(kind=kind, via=via, details={**event_details, **(details or {})}),
+        )
+
+    def _failed(self, record: Referral, connection: Connection, refusal: UpstreamError, via: str) -> Referral:
+        """Intercom refused the push for good: the referral shows Intercom's code and message, and
+        its claim is released (the refused attempt made nothing), so a retry pushes at once."""
+        logger.warning(
+            "Intercom refused a signup push",
+            extra={
+                "account_id": self.account_id,
+                "rf_user_id": record.rf_user_id,
+                "status": refusal.status,
+                "code": refusal.code,
+            },
+        )
+        details: dict[str, Scalar] = {
+            "code": refusal.code or f"http_{refusal.status}",
+            "message": refusal.message,
+            "status": refusal.status,
+        }
+        return self.ctx.referrals.update(
+            record,
+            {"intercom_status": FAILED, "held_because": None, "workspace_id": connection.workspace_id},
+            ReferralEvent(kind="push_failed", via=via, details=details),
+            remove=("push_claimed_at",),
         )
 
     # -- Intercom -----------------------------------------------------------------------------
@@ -169,11 +248,12 @@ class SignupPusher:
         via: str,
     ) -> Referral:
         intercom = self.ctx.intercom_for(connection)
-        before = self.ctx.referrals.claim_push(record, PUSH_LEASE_S)
+        before = self.ctx.referrals.claim_push(record, PUSH_LEASE_S, connection.workspace_id)
         if before is None:
+            now_stored = self.ctx.referrals.get(self.account_id, record.campaign_id, record.rf_user_id)
+            if now_stored is not None and now_stored.intercom_status in PUSHED:
+                return now_stored  # another delivery of this signup pushed it meanwhile
             raise messages.Deferred("another worker is pushing this signup", PUSH_LEASE_S // 4)
-        if before.intercom_status in PUSHED:
-            return before
         earlier_claim = before.push_claimed_at
         now = self.ctx.clock()
         if earlier_claim and now - earlier_claim < SEARCH_TRUST_DELAY_S:
@@ -266,6 +346,7 @@ class SignupPusher:
             "intercom_contact_id": contact.id,
             "workspace_id": push.connection.workspace_id,
             "intercom_status": status,
+            "held_because": None,
             "can_qualify": can_qualify,
             "qualification_seen_value": seen,
             "pushed_at": int(self.ctx.clock()),

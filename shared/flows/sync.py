@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import keys, messages
 from shared.aws.store import Attr, ConditionFailed
-from shared.clients.errors import ConnectionRevoked, Invalid, RateLimited, UpstreamError
+from shared.clients.errors import ConnectionRevoked, Invalid, RateLimited, UpstreamError, refused_for_good
 from shared.clients.http import RetryPolicy
 from shared.clients.intercom import SEARCH_PAGE_SIZE
 from shared.domain.campaign_settings import CampaignSettings
@@ -492,9 +492,14 @@ class ChunkWorker:
         self, chunk: messages.SyncChunk, index: int, exc: Exception, attempts: dict[str, int]
     ) -> bool:
         """True if the chunk's contact at `index` goes along with the chunk's rest for another attempt;
-        otherwise it is recorded as failed and sent to the DLQ (as it came)."""
+        otherwise it is recorded as failed: with the service's own code and message when the service
+        refused it for good (a final answer the customer can act on, not sent to the DLQ), else sent
+        to the DLQ too (as it came)."""
         contact = chunk.contacts[index]
         contact_id = str(contact["id"])
+        if isinstance(exc, UpstreamError) and refused_for_good(exc):
+            self._refused(contact_id, exc)
+            return False
         attempt = attempts.get(contact_id, 0) + 1
         if attempt < CONTACT_ATTEMPTS and not isinstance(exc, Invalid):
             attempts[contact_id] = attempt
@@ -509,6 +514,22 @@ class ChunkWorker:
         self.engine.sender.send(self.engine.settings.sync_pages_dlq_url, dead.body())
         metrics.add_metric(name="SyncContactFailed", unit="Count", value=1)
         return False
+
+    def _refused(self, contact_id: str, refusal: UpstreamError) -> None:
+        self.counts["failed"] += 1
+        self.counts["processed"] += 1
+        code = refusal.code or f"http_{refusal.status}"
+        self.errors.append(SyncError(contact_id=contact_id, code=code, message=refusal.message[:300]))
+        logger.warning(
+            "a sync contact was refused",
+            extra={
+                "sync_id": self.sync.sync_id,
+                "service": refusal.service,
+                "status": refusal.status,
+                "code": code,
+            },
+        )
+        metrics.add_metric(name="SyncContactRefused", unit="Count", value=1)
 
     # -- one contact ----------------------------------------------------------------------------
     def link(self, contact: Contact) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,10 +25,38 @@ if TYPE_CHECKING:
 
 PERSON_INVITED, PERSON_REFERRING = "person_invited", "person_referring"
 # intercom_status values (the contract's; `created` and `existing_updated`, which can qualify, and the
-# `status` values `pending` and `qualified` are the domain's: shared/domain/qualification.py)
+# `status` values `pending` and `qualified` are the domain's: shared/domain/qualification.py).
+# PUSH_PENDING: recorded for a push that has not finished (the same word as the `status` PENDING, a
+# different attribute). NOT_PUSHED: nothing will push it on its own (`held_because` says why).
+# WAITING: the connection was revoked by Intercom; pushed when that workspace connects again.
+# FAILED: Intercom refused the push for good; its newest event carries Intercom's code and message.
+PUSH_PENDING = "pending"
 EXISTING_SKIPPED = "existing_skipped"
 NOT_PUSHED, WAITING, FAILED = "not_pushed", "waiting_for_connection", "failed"
 PUSHED = (CREATED, EXISTING_SKIPPED, EXISTING_UPDATED)
+# What `POST /v1/referrals/{id}/retry` takes, and what a push may still move on from.
+RETRYABLE = (FAILED, NOT_PUSHED, WAITING)
+NOT_YET_PUSHED = (PUSH_PENDING, *RETRYABLE)
+IntercomStatus = Literal[
+    "pending",
+    "created",
+    "existing_skipped",
+    "existing_updated",
+    "not_pushed",
+    "waiting_for_connection",
+    "failed",
+]
+INTERCOM_STATUSES: tuple[str, ...] = get_args(IntercomStatus)
+QualificationStatus = Literal["pending", "qualified"]
+
+# Why a referral is held (`held_because`, and its event's `kind`).
+SETTINGS_MISSING, ACTION_NONE = "settings_missing", "action_none"
+# The account had disconnected Intercom on purpose: no user data syncs until it connects and retries.
+DISCONNECTED = "disconnected"
+# It waited for a revoked workspace, and another one is connected now: pushed there only by a retry.
+WORKSPACE_CHANGED = "workspace_changed"
+# Only a retry pushes a referral held for these (the catch-up leaves them be).
+HELD_UNTIL_RETRY = (DISCONNECTED, WORKSPACE_CHANGED)
 
 PUBLIC_FIELDS = (
     "rf_user_id",
@@ -36,6 +64,7 @@ PUBLIC_FIELDS = (
     "email",
     "type",
     "intercom_contact_id",
+    "workspace_id",
     "intercom_status",
     "can_qualify",
     "status",
@@ -46,6 +75,10 @@ PUBLIC_FIELDS = (
 
 
 COUNTS = ("referrals_count", "converted_referrals_count")
+
+# A filtered listing reads this many records per query, and at most FILTERED_READS_MAX per request.
+FILTERED_READ = 200
+FILTERED_READS_MAX = 2000
 
 # A value of a contact's qualification attribute as Intercom sends it (stored as seen, or normalised).
 AttributeValue = str | int | float | bool | None
@@ -84,6 +117,7 @@ class Referral(BaseModel):
     intercom_contact_id: str | None = None
     workspace_id: str | None = None
     intercom_status: str = NOT_PUSHED
+    held_because: str | None = None
     pushed_at: int | None = None
     # The Referral Factory user's link and code and first name, as a contact sync linked it.
     rf_url: str | None = None
@@ -140,8 +174,9 @@ class ReferralChanges(TypedDict, total=False):
     """What `Referrals.update` may set on a referral, each with its type."""
 
     intercom_contact_id: str
-    workspace_id: str
+    workspace_id: str | None
     intercom_status: str
+    held_because: str | None
     can_qualify: bool
     qualification_seen_value: AttributeValue
     qualification_seen_at: int
@@ -174,9 +209,14 @@ class Referrals:
         item = self.store.get(*keys.referral_key(account_id, campaign_id, rf_user_id))
         return Referral.model_validate(item) if item is not None else None
 
-    def ensure(self, account_id: str, campaign_id: str, user: RfUser) -> Referral:
-        """The record for a Referral Factory user, created (pending, not pushed) on first sight."""
-        record = self._new(account_id, campaign_id, user)
+    def ensure(
+        self, account_id: str, campaign_id: str, user: RfUser, *, intercom_status: str = NOT_PUSHED
+    ) -> Referral:
+        """The record for a Referral Factory user, created on first sight: `PUSH_PENDING` by the push
+        that is about to happen, not pushed when it is only known (history, counts)."""
+        record = self._new(account_id, campaign_id, user).model_copy(
+            update={"intercom_status": intercom_status}
+        )
         try:
             self.store.put(record.stored(), if_absent=True)
         except ConditionFailed:
@@ -246,9 +286,14 @@ class Referrals:
         return event.model_copy(update={"at": int(self.clock())})
 
     def update(
-        self, record: Referral, changes: ReferralChanges, event: ReferralEvent | None = None
+        self,
+        record: Referral,
+        changes: ReferralChanges,
+        event: ReferralEvent | None = None,
+        *,
+        remove: tuple[str, ...] = (),
     ) -> Referral:
-        """Apply `changes` and append `event` to the history, in one write."""
+        """Apply `changes`, remove `remove` and append `event` to the history, in one write."""
         sets: dict[str, Any] = dict(changes)
         contact_id = changes.get("intercom_contact_id")
         if contact_id:
@@ -259,21 +304,47 @@ class Referrals:
                     record.account_id, record.campaign_id, record.rf_user_id
                 )
         appended = {"events": [self._stamped(event).stored()]} if event is not None else None
-        return Referral.model_validate(self.store.update(*record.key, sets, append=appended))
+        return Referral.model_validate(self.store.update(*record.key, sets, append=appended, remove=remove))
 
-    def claim_push(self, record: Referral, lease_s: int) -> Referral | None:
-        """Take the right to create this record's contact. Returns the record as it was before (its
-        `push_claimed_at` tells of an earlier attempt), or None while another worker's lease runs."""
+    def claim_push(self, record: Referral, lease_s: int, workspace_id: str) -> Referral | None:
+        """Take the right to create this record's contact in `workspace_id`: the record is pending
+        from now until the push finishes. Returns the record with its earlier claim (its
+        `push_claimed_at` tells of an earlier attempt), or None while another worker's lease runs or
+        once another push finished it."""
         now = int(self.clock())
+        lease_free = Attr("push_claimed_at").not_exists() | Attr("push_claimed_at").lt(now - lease_s)
         try:
-            before = self.store.update(
+            claimed = self.store.update(
                 *record.key,
-                {"push_claimed_at": now},
-                condition=Attr("push_claimed_at").not_exists() | Attr("push_claimed_at").lt(now - lease_s),
+                {"push_claimed_at": now, "intercom_status": PUSH_PENDING, "workspace_id": workspace_id},
+                condition=lease_free & Attr("intercom_status").is_in(NOT_YET_PUSHED),
             )
         except ConditionFailed:
             return None
-        return Referral.model_validate({**before, "push_claimed_at": record.push_claimed_at})
+        return Referral.model_validate({**claimed, "push_claimed_at": record.push_claimed_at})
+
+    def request_retry(self, record: Referral, event: ReferralEvent) -> Referral | None:
+        """Move a referral that may be retried (`RETRYABLE`, as it was read) to pending for the push
+        about to be queued; None when its state changed since (another retry, a push)."""
+        if record.intercom_status not in RETRYABLE:
+            return None
+        try:
+            item = self.store.update(
+                *record.key,
+                {"intercom_status": PUSH_PENDING},
+                condition=Attr("intercom_status").eq(record.intercom_status),
+                append={"events": [self._stamped(event).stored()]},
+            )
+        except ConditionFailed:
+            return None
+        return Referral.model_validate(item)
+
+    def retry_not_queued(self, record: Referral, status: str) -> None:
+        """Put back the state `request_retry` moved on from, when the push could not be queued."""
+        with contextlib.suppress(ConditionFailed):
+            self.store.update(
+                *record.key, {"intercom_status": status}, condition=Attr("intercom_status").eq(PUSH_PENDING)
+            )
 
     def by_contact(self, workspace_id: str, contact_id: str) -> list[Referral]:
         items, _ = self.store.query(keys.contact_index_key(workspace_id, contact_id), index="gsi1")
@@ -283,8 +354,9 @@ class Referrals:
         """The account's signups held until Intercom is connected (`WAITING`)."""
         return [
             Referral.model_validate(item)
-            for item in self.store.query_all(keys.referrals_pk(account_id))
-            if item.get("intercom_status") == WAITING
+            for item in self.store.query_all(
+                keys.referrals_pk(account_id), where=Attr("intercom_status").eq(WAITING)
+            )
         ]
 
     def in_campaign(self, account_id: str, campaign_id: str) -> Iterator[Referral]:
@@ -302,23 +374,46 @@ class Referrals:
         email: str | None,
         limit: int,
         start_key: dict[str, Any] | None,
+        intercom_status: str | None = None,
+        status: str | None = None,
     ) -> tuple[list[Referral], dict[str, Any] | None]:
-        if email:
+        """One page of the account's referrals (of a campaign, of an email), with the key to continue
+        from. The state filters are applied by DynamoDB as it reads: one query per FILTERED_READ records
+        read, never a request per record; a rare state gives short pages, each with its cursor."""
+        partition, index, key_names = (
+            (keys.email_index_key(account_id, email), "gsi2", ("pk", "sk", "gsi2pk", "gsi2sk"))
+            if email
+            else (keys.referrals_pk(account_id), None, ("pk", "sk"))
+        )
+        prefix = keys.campaign_prefix(campaign_id) if campaign_id else None
+        conditions = [
+            Attr(name).eq(value)
+            for name, value in (("intercom_status", intercom_status), ("status", status))
+            if value is not None
+        ]
+        if not conditions:
             items, last = self.store.query(
-                keys.email_index_key(account_id, email),
-                index="gsi2",
-                sk_prefix=keys.campaign_prefix(campaign_id) if campaign_id else None,
-                limit=limit,
-                start_key=start_key,
+                partition, index=index, sk_prefix=prefix, limit=limit, start_key=start_key
             )
-        else:
+            return [Referral.model_validate(item) for item in items], last
+        where = conditions[0] if len(conditions) == 1 else conditions[0] & conditions[1]
+        kept: list[dict[str, Any]] = []
+        start, read = start_key, 0
+        while True:
             items, last = self.store.query(
-                keys.referrals_pk(account_id),
-                sk_prefix=keys.campaign_prefix(campaign_id) if campaign_id else None,
-                limit=limit,
-                start_key=start_key,
+                partition, index=index, sk_prefix=prefix, limit=FILTERED_READ, start_key=start, where=where
             )
-        return [Referral.model_validate(item) for item in items], last
+            read += FILTERED_READ
+            for position, item in enumerate(items):
+                kept.append(item)
+                if len(kept) == limit:
+                    more = position < len(items) - 1 or last is not None
+                    # Continue right after the last record shown, not after the last one read.
+                    after = {name: item[name] for name in key_names} if more else None
+                    return [Referral.model_validate(i) for i in kept], after
+            if last is None or read >= FILTERED_READS_MAX:
+                return [Referral.model_validate(i) for i in kept], last
+            start = last
 
     def count_for_referrer(self, invited: Referral, referrer: Referral, *, converted: bool) -> bool:
         """Add the invited referral to its referrer's counts exactly once (a transaction marks the

@@ -593,6 +593,41 @@ def test_custom_attributes_must_be_defined_and_typed(intercom_emu: httpx.Client,
     assert updated["custom_attributes"] == {"referrals_count": 3}, "an update keeps keys it does not name"
 
 
+def test_a_list_attribute_takes_only_its_options(intercom_emu: httpx.Client, api: httpx.Client) -> None:
+    """Intercom has checked list values on contact writes since April 2026 (Intercom-OpenAPI #457): a
+    value a person can fix (add the option, or write another) is refused with a 400 naming it."""
+    define(intercom_emu, "tier", "options", options=[{"value": "Gold"}, {"value": "Silver"}])
+    lead = {"role": "lead", "email": "t@x.io"}
+    r = checked(api.post("/contacts", json={**lead, "custom_attributes": {"tier": "Bronze"}}))
+    assert r.status_code == 400
+    [error] = r.json()["errors"]
+    assert error["code"] == "parameter_invalid"
+    assert "tier" in error["message"] and "Bronze" in error["message"]
+    assert intercom_emu.get(f"/_emulator/workspaces/{WS}/contacts").json()["data"] == [], "nothing made"
+    c = api.post("/contacts", json={**lead, "custom_attributes": {"tier": " gold"}})
+    assert c.status_code == 200, "an option apart from case and spaces"
+    path = f"/contacts/{c.json()['id']}"
+    assert api.put(path, json={"custom_attributes": {"tier": "Tin"}}).status_code == 400
+    assert api.get(path).json()["custom_attributes"] == {"tier": " gold"}
+
+
+def test_error_rate_400_refuses_requests_in_intercoms_shape(
+    intercom_emu: httpx.Client, api: httpx.Client
+) -> None:
+    intercom_emu.put("/_emulator/config", json={"faults": {"error_rate_400": 1.0}})
+    r = checked(api.post("/contacts", json={"role": "lead", "email": "f@x.io"}))
+    assert r.status_code == 400
+    assert r.json()["type"] == "error.list" and r.json()["errors"][0]["code"] == "parameter_invalid"
+    assert intercom_emu.get(f"/_emulator/workspaces/{WS}/contacts").json()["data"] == [], "refused before"
+    assert intercom_emu.get("/_emulator/config").status_code == 200, "control calls are never faulted"
+    intercom_emu.put("/_emulator/config", json={"faults": {"error_rate_400": 0.5}})
+    statuses = [api.get("/me").status_code for _ in range(200)]
+    assert set(statuses) == {200, 400} and 50 < statuses.count(400) < 150, "about that share"
+    intercom_emu.put("/_emulator/config", json={"faults": {}})
+    assert api.post("/contacts", json={"role": "lead", "email": "f@x.io"}).status_code == 200
+    assert intercom_emu.get("/_emulator/stats").json()["requests"]["GET /me"] == 200
+
+
 def test_delete_answers_deleted_and_forgets_the_contact(api: httpx.Client) -> None:
     c = api.post("/contacts", json={"role": "user", "email": "gone@example.com", "external_id": "g1"}).json()
     r = checked(api.delete(f"/contacts/{c['id']}"))
@@ -1037,6 +1072,7 @@ def test_config_merges_top_level_keys_and_replaces_faults(intercom_emu: httpx.Cl
     assert start["rate_limit_per_10s"] == 1666 and start["search_index_delay_ms"] == 0
     assert start["client_id"] == CLIENT_ID and start["redirect_uris"] == [REDIRECT, OTHER_REDIRECT]
     assert set(start["faults"]) == {
+        "error_rate_400",
         "error_rate_429",
         "error_rate_500",
         "latency_ms",

@@ -112,3 +112,21 @@ def test_the_encrypted_secrets_never_show_in_a_repr():
     )
     for text in (repr(account), str(account), repr(connection), str(connection)):
         assert "sealed-" not in text and "data-key-of" not in text
+
+
+def test_the_listing_filter_takes_exactly_the_referral_states_the_push_writes() -> None:
+    from shared.domain.qualification import CREATED, EXISTING_UPDATED
+    from shared.records import referrals
+
+    written = {
+        referrals.PUSH_PENDING,
+        CREATED,
+        referrals.EXISTING_SKIPPED,
+        EXISTING_UPDATED,
+        referrals.NOT_PUSHED,
+        referrals.WAITING,
+        referrals.FAILED,
+    }
+    assert set(referrals.INTERCOM_STATUSES) == written
+    assert set(referrals.NOT_YET_PUSHED) | set(referrals.PUSHED) == written
+    assert set(referrals.RETRYABLE) == {"failed", "not_pushed", "waiting_for_connection"}

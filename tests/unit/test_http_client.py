@@ -15,7 +15,9 @@ from shared.clients.errors import (
     Invalid,
     RateLimited,
     Transient,
+    UpstreamError,
     UpstreamNotFound,
+    refused_for_good,
 )
 from shared.clients.http import HttpClient, RetryPolicy, _loggable, error_for, header_wait, shared_http
 
@@ -296,3 +298,28 @@ def test_one_http_client_per_process() -> None:
 def test_logged_paths_carry_no_email_or_query() -> None:
     assert _loggable("/users/jane@example.com?campaign_id=1") == "/users/{email}"
     assert _loggable("/contacts/abc123") == "/contacts/abc123"
+
+
+@pytest.mark.parametrize(
+    ("status", "final"),
+    [
+        (400, True),
+        (402, True),
+        (403, True),
+        (404, True),
+        (410, True),
+        (422, True),
+        (401, False),
+        (409, False),
+        (429, False),
+        (500, False),
+        (503, False),
+        (None, False),
+    ],
+)
+def test_a_refusal_for_good_is_a_4xx_other_than_401_409_and_429(status: int | None, final: bool) -> None:
+    """What makes a referral `failed` and a sync contact's error final (contract §1)."""
+    error = error_for(httpx.Response(status), service="s", message="m", now=NOW) if status else None
+    assert refused_for_good(error or Transient("network", service="s")) is final
+    assert refused_for_good(UpstreamError("m", service="s", status=status)) is final
+    assert refused_for_good(ValueError("not an upstream answer")) is False

@@ -33,6 +33,8 @@ from local.emulators.intercom.state import (
     render_contact,
 )
 
+# Intercom's emulator can also refuse a share of requests as invalid (`parameter_invalid`, 400).
+FAULTS: dict[str, float] = {**DEFAULT_FAULTS, "error_rate_400": 0.0}
 DEFAULT_CONFIG: dict[str, Any] = {
     "client_id": "intercom-emulator-client",
     "client_secret": "intercom-emulator-secret",
@@ -41,7 +43,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "uninstall_url": None,
     "rate_limit_per_10s": 1666,
     "search_index_delay_ms": 0,
-    "faults": dict(DEFAULT_FAULTS),
+    "faults": dict(FAULTS),
     # Intercom retries a failed delivery once after a minute; tests shorten the wait.
     "webhook_retry_delay_s": 5.0,
     # Contacts inside real notifications have been seen with ISO-8601 timestamps (reference §3.1):
@@ -122,7 +124,7 @@ def notification_envelope(app_id: str, topic: str, item: dict[str, Any]) -> dict
 
 class IntercomEmulator:
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
-        self.initial_config = merge_config(DEFAULT_CONFIG, config or {})
+        self.initial_config = merge_config(DEFAULT_CONFIG, config or {}, FAULTS)
         self.config: dict[str, Any] = dict(self.initial_config)
         self.state = EmulatorState()
         self.stats = Stats()
@@ -135,7 +137,7 @@ class IntercomEmulator:
 
     # -- configuration ---------------------------------------------------------------------
     def update_config(self, patch: Mapping[str, Any]) -> dict[str, Any]:
-        self.config = merge_config(self.config, patch)
+        self.config = merge_config(self.config, patch, FAULTS)
         self.sender.retry_delay_s = float(self.config.get("webhook_retry_delay_s") or 0)
         return self.config
 

@@ -513,6 +513,12 @@ class Workspace:
                     "parameter_invalid",
                     f"Custom attribute '{key}' must be of type {attr.data_type}",
                 )
+            if value is not None and attr.options and not _an_option(attr.options, value):
+                # Since April 2026 Intercom checks a list attribute's value against its options on
+                # contact and company writes (Intercom-OpenAPI #457); its wording is not published.
+                raise invalid(
+                    f"Custom attribute '{key}' value '{value}' is not in the list of allowed values"
+                )
             clean[attr.name] = value
         return clean
 
@@ -557,6 +563,13 @@ class Workspace:
 
     def next_generated(self) -> int:
         return next(self._generated)
+
+
+def _an_option(options: list[str], value: Any) -> bool:
+    """Whether a list attribute takes `value`. Whether Intercom compares exactly is not documented; the
+    emulator lets case and surrounding spaces differ, as the product's own value rules do."""
+    wanted = str(value).strip().casefold()
+    return any(option.strip().casefold() == wanted for option in options)
 
 
 def _value_fits(data_type: str, value: Any) -> bool:

@@ -1,5 +1,6 @@
 """The account API: Intercom attributes and segments, the account's campaigns and their Intercom
-settings, setup of missing attributes, the Referral Factory key, and key rotation."""
+settings, setup of missing attributes, the Referral Factory key, and key rotation (its referrals:
+`shared/api/routes/referrals.py`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pydantic import BaseModel, Field, HttpUrl, ValidationError
 from typing_extensions import TypedDict
 
 from shared import keys, settings
-from shared.api.pagination import ListEnvelope, decode_cursor, page
+from shared.api.pagination import ListEnvelope
 from shared.api.resolver import json_response
 from shared.api.resolver import router as new_router
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, RateLimited, UpstreamError
@@ -26,8 +27,6 @@ from shared.observability import logger
 from shared.records.accounts import Account
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import REVOKED, AccessRevoked, Connection, NotConnected, usable
-from shared.records.referrals import Referrals
-from shared.records.referrals import public_view as referral_view
 from shared.wiring import Services, services
 
 router = new_router()
@@ -350,23 +349,3 @@ def rotate(body: Rotate) -> dict[str, str]:
     )
     logger.info("credential rotated", extra={"account_id": account.account_id, "what": body.what})
     return {"what": body.what, "value": value}
-
-
-# -- referrals -----------------------------------------------------------------------------------
-@router.get("/v1/referrals")
-def list_referrals(
-    campaign_id: Annotated[str | None, Query()] = None,
-    email: Annotated[str | None, Query()] = None,
-    cursor: Annotated[str | None, Query()] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 50,
-) -> dict[str, Any]:
-    account = _account()
-    referrals = Referrals(_services().store)
-    partition = (
-        keys.email_index_key(account.account_id, email) if email else keys.referrals_pk(account.account_id)
-    )
-    start = decode_cursor(cursor, partition=partition, partition_key="gsi2pk" if email else "pk")
-    items, last = referrals.page(
-        account.account_id, campaign_id=campaign_id, email=email, limit=limit, start_key=start
-    )
-    return page([referral_view(i) for i in items], last)
