@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from shared.domain.errors import Unauthorized
+from shared.domain.signatures import same_secret
 
 
 def require_admin(
@@ -19,5 +19,5 @@ def require_admin(
             raise Unauthorized("Admin routes need an IAM-signed request.")
         return
     scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not admin_token or not hmac.compare_digest(token.strip(), admin_token):
+    if scheme.lower() != "bearer" or not admin_token or not same_secret(token.strip(), admin_token):
         raise Unauthorized("Admin routes need `Authorization: Bearer <admin token>`.")

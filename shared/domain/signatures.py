@@ -18,13 +18,17 @@ def body_signature(body: bytes, secret: str) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def valid_hub_signature(body: bytes, header: str | None, secret: str) -> bool:
-    return bool(header and secret) and hmac.compare_digest(
-        str(header).strip().lower(), hub_signature(body, secret)
+def same_secret(presented: str, expected: str) -> bool:
+    """Constant-time equality of two strings from anywhere. `hmac.compare_digest` refuses a `str` with
+    non-ASCII characters (a TypeError, so a 500 for whoever sent it): compared as UTF-8 bytes instead."""
+    return hmac.compare_digest(
+        presented.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
     )
+
+
+def valid_hub_signature(body: bytes, header: str | None, secret: str) -> bool:
+    return bool(header and secret) and same_secret(str(header).strip().lower(), hub_signature(body, secret))
 
 
 def valid_body_signature(body: bytes, header: str | None, secret: str) -> bool:
-    return bool(header and secret) and hmac.compare_digest(
-        str(header).strip().lower(), body_signature(body, secret)
-    )
+    return bool(header and secret) and same_secret(str(header).strip().lower(), body_signature(body, secret))

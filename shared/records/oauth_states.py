@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from shared import keys
 from shared.aws.store import ConditionFailed
 from shared.domain.errors import BadRequest
+from shared.domain.signatures import same_secret
 
 if TYPE_CHECKING:
     from shared.aws.store import Store
@@ -72,7 +73,7 @@ class OAuthStates:
     def consume(self, state: str | None) -> StateClaim:
         """The claim behind `state`, consumed: a second call with the same state fails."""
         nonce, _, signature = (state or "").partition(".")
-        if not nonce or not hmac.compare_digest(signature, _sign(self.key, nonce)):
+        if not nonce or not same_secret(signature, _sign(self.key, nonce)):
             raise InvalidState("The OAuth state is missing or was not issued by us.")
         try:
             item = self.store.delete(*keys.oauth_state_key(nonce), must_exist=True)

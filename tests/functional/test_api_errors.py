@@ -152,3 +152,9 @@ def test_json_in_capitals_is_415_in_the_envelope_not_a_500(call):
     """Powertools reads only a lower-case `application/json` as JSON; anything else is refused cleanly."""
     event = _body_event("POST", "/admin/accounts", ADMIN, '{"name": "Acme"}', "Application/JSON")
     assert_envelope(call("AccountApiFunction", event), 415, "unsupported_media_type")
+
+
+def test_an_admin_token_with_non_ascii_characters_is_401_not_a_500(call):
+    body = {"name": "Acme", "referral_factory_api_key": "rf-key"}
+    event = api_event("POST", "/admin/accounts", body=body, headers={"Authorization": "Bearer tökén"})
+    assert_envelope(call("AccountApiFunction", event), 401, "unauthorized")

@@ -28,7 +28,8 @@ def test_a_state_is_consumed_once(states):
 
 
 @pytest.mark.parametrize(
-    "mangle", [lambda s: s + "0", lambda s: "x" + s, lambda s: s.split(".")[0], lambda s: ""]
+    "mangle",
+    [lambda s: s + "0", lambda s: "x" + s, lambda s: s.split(".")[0], lambda s: "", lambda s: s[:-1] + "é"],
 )
 def test_tampered_states_are_refused_before_any_read(states, mangle):
     state = states.issue("acc_1", None)

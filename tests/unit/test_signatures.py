@@ -23,3 +23,12 @@ def test_body_signature_is_sha256_hex_without_prefix():
     assert valid_body_signature(BODY, good, "secret")
     assert not valid_body_signature(BODY, "sha256=" + good, "secret")
     assert not valid_body_signature(BODY, good, "other")
+
+
+def test_a_signature_with_non_ascii_characters_is_invalid_not_an_error():
+    from shared.domain.signatures import same_secret, valid_body_signature, valid_hub_signature
+
+    assert not valid_hub_signature(b"{}", "sha1=é", "secret")
+    assert not valid_body_signature(b"{}", "☃" * 64, "secret")
+    assert not same_secret("tök", "tok")
+    assert same_secret("tök", "tök")
