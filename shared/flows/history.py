@@ -60,16 +60,16 @@ class History:
     clock: Callable[[], float] = time.time
     _done: set[str] = field(default_factory=set, init=False, repr=False)
 
-    def ensure(self, campaign_id: str) -> None:
+    def ensure(self, campaign_id: str) -> bool:
         """Read the campaign's history unless it was read already (or is being read by another worker,
-        whose pass ends by writing the counts it made)."""
+        whose pass ends by writing the counts it made). True when this call read it."""
         if campaign_id in self._done:
-            return
+            return False
         mark_key = keys.history_mark_key(self.account_id, campaign_id)
         mark = self.store.get(*mark_key) or {}
         if mark.get("done_at"):
             self._done.add(campaign_id)
-            return
+            return False
         now = int(self.clock())
         claim = Attr("done_at").not_exists() & (
             Attr("claimed_at").not_exists() | Attr("claimed_at").lt(now - HISTORY_LEASE_S)
@@ -77,7 +77,7 @@ class History:
         try:
             self.store.update(*mark_key, {"claimed_at": now}, condition=claim, must_exist=False)
         except ConditionFailed:
-            return
+            return False
         try:
             result = self.run(campaign_id)
         except Exception:
@@ -92,6 +92,7 @@ class History:
                 remove=("claimed_at",),
             )
         self._done.add(campaign_id)
+        return True
 
     def run(self, campaign_id: str) -> HistoryResult:
         """One pass over the campaign's users; running it again changes nothing."""

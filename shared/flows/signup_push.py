@@ -142,10 +142,13 @@ class SignupPusher:
 
     def push(self, user: RfUser, *, via: str) -> Referral:
         campaign_id = str(user.campaign_id)
+        # Recorded as pending first: the history pass below then finds it, and shows it pending, not
+        # "not pushed", while this push is under way.
+        record = self.ctx.referrals.ensure(self.account_id, campaign_id, user, intercom_status=PUSH_PENDING)
         # Counts start from what Referral Factory shows (history, read once per campaign): a friend
         # known from it is counted already, and a referrer's first write is right.
-        self.history.ensure(campaign_id)
-        record = self.ctx.referrals.ensure(self.account_id, campaign_id, user, intercom_status=PUSH_PENDING)
+        if self.history.ensure(campaign_id):
+            record = self.ctx.referrals.get(self.account_id, campaign_id, record.rf_user_id) or record
         if record.referrer_rf_user_id:
             self._count(record, converted=False)
         if record.intercom_status in PUSHED:

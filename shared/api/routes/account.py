@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, HttpUrl, ValidationError
 from typing_extensions import TypedDict
 
 from shared import keys, settings
+from shared.api.docs import ACCOUNT_KEY, answers
 from shared.api.pagination import ListEnvelope
 from shared.api.resolver import json_response
 from shared.api.resolver import router as new_router
@@ -133,7 +134,7 @@ def _invalidate_attributes(account: Account, workspace_id: str) -> None:
     _services().store.delete(*keys.cache_key(account.account_id, "attributes", workspace_id))
 
 
-@router.get("/v1/intercom/attributes")
+@router.get("/v1/intercom/attributes", security=ACCOUNT_KEY)
 def list_attributes(refresh: Annotated[bool, Query()] = False) -> ListEnvelope[Attribute]:
     return {"data": _cached(_account(), "attributes", refresh, _load_attributes), "next_cursor": None}
 
@@ -145,7 +146,11 @@ class NewAttribute(BaseModel):
     description: str | None = Field(default=None, max_length=500)
 
 
-@router.post("/v1/intercom/attributes")
+@router.post(
+    "/v1/intercom/attributes",
+    responses=answers(201, Attribute, "The attribute, created in Intercom."),
+    security=ACCOUNT_KEY,
+)
 def create_attribute(body: NewAttribute) -> Response[Attribute]:
     account = _account()
     if (body.data_type == "options") != bool(body.options):
@@ -164,7 +169,7 @@ def create_attribute(body: NewAttribute) -> Response[Attribute]:
     return json_response(created.view(), status_code=201)
 
 
-@router.get("/v1/intercom/segments")
+@router.get("/v1/intercom/segments", security=ACCOUNT_KEY)
 def list_segments(refresh: Annotated[bool, Query()] = False) -> ListEnvelope[Segment]:
     return {"data": _cached(_account(), "segments", refresh, _load_segments), "next_cursor": None}
 
@@ -203,7 +208,7 @@ class ListedCampaign(TypedDict):
     intercom: CampaignIntegration
 
 
-@router.get("/v1/campaigns")
+@router.get("/v1/campaigns", security=ACCOUNT_KEY)
 def list_campaigns() -> ListEnvelope[ListedCampaign]:
     account = _account()
     store = _campaigns()
@@ -225,7 +230,7 @@ def list_campaigns() -> ListEnvelope[ListedCampaign]:
     return {"data": data, "next_cursor": None}
 
 
-@router.get("/v1/campaigns/<campaign_id>/intercom")
+@router.get("/v1/campaigns/<campaign_id>/intercom", security=ACCOUNT_KEY)
 def get_campaign_settings(campaign_id: str) -> dict[str, Any]:
     account = _account()
     found = _campaigns().get_settings(account.account_id, campaign_id)
@@ -242,7 +247,7 @@ def _parse_settings(raw: Any) -> CampaignSettings:
         raise ValidationFailed("Invalid campaign settings.", details=details) from exc
 
 
-@router.put("/v1/campaigns/<campaign_id>/intercom")
+@router.put("/v1/campaigns/<campaign_id>/intercom", security=ACCOUNT_KEY)
 def put_campaign_settings(campaign_id: str, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     account = _account()
     parsed = _parse_settings(body)
@@ -262,7 +267,11 @@ def put_campaign_settings(campaign_id: str, body: Annotated[dict[str, Any], Body
     return stored
 
 
-@router.delete("/v1/campaigns/<campaign_id>/intercom")
+@router.delete(
+    "/v1/campaigns/<campaign_id>/intercom",
+    responses=answers(204, description="The settings are gone and the ongoing sync is off."),
+    security=ACCOUNT_KEY,
+)
 def delete_campaign_settings(campaign_id: str) -> Response[Any]:
     account = _account()
     if not _campaigns().delete_settings(account.account_id, campaign_id):
@@ -270,7 +279,7 @@ def delete_campaign_settings(campaign_id: str) -> Response[Any]:
     return Response(status_code=204, body="")
 
 
-@router.post("/v1/campaigns/<campaign_id>/intercom/setup")
+@router.post("/v1/campaigns/<campaign_id>/intercom/setup", security=ACCOUNT_KEY)
 def setup_campaign(
     campaign_id: str, body: Annotated[dict[str, Any] | None, Body()] = None
 ) -> dict[str, list[str]]:
@@ -310,7 +319,7 @@ class ReferralFactoryKey(BaseModel):
     api_base: HttpUrl | None = None
 
 
-@router.put("/v1/account/referral-factory")
+@router.put("/v1/account/referral-factory", security=ACCOUNT_KEY)
 def put_referral_factory(body: ReferralFactoryKey) -> dict[str, str]:
     account = _account()
     svc = _services()
@@ -338,7 +347,7 @@ class Rotate(BaseModel):
     what: Literal["api_key", "webhook_secret"]
 
 
-@router.post("/v1/account/rotate")
+@router.post("/v1/account/rotate", security=ACCOUNT_KEY)
 def rotate(body: Rotate) -> dict[str, str]:
     account = _account()
     accounts = _services().accounts

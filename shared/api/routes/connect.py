@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, HttpUrl
 
 from shared import settings
+from shared.api.docs import ACCOUNT_KEY, HTML, JSON, answers
 from shared.api.resolver import json_response, public_base_url
 from shared.api.resolver import router as new_router
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, UpstreamError
@@ -58,6 +59,26 @@ class ExchangeFailed(ApiError):
     code = "exchange_failed"
 
 
+def _page_or_json(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {HTML: {"schema": {"type": "string"}}, JSON: {"schema": {"type": "object"}}},
+    }
+
+
+# The browser lands here from Intercom: a page (JSON with `Accept: application/json`), or a redirect.
+CALLBACK_ANSWERS: dict[int, Any] = {
+    200: _page_or_json("Connected: a page saying so (the connection as JSON when asked for)."),
+    302: {
+        "description": "Connected: back to the `return_url` given to connect, with `?status=connected`.",
+        "headers": {"Location": {"schema": {"type": "string"}}},
+    },
+    400: _page_or_json("Consent denied, no code, or a bad, reused or expired state: nothing stored."),
+    409: _page_or_json("The workspace is connected to another account (workspace_connected_elsewhere)."),
+    502: _page_or_json("Intercom refused the code or could not be reached: nothing stored."),
+}
+
+
 class ConsentDenied(ApiError):
     status = 400
     code = "access_denied"
@@ -68,7 +89,7 @@ class IntercomUnavailable(ApiError):
     code = "intercom_unavailable"
 
 
-@router.post("/v1/intercom/connect")
+@router.post("/v1/intercom/connect", security=ACCOUNT_KEY)
 def connect(body: ConnectRequest | None = None) -> dict[str, str]:
     account = _account()
     svc = _services()
@@ -136,7 +157,7 @@ def _complete(code: str | None, state: str | None, denied: str | None) -> tuple[
     return connection, claim.return_url
 
 
-@router.get(CALLBACK_PATH)
+@router.get(CALLBACK_PATH, responses=CALLBACK_ANSWERS)
 def callback(
     code: Annotated[str | None, Query()] = None,
     state: Annotated[str | None, Query()] = None,
@@ -156,13 +177,17 @@ def callback(
     )
 
 
-@router.get("/v1/intercom/connection")
+@router.get("/v1/intercom/connection", security=ACCOUNT_KEY)
 def get_connection() -> ConnectionView:
     account = _account()
     return public_view(_services().connections().get(account.account_id))
 
 
-@router.delete("/v1/intercom/connection")
+@router.delete(
+    "/v1/intercom/connection",
+    responses=answers(204, description="Disconnected: revoked at Intercom, ongoing syncs off."),
+    security=ACCOUNT_KEY,
+)
 def disconnect() -> Response[Any]:
     account = _account()
     svc = _services()

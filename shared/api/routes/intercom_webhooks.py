@@ -16,6 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from shared import caches, messages, settings
+from shared.api.docs import INTERCOM_SIGNED, INTERCOM_UNINSTALL_SIGNED, raw_body_doc
 from shared.api.resolver import json_object, raw_body
 from shared.api.resolver import router as new_router
 from shared.aws import queues
@@ -109,7 +110,11 @@ def _notification(data: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]]:
     return str(topic), str(app_id), str(notification_id), item
 
 
-@router.post("/webhooks/intercom")
+@router.post(
+    "/webhooks/intercom",
+    security=INTERCOM_SIGNED,
+    openapi_extensions=raw_body_doc("An Intercom topic notification (notification_event)."),
+)
 def notification() -> dict[str, str]:
     body = raw_body(router.current_event.raw_event)
     secret = app_credentials(_settings().intercom_app_secret_arn).client_secret
@@ -156,7 +161,11 @@ def notification() -> dict[str, str]:
     return {"status": "queued"}
 
 
-@router.post("/webhooks/intercom/uninstall")
+@router.post(
+    "/webhooks/intercom/uninstall",
+    security=INTERCOM_UNINSTALL_SIGNED,
+    openapi_extensions=raw_body_doc("Intercom's uninstall notice: `{app_id}`."),
+)
 def uninstall() -> dict[str, str]:
     body = raw_body(router.current_event.raw_event)
     headers = router.current_event.headers

@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field, HttpUrl
 from typing_extensions import TypedDict
 
 from shared import caches, settings
+from shared.api import docs
 from shared.api.auth import require_admin
+from shared.api.docs import answers
 from shared.api.resolver import json_response, public_base_url
 from shared.api.resolver import router as new_router
 from shared.aws.crypto import SecretBox
@@ -30,6 +32,10 @@ def _settings() -> settings.AccountApiSettings:
 def accounts() -> Accounts:
     s = _settings()
     return Accounts(Store(s.table_name), SecretBox(s.kms_key_id))
+
+
+class HealthAnswer(TypedDict):
+    status: str
 
 
 class CreateAccount(BaseModel):
@@ -54,12 +60,23 @@ class CreatedAccount(TypedDict):
     referral_factory_webhook: WebhookSetup
 
 
-@router.get("/health")
-def health() -> dict[str, str]:
+@router.get("/health", responses=answers(200, HealthAnswer, "The API answers."))
+def health() -> HealthAnswer:
     return {"status": "ok"}
 
 
-@router.post("/admin/accounts")
+@router.get("/openapi.json", responses=answers(200, description="This API's OpenAPI 3.1 document."))
+def openapi() -> Response[str]:
+    from shared.api.openapi import document_json  # every route module: only when the document is asked for
+
+    return Response(status_code=200, content_type="application/json", body=document_json())
+
+
+@router.post(
+    "/admin/accounts",
+    responses=answers(201, CreatedAccount, "The account, its key and webhook secret, shown this once."),
+    security=docs.ADMIN,
+)
 def create_account(body: CreateAccount) -> Response[CreatedAccount]:
     s = _settings()
     event = router.current_event

@@ -8,6 +8,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from shared import keys, messages, settings
+from shared.api.docs import ACCOUNT_KEY, answers
 from shared.api.pagination import decode_cursor, page
 from shared.api.resolver import json_response
 from shared.api.resolver import router as new_router
@@ -40,7 +41,7 @@ def _account() -> Account:
     return _services().accounts.authenticate(router.current_event.headers.get("authorization"))
 
 
-@router.get("/v1/referrals")
+@router.get("/v1/referrals", security=ACCOUNT_KEY)
 def list_referrals(
     *,
     campaign_id: Annotated[str | None, Query()] = None,
@@ -68,7 +69,11 @@ def list_referrals(
     return page([public_view(i) for i in items], last)
 
 
-@router.post("/v1/referrals/<rf_user_id>/retry")
+@router.post(
+    "/v1/referrals/<rf_user_id>/retry",
+    responses=answers(202, description="The push is queued again: the referral, now pending."),
+    security=ACCOUNT_KEY,
+)
 def retry_referral(rf_user_id: str, campaign_id: Annotated[str, Query(min_length=1)]) -> Response[Any]:
     """Push a `failed`, `not_pushed` or `waiting_for_connection` referral again, with the campaign's
     settings as they are now, through the signup queue (its email de-duplication included) → 202."""

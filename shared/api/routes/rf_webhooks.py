@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from shared import messages, settings
+from shared.api.docs import FORM, JSON, RF_SECRET, raw_body_doc
 from shared.api.resolver import json_object, raw_body
 from shared.api.resolver import router as new_router
 from shared.aws import queues
@@ -71,7 +72,13 @@ def message_for(account_id: str, parsed: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.post("/webhooks/referral-factory/<account_id>")
+@router.post(
+    "/webhooks/referral-factory/<account_id>",
+    security=RF_SECRET,
+    openapi_extensions=raw_body_doc(
+        "A Referral Factory webhook: a user object, as JSON or a form.", JSON, FORM
+    ),
+)
 def receive(account_id: str) -> dict[str, str]:
     headers = router.current_event.headers
     if not _secret_ok(

@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, Field, model_validator
 
 from shared import keys, settings
+from shared.api.docs import ACCOUNT_KEY, answers
 from shared.api.pagination import decode_cursor, page
 from shared.api.resolver import json_response
 from shared.api.resolver import router as new_router
@@ -73,7 +74,11 @@ def _ready_to_sync(account: Account, campaign_id: str) -> None:
         )
 
 
-@router.post("/v1/campaigns/<campaign_id>/syncs")
+@router.post(
+    "/v1/campaigns/<campaign_id>/syncs",
+    responses=answers(202, description="The sync is queued: `{sync_id, status}`."),
+    security=ACCOUNT_KEY,
+)
 def start_sync(campaign_id: str, body: StartSync) -> Response[dict[str, Any]]:
     account = _account()
     _ready_to_sync(account, campaign_id)
@@ -88,7 +93,7 @@ def start_sync(campaign_id: str, body: StartSync) -> Response[dict[str, Any]]:
     return json_response({"sync_id": sync.sync_id, "status": QUEUED}, status_code=202)
 
 
-@router.get("/v1/campaigns/<campaign_id>/syncs")
+@router.get("/v1/campaigns/<campaign_id>/syncs", security=ACCOUNT_KEY)
 def list_syncs(
     campaign_id: str,
     cursor: Annotated[str | None, Query()] = None,
@@ -102,13 +107,13 @@ def list_syncs(
     return page([public_view(i) for i in items], last)
 
 
-@router.get("/v1/campaigns/<campaign_id>/syncs/ongoing")
+@router.get("/v1/campaigns/<campaign_id>/syncs/ongoing", security=ACCOUNT_KEY)
 def get_ongoing(campaign_id: str) -> dict[str, Any]:
     account = _account()
     return ongoing_view(_engine().ongoing(account.account_id, campaign_id))
 
 
-@router.put("/v1/campaigns/<campaign_id>/syncs/ongoing")
+@router.put("/v1/campaigns/<campaign_id>/syncs/ongoing", security=ACCOUNT_KEY)
 def turn_ongoing_on(campaign_id: str, body: TurnOngoingOn) -> dict[str, Any]:
     """On, or a new audience or interval, without a pass now (`Engine.turn_ongoing_on`)."""
     account = _account()
@@ -119,7 +124,11 @@ def turn_ongoing_on(campaign_id: str, body: TurnOngoingOn) -> dict[str, Any]:
     return ongoing_view(due)
 
 
-@router.delete("/v1/campaigns/<campaign_id>/syncs/ongoing")
+@router.delete(
+    "/v1/campaigns/<campaign_id>/syncs/ongoing",
+    responses=answers(204, description="The ongoing sync is off."),
+    security=ACCOUNT_KEY,
+)
 def stop_ongoing(campaign_id: str) -> Response[Any]:
     account = _account()
     CampaignStore(_services().store).turn_ongoing_sync_off(account.account_id, campaign_id)
@@ -134,12 +143,16 @@ def _own_sync(sync_id: str) -> Sync:
     return sync
 
 
-@router.get("/v1/syncs/<sync_id>")
+@router.get("/v1/syncs/<sync_id>", security=ACCOUNT_KEY)
 def get_sync(sync_id: str) -> dict[str, Any]:
     return public_view(_own_sync(sync_id))
 
 
-@router.post("/v1/syncs/<sync_id>/cancel")
+@router.post(
+    "/v1/syncs/<sync_id>/cancel",
+    responses=answers(202, description="The sync is stopping: the sync as it is now."),
+    security=ACCOUNT_KEY,
+)
 def cancel_sync(sync_id: str) -> Response[dict[str, Any]]:
     sync = _own_sync(sync_id)
     syncs = _engine().syncs
