@@ -1,5 +1,4 @@
-"""An Intercom company as the product reads it (2.16 `company`; a notification's item), and the pure
-rules that read company attributes: which company's value is the sale value.
+"""An Intercom company as the product reads it (2.16 `company`; a notification's item).
 
 The client returns companies; the qualification flows read them. Like `Contact`, it sits in the
 domain because the clients, the domain and the flows all take it.
@@ -7,7 +6,6 @@ domain because the clients, the domain and the flows all take it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -36,19 +34,3 @@ class Company(BaseModel):
 
 
 _FIELDS = frozenset(Company.model_fields)
-
-
-def most_recent_with_value(
-    valued: Iterable[tuple[Company, Any, int | None]],
-) -> tuple[Company, Any] | None:
-    """Of (company, its value, its `updated_at` in UNIX seconds), the most recently updated company
-    that has a value: the contract's rule for a sale value read from several companies. Ties keep the
-    first given (the contact's own order of its companies)."""
-    best: tuple[Company, Any, int] | None = None
-    for company, value, updated_at in valued:
-        if value is None or (isinstance(value, str) and not value.strip()):
-            continue
-        when = updated_at or 0
-        if best is None or when > best[2]:
-            best = (company, value, when)
-    return (best[0], best[1]) if best else None
