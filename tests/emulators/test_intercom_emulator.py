@@ -1299,7 +1299,9 @@ def test_a_persons_company_edits_and_attachments_send_signed_notifications(
     intercom_emu: httpx.Client, api: httpx.Client, receiver: Receiver
 ) -> None:
     define(intercom_emu, "customer_status", model="company")
-    acme = company(intercom_emu, "acme", custom_attributes={"customer_status": "trial"})
+    acme = company(
+        intercom_emu, "acme", custom_attributes={"customer_status": "trial"}, updated_at=1_600_000_000
+    )
     [contact_id] = intercom_emu.post(
         f"/_emulator/workspaces/{WS}/contacts",
         json={"contacts": [{"role": "lead", "email": "p@example.com"}]},
@@ -1310,7 +1312,8 @@ def test_a_persons_company_edits_and_attachments_send_signed_notifications(
         json={"custom_attributes": {"customer_status": "paid"}, "monthly_spend": 9.9},
     ).json()
     assert edited["custom_attributes"] == {"customer_status": "paid"} and edited["monthly_spend"] == 9
-    assert edited["updated_at"] >= before["updated_at"]
+    # Seeded as last edited long ago; a person's edit is now.
+    assert before["updated_at"] == 1_600_000_000 and edited["updated_at"] >= int(time.time()) - 5
     intercom_emu.patch(
         f"/_emulator/companies/{acme}", json={"monthly_spend": 9}
     )  # no change: no notification

@@ -343,6 +343,12 @@ class IntercomEmulator:
             company = new_company(ws, company_id, changes)
             if via_api:
                 self._deliver(ws, "company.created", self._company_item(ws, company))
+            else:
+                # Seeded history: a company that existed, and was last edited, before today.
+                created = _optional(body, "created_at", int, "a UNIX timestamp")
+                company.created_at = created if created is not None else company.created_at
+                updated = _optional(body, "updated_at", int, "a UNIX timestamp")
+                company.updated_at = updated if updated is not None else company.created_at
             return company
         company = ws.companies[existing_id]
         if apply_changes(company, changes) and via_api:
