@@ -93,9 +93,7 @@ class CompanyObserver:
         qualified = self._qualify_contacts(company.id, targets, via=via, joined=joined) if targets else 0
         for record in records:
             self.values.settle(record)
-        outcome = next(
-            o for o in (QUALIFYING_CHANGE, FIRST_SEEN, NO_QUALIFYING_CHANGE, STALE) if o in outcomes
-        )
+        outcome = next(o for o in OUTCOMES_FIRST_TO_LAST if o in outcomes)
         metrics.add_metric(name=f"CompanyObserved_{outcome}", unit="Count", value=1)
         return Seen(outcome, qualified)
 
@@ -118,8 +116,8 @@ class CompanyObserver:
                     continue
                 for record in self.referrals.by_contact(self.workspace_id, contact_id):
                     change = targets.get((record.campaign_id, record.type))
-                    if record.account_id != self.account_id or change is None or record.status != PENDING:
-                        continue
+                    if record.account_id != self.account_id or change is None:
+                        continue  # a qualified one is still handed over: its count may be unwritten
                     try:
                         reason = self.qualifier.observe_company(
                             record, contact_id=contact_id, company_id=company_id, change=change, via=via

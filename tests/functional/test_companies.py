@@ -452,6 +452,64 @@ def test_the_sale_value_is_read_from_the_most_recently_updated_company_with_one(
     assert referral(world, hal).sale_value is None
 
 
+def test_a_company_qualification_may_take_the_sale_value_from_the_contact(world: World, monkeypatch):
+    """Qualified by its company, commissioned on the contact's own `deal_value`: read at qualification."""
+    from shared.flows import qualify as qualifier
+
+    monkeypatch.setattr(qualifier, "SETTINGS_TTL_S", 0)  # warm processes see new settings at once
+    account, campaign = world.setup["account"], world.setup["campaigns"][1]
+    created = account_call(
+        world.call,
+        account,
+        "POST",
+        "/v1/intercom/attributes",
+        body={"name": "deal_value", "data_type": "float"},
+    )
+    assert created["statusCode"] == 201, created
+    settings = {**COMPANY_SETTINGS, "commission": {"sale_value_attribute": "custom_attributes.deal_value"}}
+    saved = account_call(world.call, account, "PUT", f"/v1/campaigns/{campaign}/intercom", body=settings)
+    assert saved["statusCode"] == 200, saved
+    rex = join(
+        world.emulators, world.setup, "Rex", f"rex-{uuid.uuid4().hex[:6]}@example.com", campaign=campaign
+    )
+    kim = join(
+        world.emulators, world.setup, "Kim", f"kim-{uuid.uuid4().hex[:6]}@example.com", rex["code"], campaign
+    )
+    for person in (rex, kim):
+        deliver(world.call, world.setup, person)
+    drain(world.lambda_module, world.aws)
+    kim_id = next(c["id"] for c in contacts(world.emulators, world.workspace) if c["email"] == kim["email"])
+    httpx.patch(
+        f"{world.emulators.intercom}/_emulator/contacts/{kim_id}",
+        json={"custom_attributes": {"deal_value": 42.5}},
+    ).raise_for_status()
+    co = company(world, stage="prospect", arr=1.0)
+    receive(world, attach(world, kim_id, co))
+    drain_events(world)
+    receive(world, edit(world, co, **{STAGE: "customer"}))
+    drain_events(world)
+    user = rf_users(world)[kim["id"]]
+    assert user["qualify_calls"] == 1 and user["amount"] == 42.5
+    [event] = qualified_events(referral(world, kim))
+    assert event.details["company_id"] == co and "sale_value_company_id" not in event.details
+
+
+def test_a_company_too_big_for_the_queue_is_read_back(world: World, monkeypatch):
+    from shared.api.routes import intercom_webhooks
+
+    [lou] = friends(world, "Lou")
+    big = company(world, stage="prospect", arr=64.0)
+    receive(world, attach(world, lou["contact"]["id"], big))
+    drain_events(world)
+    note = edit(world, big, **{STAGE: "customer"})
+    monkeypatch.setattr(intercom_webhooks, "MAX_ITEM_BYTES", 10)
+    assert receive(world, note) == {"status": "queued"}
+    [message] = pull(world)
+    assert message["trimmed"] is True and "custom_attributes" not in message["item"]
+    assert process(world, message) == {"batchItemFailures": []}
+    assert qualify_calls(world, lou) == 1 and rf_users(world)[lou["id"]]["amount"] == 64.0
+
+
 # -- the receiver -----------------------------------------------------------------------------------
 def test_the_receiver_takes_both_company_topics_and_refuses_a_malformed_attachment(world: World):
     note = edit(world, company(world, stage="prospect"), **{STAGE: "prospect", ARR: 1.0})
