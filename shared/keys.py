@@ -126,6 +126,14 @@ def counts_pending_sort_key(rf_user_id: str) -> str:
     return str(rf_user_id)
 
 
+# -- companies -----------------------------------------------------------------------------------
+
+
+def company_value_key(workspace_id: str, company_id: str, attribute: str) -> Key:
+    """What the product has seen of one attribute of an Intercom company (company qualification)."""
+    return f"COMPANY#{workspace_id}#{company_id}", f"VALUE#{attribute}"
+
+
 # -- syncs ---------------------------------------------------------------------------------------
 
 PARKED_PREFIX = "PARKED#"

@@ -74,7 +74,7 @@ class CatchUp(_Message):
 
 
 class IntercomNotification(_Message):
-    """A topic notification for a contact, routed to its account by the receiver
+    """A topic notification for a contact (or a company), routed to its account by the receiver
     (`shared/api/routes/intercom_webhooks.py`)."""
 
     kind: Literal["intercom.notification"] = INTERCOM_NOTIFICATION
@@ -82,7 +82,8 @@ class IntercomNotification(_Message):
     app_id: str
     notification_id: str
     topic: str
-    # The contact as Intercom sent it, without the sub-lists nothing reads (`Contact` reads it).
+    # The contact as Intercom sent it, without the sub-lists nothing reads (`Contact` reads it); for
+    # `company.*` topics the company, and for `company.contact.attached` both (`company`, `contact`).
     item: dict[str, Any]
     # Its attributes were left out (too big for SQS): the contact is read back from Intercom.
     trimmed: bool = False

@@ -1,5 +1,6 @@
-"""The Intercom REST client: OAuth token exchange, `/me`, contacts, search, merge, segments, data
-attributes and `/auth/uninstall`, pinned to one API version (reference: intercom-api.md).
+"""The Intercom REST client: OAuth token exchange, `/me`, contacts, search, merge, segments,
+companies, data attributes and `/auth/uninstall`, pinned to one API version (reference:
+intercom-api.md).
 
 Every call goes through `shared.clients.http` (retries, waits from headers) and, for a connection's
 workspace, its shared rate budget. Failures surface as the types in `shared.clients.errors`.
@@ -11,11 +12,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NotRequired
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict
@@ -29,6 +30,7 @@ from shared.clients.errors import (
     UpstreamError,
 )
 from shared.clients.http import DEFAULT_POLICY, Budget, HttpClient, RetryPolicy, error_for
+from shared.domain.company import Company
 from shared.domain.contact import CompoundQuery, Contact, ContactBody, Scalar, SearchQuery
 from shared.settings import DEFAULT_INTERCOM_API_BASE
 
@@ -47,6 +49,8 @@ REGIONAL_API_BASES: dict[str, str] = {
 
 # Intercom's maximum page size for listing and searching contacts (reference §3.5, §3.6).
 SEARCH_PAGE_SIZE = 150
+# A contact's companies and a company's contacts: the page size of the 2.16 file's examples.
+COMPANY_PAGE_SIZE = 50
 # A `Link` header resolves chains of up to three merges (reference §3.8).
 MAX_MERGE_HOPS = 3
 
@@ -124,6 +128,29 @@ class _SearchResult(_Listing):
     data: list[Contact] | None = None
     pages: _Pages | None = None
     total_count: int | None = None
+
+
+class _CompanyList(_Listing):
+    data: list[Company] | None = None
+    pages: _Pages | None = None
+
+
+class _ContactList(_Listing):
+    data: list[Contact] | None = None
+    pages: _Pages | None = None
+
+
+def _following(pages: _Pages | None, per_page: int = COMPANY_PAGE_SIZE) -> dict[str, Any] | None:
+    """The query of a list's next page: a cursor (`next.starting_after`, as a company's contacts
+    page), or the query of a `next` link (a numbered page, as a contact's companies page); None at
+    the end."""
+    following = pages.next if pages else None
+    if isinstance(following, _Next):
+        cursor = following.starting_after
+        return {"per_page": per_page, "starting_after": cursor} if cursor else None
+    if isinstance(following, str) and following:
+        return dict(parse_qsl(urlsplit(following).query)) or None
+    return None
 
 
 class Segment(_Listing):
@@ -437,6 +464,37 @@ class IntercomClient:
             next_cursor=str(cursor) if cursor else None,
             total_count=result.total_count,
         )
+
+    # -- companies ----------------------------------------------------------------------------
+    def contact_companies(self, contact_id: str) -> list[Company]:
+        """Every company the contact belongs to, as whole company objects (`GET
+        /contacts/{id}/companies`, page after page: the contact object names only ten of them)."""
+        path = f"/contacts/{quote(contact_id, safe='')}/companies"
+        companies: list[Company] = []
+        for page in self._pages(path):
+            companies += _CompanyList.model_validate(page).data or []
+        return companies
+
+    def get_company(self, company_id: str) -> Company:
+        return Company.model_validate(self._call("GET", f"/companies/{quote(company_id, safe='')}"))
+
+    def company_contact_ids(self, company_id: str) -> Iterator[list[str]]:
+        """The ids of a company's contacts, a page at a time (`GET /companies/{id}/contacts`)."""
+        for page in self._pages(f"/companies/{quote(company_id, safe='')}/contacts"):
+            yield [c.id for c in _ContactList.model_validate(page).data or []]
+
+    def _pages(self, path: str) -> Iterator[Any]:
+        params: dict[str, Any] = {"per_page": COMPANY_PAGE_SIZE}
+        seen: list[dict[str, Any]] = []
+        while True:
+            body = self._call("GET", path, params=params)
+            yield body
+            pages = body.get("pages") if isinstance(body, dict) else None
+            following = _following(_Pages.model_validate(pages) if isinstance(pages, dict) else None)
+            if following is None or following in seen:  # the end, or a server repeating itself
+                return
+            seen.append(following)
+            params = following
 
     # -- segments and data attributes ---------------------------------------------------------
     def list_segments(self, *, include_count: bool = False) -> list[Segment]:

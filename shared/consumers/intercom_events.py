@@ -1,5 +1,6 @@
 """Dispatch of the Intercom events queue by message kind: uninstall notices, contact notifications
-(qualification, merges, removals) and the scheduled qualification sweeps.
+(qualification, merges, removals), company notifications (company qualification) and the scheduled
+qualification sweeps.
 
 Work that cannot happen now (a rate budget spent, another worker qualifying the same referral,
 Referral Factory failing for a while) goes back to the queue with a delay instead of sleeping in a
@@ -17,12 +18,14 @@ from shared import caches, messages
 from shared.aws import queues
 from shared.clients.errors import ConnectionRevoked
 from shared.consumers.handback import Handler, dispatch, handler
+from shared.flows.companies import COMPANY_TOPICS, CompanyObserver, handle_company_notification
 from shared.flows.contact_changes import handle_notification
 from shared.flows.qualify import Qualifier, QualifyContext
 from shared.flows.sweep import sweep
 from shared.flows.uninstall import handle_uninstall
 from shared.observability import logger, metrics
 from shared.records.campaigns import QUALIFICATION_SWEEP_INTERVAL_S, CampaignStore
+from shared.records.companies import CompanyValues
 from shared.records.connections import ACCESS_REVOKED, NOT_CONNECTED, usable
 from shared.records.referrals import Referrals
 from shared.wiring import services
@@ -100,13 +103,19 @@ def _notification(
 ) -> str:
     account_id = message.account_id
     connections = svc.connections()
+    qualifier = _qualifier(svc, settings, account_id, connections)
     try:
-        outcome = handle_notification(
-            message,
-            Referrals(svc.store),
-            _qualifier(svc, settings, account_id, connections),
-            lambda: _intercom(svc, connections, account_id),
-        )
+        if message.topic in COMPANY_TOPICS:
+            outcome = handle_company_notification(
+                message,
+                lambda: CompanyObserver(
+                    account_id, message.app_id, CompanyValues(svc.store), Referrals(svc.store), qualifier()
+                ),
+            )
+        else:
+            outcome = handle_notification(
+                message, Referrals(svc.store), qualifier, lambda: _intercom(svc, connections, account_id)
+            )
     except ConnectionRevoked:
         connections.revoked_by_intercom(account_id)
         outcome = ACCESS_REVOKED
@@ -131,15 +140,20 @@ def _sweep(message: messages.QualificationSweep, svc: Services, settings: Interc
     if not usable(connection):
         # The mark stays where it was: after a reconnect the sweep looks back over the gap.
         return NOT_CONNECTED
+    referrals = Referrals(svc.store)
+    qualifier = _qualifier(svc, settings, account_id, connections)()
     try:
         result = sweep(
             message,
             store=svc.store,
-            referrals=Referrals(svc.store),
-            qualifier=_qualifier(svc, settings, account_id, connections)(),
+            referrals=referrals,
+            qualifier=qualifier,
             intercom=svc.intercom_for(connection),
             workspace_id=connection.workspace_id,
             interval_s=QUALIFICATION_SWEEP_INTERVAL_S,
+            companies=CompanyObserver(
+                account_id, connection.workspace_id, CompanyValues(svc.store), referrals, qualifier
+            ),
         )
     except ConnectionRevoked:
         connections.revoked_by_intercom(account_id)

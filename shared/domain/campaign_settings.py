@@ -7,7 +7,7 @@ problem at once, each with its field path (`person_invited.mapping.email`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
@@ -48,6 +48,11 @@ FIELD_DATA_TYPES: dict[str, str] = {
 }
 SALE_VALUE_DATA_TYPE = "float"
 QUALIFIABLE_TYPES = ("string", "options")
+# The Intercom object whose attribute qualification and commission read (contract §1, [v2]): the
+# referred contact, or the companies it belongs to.
+CONTACT: Final = "contact"
+COMPANY: Final = "company"
+ObjectKind = Literal["contact", "company"]
 # A value `defaults` may give an attribute.
 DefaultValue = str | int | float | bool
 
@@ -57,6 +62,7 @@ class _Model(BaseModel):
 
 
 class Qualification(_Model):
+    object: ObjectKind = CONTACT
     attribute: str = Field(min_length=1)
     initial_value: str | None = None
     qualifying_values: list[str] = Field(min_length=1)
@@ -77,6 +83,7 @@ class PersonSettings(_Model):
 
 
 class Commission(_Model):
+    object: ObjectKind = CONTACT
     sale_value_attribute: str = Field(min_length=1)
 
 
@@ -108,8 +115,11 @@ def _mappings(settings: CampaignSettings) -> list[tuple[str, dict[str, str], boo
     return found
 
 
-def named_attributes(settings: CampaignSettings) -> dict[str, str]:
-    """Every Intercom attribute the settings name, with the data type setup would create it with."""
+def named_attributes(settings: CampaignSettings, model: ObjectKind = CONTACT) -> dict[str, str]:
+    """Every Intercom attribute of `model` (contact or company) the settings name, with the data type
+    setup would create it with."""
+    if model == COMPANY:
+        return _named_company_attributes(settings)
     named: dict[str, str] = {}
     for _, mapping, _written in _mappings(settings):
         for field, attribute in mapping.items():
@@ -123,11 +133,27 @@ def named_attributes(settings: CampaignSettings) -> dict[str, str]:
                 "boolean" if isinstance(value, bool) else "integer" if isinstance(value, int) else "string"
             )
             named.setdefault(attribute, "float" if isinstance(value, float) else inferred)
-        if person.qualification:
+        if person.qualification and person.qualification.object == CONTACT:
             named.setdefault(person.qualification.attribute, "string")
-    if settings.commission:
+    if settings.commission and settings.commission.object == CONTACT:
         named.setdefault(settings.commission.sale_value_attribute, SALE_VALUE_DATA_TYPE)
     return named
+
+
+def _named_company_attributes(settings: CampaignSettings) -> dict[str, str]:
+    named: dict[str, str] = {}
+    for name in ("person_invited", "person_referring"):
+        person: PersonSettings | None = getattr(settings, name)
+        if person and person.qualification and person.qualification.object == COMPANY:
+            named.setdefault(person.qualification.attribute, "string")
+    if settings.commission and settings.commission.object == COMPANY:
+        named.setdefault(settings.commission.sale_value_attribute, SALE_VALUE_DATA_TYPE)
+    return named
+
+
+def names_company_attributes(settings: CampaignSettings) -> bool:
+    """Whether qualification or commission reads a company attribute (its list is then needed too)."""
+    return bool(_named_company_attributes(settings))
 
 
 class Attribute(TypedDict):
@@ -145,17 +171,19 @@ class Attribute(TypedDict):
 
 
 class _Validator:
-    def __init__(self, attributes: Sequence[Attribute]) -> None:
+    def __init__(self, attributes: Sequence[Attribute], company_attributes: Sequence[Attribute]) -> None:
         self.by_name = {a["full_name"]: a for a in attributes}
+        self.company_by_name = {a["full_name"]: a for a in company_attributes}
         self.problems: list[FieldError] = []
 
     def problem(self, field: str, message: str) -> None:
         self.problems.append(field_error(field, message))
 
-    def attribute(self, field: str, name: str, *, writable: bool) -> Attribute | None:
-        found = self.by_name.get(name)
+    def attribute(self, field: str, name: str, *, writable: bool, model: str = CONTACT) -> Attribute | None:
+        found = (self.company_by_name if model == COMPANY else self.by_name).get(name)
         if found is None:
-            self.problem(field, f"Intercom has no attribute '{name}' (create it, or run setup).")
+            kind = "company attribute" if model == COMPANY else "attribute"
+            self.problem(field, f"Intercom has no {kind} '{name}' (create it, or run setup).")
         elif writable and not found.get("api_writable", False):
             self.problem(field, f"Intercom attribute '{name}' cannot be written through the API.")
         return found
@@ -171,7 +199,13 @@ class _Validator:
                 self.problem(f"{path}.{required}", f"must map '{required}'.")
 
     def qualification(self, path: str, q: Qualification) -> None:
-        found = self.attribute(f"{path}.attribute", q.attribute, writable=q.initial_value is not None)
+        if q.object == COMPANY and q.initial_value is not None:
+            self.problem(
+                f"{path}.initial_value",
+                "a company qualification takes no initial value: the product creates no companies.",
+            )
+        writable = q.object == CONTACT and q.initial_value is not None
+        found = self.attribute(f"{path}.attribute", q.attribute, writable=writable, model=q.object)
         if found is None:
             return
         if found.get("data_type") not in QUALIFIABLE_TYPES:
@@ -184,12 +218,15 @@ class _Validator:
         for i, value in enumerate(q.qualifying_values):
             if options and normalise(value) not in options:
                 self.problem(f"{path}.qualifying_values.{i}", f"'{value}' is not an option of the list.")
-        if q.initial_value is not None and options and normalise(q.initial_value) not in options:
-            self.problem(f"{path}.initial_value", f"'{q.initial_value}' is not an option of the list.")
+        initial = q.initial_value if q.object == CONTACT else None
+        if initial is not None and options and normalise(initial) not in options:
+            self.problem(f"{path}.initial_value", f"'{initial}' is not an option of the list.")
 
     def initial_value(self, path: str, q: Qualification) -> None:
         """A contact created holding a qualifying value could never change to one: refused whether or
         not the attribute exists."""
+        if q.object != CONTACT:
+            return  # refused whatever it is (`qualification`)
         if q.initial_value is not None and is_qualifying(q.initial_value, q.qualifying_values):
             self.problem(
                 f"{path}.initial_value",
@@ -233,10 +270,14 @@ def _options(attribute: Attribute) -> set[str | None]:
     return {normalise(o) for o in attribute.get("options") or []}
 
 
-def validate(settings: CampaignSettings, attributes: Sequence[Attribute]) -> list[FieldError]:
-    """Every problem with `settings` given Intercom's attributes (`full_name`, `data_type`,
-    `api_writable`, `options`), each with its field path."""
-    check = _Validator(attributes)
+def validate(
+    settings: CampaignSettings,
+    attributes: Sequence[Attribute],
+    company_attributes: Sequence[Attribute] = (),
+) -> list[FieldError]:
+    """Every problem with `settings` given Intercom's contact attributes and company attributes
+    (`full_name`, `data_type`, `api_writable`, `options`), each with its field path."""
+    check = _Validator(attributes, company_attributes)
     for path, mapping, written in _mappings(settings):
         check.mapping(path, mapping, written=written)
     for name in ("person_invited", "person_referring"):
@@ -251,6 +292,9 @@ def validate(settings: CampaignSettings, attributes: Sequence[Attribute]) -> lis
             check.initial_value(f"{name}.qualification", person.qualification)
     if settings.commission:
         check.attribute(
-            "commission.sale_value_attribute", settings.commission.sale_value_attribute, writable=False
+            "commission.sale_value_attribute",
+            settings.commission.sale_value_attribute,
+            writable=False,
+            model=settings.commission.object,
         )
     return check.problems

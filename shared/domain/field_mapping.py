@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from shared.domain.company import Company
     from shared.domain.contact import Contact, ContactBody, Scalar
     from shared.domain.rf_user import RfUser
 
@@ -84,9 +85,9 @@ def drop_attribute(body: ContactBody, attribute: str) -> None:
             body.pop(top)
 
 
-def get_attribute(contact: Contact, attribute: str) -> Any:
-    """One attribute of a contact as Intercom nests it: `custom_attributes.x`, `location.city`, or a
-    top-level one (`email`, `phone`); None when the contact has none."""
+def get_attribute(contact: Contact | Company, attribute: str) -> Any:
+    """One attribute of a contact (or a company) as Intercom nests it: `custom_attributes.x`,
+    `location.city` (`plan.name`), or a top-level one (`email`, `monthly_spend`); None when it has none."""
     top, inner = split_attribute(attribute)
     if top == "custom_attributes" and inner is not None:
         return (contact.custom_attributes or {}).get(inner)

@@ -4,6 +4,11 @@ A referral qualifies when its contact's qualification attribute is observed to c
 qualifying values: for a contact the product created, any qualifying value after creation counts; for
 an existing contact marked by `update`, only a change from a non-qualifying value the product saw
 first. Once per referral, ever (contract §1, "Qualification").
+
+[v2] With `object: company`, the attribute is a company's, and a referral qualifies when a company
+its contact belongs to is seen changing from a non-qualifying value to a qualifying one; a company
+first seen with a qualifying value never counts (contract §1). The sale value may be read from the
+contact's companies too: the most recently updated one that has a value.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ NOT_QUALIFYING = "not_qualifying"
 INITIAL_VALUE = "initial_value_written_by_the_product"
 NO_CHANGE_SEEN = "qualifying_when_first_seen"
 STALE = "older_than_what_was_seen"
+# Company qualification (`object: company`).
+QUALIFY_COMPANY_CHANGED = "company_changed_from_non_qualifying"
+COMPANY_CHANGED_BEFORE_LINK = "company_changed_before_the_contact_was_linked"
+# A contact's own change, for a referral that qualifies by its companies: not a reason to qualify.
+QUALIFIES_BY_COMPANY = "qualifies_by_its_companies"
 
 # Two clocks (Intercom's `updated_at`, ours when we pushed) agree to about this many seconds.
 CLOCK_TOLERANCE_S = 2
@@ -135,6 +145,8 @@ class SaleValue:
     amount: float | None
     # Why there is no amount (missing, unparsable, negative); None when there is one.
     note: str | None
+    # The company the value was read from, for a commission on a company attribute.
+    company_id: str | None = None
 
 
 MISSING = "missing"
@@ -181,6 +193,71 @@ def parse_sale_value(raw: Any) -> SaleValue:
     if amount < 0:
         return SaleValue(None, f"negative: {amount:g}")
     return SaleValue(amount, None)
+
+
+def sale_value_from_companies(valued: Sequence[tuple[str, Any, int | None]], attribute: str) -> SaleValue:
+    """The sale value from the contact's companies, given as (company id, its value of the commission
+    attribute, its `updated_at`): the most recently updated company that has a value (contract §1).
+    Ties keep the first given (the contact's own order of its companies); 0 is a value, an empty one
+    is not. None has one: no amount, and why."""
+    best: tuple[str, Any, int] | None = None
+    for company_id, value, updated_at in valued:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue
+        if best is None or (updated_at or 0) > best[2]:
+            best = (company_id, value, updated_at or 0)
+    if best is None:
+        if not valued:
+            return SaleValue(None, "the contact belongs to no company")
+        return SaleValue(None, f"none of the contact's {len(valued)} companies has a value for {attribute}")
+    parsed = parse_sale_value(best[1])
+    note = f"{parsed.note} (company {best[0]})" if parsed.note else None
+    return SaleValue(parsed.amount, note, best[0])
+
+
+def qualifying_change(before: Any, after: Any, qualifying_values: Sequence[Any]) -> bool:
+    """Whether a company's attribute changing from `before` to `after` is a qualifying change."""
+    return is_qualifying(after, qualifying_values) and not is_qualifying(before, qualifying_values)
+
+
+def decide_company(
+    *,
+    status: str | None,
+    can_qualify: bool,
+    intercom_status: str | None,
+    qualifying_values: Sequence[str],
+    before: Any,
+    after: Any,
+    changed_at: int | None,
+    linked_at: int | None,
+) -> Decision:
+    """Whether a company of the referral's contact, seen changing from `before` to `after` (at the
+    company's `updated_at` `changed_at`), qualifies the referral, linked to its contact at `linked_at`.
+
+    The product creates no companies, so a created contact and an existing one are alike: only a
+    change counts. A change that happened before the contact was linked is one the referral never saw:
+    its first sight of the company was the qualifying value."""
+    if status != PENDING:
+        return Decision(False, ALREADY_QUALIFIED)
+    if not can_qualify or intercom_status not in (CREATED, EXISTING_UPDATED):
+        return Decision(False, CANNOT_QUALIFY)
+    if not is_qualifying(after, qualifying_values):
+        return Decision(False, NOT_QUALIFYING)
+    if is_qualifying(before, qualifying_values):
+        return Decision(False, NO_CHANGE_SEEN)
+    if changed_at is not None and linked_at is not None and changed_at < linked_at - CLOCK_TOLERANCE_S:
+        return Decision(False, COMPANY_CHANGED_BEFORE_LINK)
+    return Decision(True, QUALIFY_COMPANY_CHANGED)
+
+
+@dataclass(frozen=True)
+class CompanyWatch:
+    """One campaign's company qualification (for one kind of referral) as company observations see it."""
+
+    campaign_id: str
+    person: str
+    attribute: str
+    qualifying_values: tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -27,24 +27,29 @@ from pydantic import BaseModel
 
 from shared import caches, messages
 from shared.aws import boto
-from shared.clients.errors import ConnectionRevoked
+from shared.clients.errors import ConnectionRevoked, UpstreamNotFound
 from shared.clients.intercom import parse_timestamp
-from shared.domain.campaign_settings import CampaignSettings
+from shared.domain.campaign_settings import COMPANY, CampaignSettings
 from shared.domain.field_mapping import get_attribute
 from shared.domain.qualification import (
     ALREADY_QUALIFIED,
     EXISTING_UPDATED,
     QUALIFIED,
+    QUALIFIES_BY_COMPANY,
+    CompanyWatch,
     Decision,
     SaleValue,
     Watch,
     decide,
+    decide_company,
     normalise,
     parse_sale_value,
+    sale_value_from_companies,
     worth_a_look,
 )
 from shared.flows.counts import Counts
 from shared.observability import logger, metrics
+from shared.records.connections import usable
 from shared.records.referrals import Referral, ReferralEvent, Referrals
 
 if TYPE_CHECKING:
@@ -54,10 +59,11 @@ if TYPE_CHECKING:
 
     from shared.clients.intercom import IntercomClient
     from shared.clients.referral_factory import ReferralFactoryClient
-    from shared.domain.campaign_settings import Qualification
+    from shared.domain.campaign_settings import PersonSettings, Qualification
     from shared.domain.contact import Contact
     from shared.records.accounts import Account
     from shared.records.campaigns import CampaignStore
+    from shared.records.companies import CompanyChange
     from shared.records.connections import Connection, Connections
 
 # The idempotency records' prefix: fixed, so moving this code never resets deduplication.
@@ -160,7 +166,7 @@ class QualifyContext:
 # Campaign settings as a warm process last read them: a change applies within this many seconds.
 SETTINGS_TTL_S = 30.0
 _settings_cache: dict[tuple[str, str], tuple[float, CampaignSettings | None]] = {}
-_watch_cache: dict[str, tuple[float, tuple[Watch, ...]]] = {}
+_watch_cache: dict[str, tuple[float, tuple[tuple[Watch, ...], tuple[CompanyWatch, ...]]]] = {}
 caches.register(f"{__name__}._settings_cache", _settings_cache.clear)
 caches.register(f"{__name__}._watch_cache", _watch_cache.clear)
 
@@ -169,6 +175,7 @@ class Qualifier:
     def __init__(self, ctx: QualifyContext) -> None:
         self.ctx = ctx
         self.account_id = ctx.account_id
+        self._intercom: IntercomClient | None = None
 
     def settings(self, campaign_id: str) -> CampaignSettings | None:
         key, now = (self.account_id, campaign_id), time.monotonic()
@@ -180,22 +187,34 @@ class Qualifier:
         return settings
 
     def watches(self) -> tuple[Watch, ...]:
-        """Every qualification the account's campaigns have, as notifications are filtered by."""
+        """Every contact qualification the account's campaigns have, as notifications are filtered by."""
+        return self._watches()[0]
+
+    def company_watches(self) -> tuple[CompanyWatch, ...]:
+        """Every company qualification (`object: company`) the account's campaigns have."""
+        return self._watches()[1]
+
+    def _watches(self) -> tuple[tuple[Watch, ...], tuple[CompanyWatch, ...]]:
         now = time.monotonic()
         cached = _watch_cache.get(self.account_id)
         if cached is not None and cached[0] + SETTINGS_TTL_S > now:
             return cached[1]
         found: list[Watch] = []
+        companies: list[CompanyWatch] = []
         for campaign_id in sorted(self.ctx.campaigns.configured(self.account_id)):
             settings = self.settings(campaign_id)
-            for person in (settings.person_invited, settings.person_referring) if settings else ():
-                if person is not None and person.qualification is not None:
-                    q = person.qualification
-                    found.append(
-                        Watch(q.attribute, tuple(q.qualifying_values), person.duplicates == "update")
-                    )
-        _watch_cache[self.account_id] = (now, tuple(found))
-        return tuple(found)
+            for name in ("person_invited", "person_referring"):
+                person: PersonSettings | None = getattr(settings, name) if settings else None
+                if person is None or person.qualification is None:
+                    continue
+                q, values = person.qualification, tuple(person.qualification.qualifying_values)
+                if q.object == COMPANY:
+                    companies.append(CompanyWatch(campaign_id, name, q.attribute, values))
+                else:
+                    found.append(Watch(q.attribute, values, person.duplicates == "update"))
+        watches = (tuple(found), tuple(companies))
+        _watch_cache[self.account_id] = (now, watches)
+        return watches
 
     def worth_a_look(self, contact: Contact) -> bool:
         """Whether a notified contact can matter to any of the account's referrals: without a qualifying
@@ -237,9 +256,54 @@ class Qualifier:
                 },
             )
         if decision.qualify:
-            self._qualify(record, contact, value=value, via=via, reason=decision.reason)
+            self._qualify(record, contact.id, contact, value=value, via=via, reason=decision.reason)
         metrics.add_metric(name=f"Qualification_{decision.reason}", unit="Count", value=1)
         return decision.reason
+
+    def observe_company(
+        self, record: Referral, *, contact_id: str, company_id: str, change: CompanyChange, via: str
+    ) -> str:
+        """Act on a company of the referral's contact seen changing (`change`); returns why the referral
+        did or did not qualify. As for `observe`, `record` may come from the lagging contact index:
+        anything that writes is decided again on the record read from the table."""
+        decision = self._decide_company(record, change)
+        uncounted = bool(record.referrer_rf_user_id) and not record.converted_count_written
+        if decision.qualify or (decision.reason == ALREADY_QUALIFIED and uncounted):
+            fresh = self.ctx.referrals.get(self.account_id, record.campaign_id, record.rf_user_id)
+            if fresh is None:
+                return NO_REFERRAL
+            record, decision = fresh, self._decide_company(fresh, change)
+        if decision.reason == ALREADY_QUALIFIED and uncounted and not record.converted_count_written:
+            self._count(record)
+        if decision.qualify:
+            self._qualify(
+                record,
+                contact_id,
+                None,
+                value=change.after,
+                via=via,
+                reason=decision.reason,
+                extra={"company_id": company_id},
+            )
+        metrics.add_metric(name=f"Qualification_{decision.reason}", unit="Count", value=1)
+        return decision.reason
+
+    def _decide_company(self, record: Referral, change: CompanyChange) -> Decision:
+        if record.status == QUALIFIED:
+            return Decision(False, ALREADY_QUALIFIED)
+        q = self.qualification_for(record)
+        if q is None or q.object != COMPANY:
+            return Decision(False, NO_QUALIFICATION)
+        return decide_company(
+            status=record.status,
+            can_qualify=bool(record.can_qualify),
+            intercom_status=record.intercom_status,
+            qualifying_values=q.qualifying_values,
+            before=change.before,
+            after=change.after,
+            changed_at=change.at,
+            linked_at=int(record.pushed_at) if record.pushed_at else None,
+        )
 
     def _decide(self, record: Referral, contact: Contact, observed_at: int | None) -> tuple[Decision, Any]:
         if record.status == QUALIFIED:
@@ -247,6 +311,9 @@ class Qualifier:
         q = self.qualification_for(record)
         if q is None:
             return Decision(False, NO_QUALIFICATION), None
+        if q.object == COMPANY:
+            # Its companies qualify it (`observe_company`), never a change of the contact itself.
+            return Decision(False, QUALIFIES_BY_COMPANY), None
         value = get_attribute(contact, q.attribute)
         existing = record.intercom_status == EXISTING_UPDATED
         seen_at = record.qualification_seen_at or record.pushed_at
@@ -264,15 +331,49 @@ class Qualifier:
         )
         return decision, value
 
-    def _sale_value(self, campaign_id: str, contact: Contact) -> SaleValue:
-        settings = self.settings(campaign_id)
+    def intercom(self) -> IntercomClient:
+        """The account's Intercom client, for what a notification does not carry (a contact's
+        companies, a company's contacts). Not connected is a revoked connection to the caller: the
+        message ends, and the sweep after a reconnect looks again."""
+        if self._intercom is None:
+            connection = self.ctx.connections.get(self.account_id)
+            if not usable(connection):
+                raise ConnectionRevoked("Intercom is not connected", service="intercom")
+            self._intercom = self.ctx.intercom_for(connection)
+        return self._intercom
+
+    def _sale_value(self, record: Referral, contact_id: str, contact: Contact | None) -> SaleValue:
+        settings = self.settings(record.campaign_id)
         if settings is None or settings.commission is None:
             return SaleValue(None, "no commission attribute configured")
-        return parse_sale_value(get_attribute(contact, settings.commission.sale_value_attribute))
+        attribute = settings.commission.sale_value_attribute
+        try:
+            if settings.commission.object == COMPANY:
+                companies = self.intercom().contact_companies(contact_id)
+                valued = [
+                    (c.id, get_attribute(c, attribute), parse_timestamp(c.updated_at)) for c in companies
+                ]
+                return sale_value_from_companies(valued, attribute)
+            if contact is None:  # qualified by a company: the contact's own attribute is read now
+                contact = self.intercom().get_contact(contact_id)
+        except UpstreamNotFound as exc:
+            # The contact is gone (deleted, or merged into one since deleted): qualified all the same.
+            return SaleValue(None, f"the contact could not be read: {exc.message}")
+        return parse_sale_value(get_attribute(contact, attribute))
 
-    def _qualify(self, record: Referral, contact: Contact, *, value: Any, via: str, reason: str) -> None:
+    def _qualify(
+        self,
+        record: Referral,
+        contact_id: str,
+        contact: Contact | None,
+        *,
+        value: Any,
+        via: str,
+        reason: str,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         campaign_id, rf_user_id = record.campaign_id, record.rf_user_id
-        sale = self._sale_value(campaign_id, contact)
+        sale = self._sale_value(record, contact_id, contact)
         attempted_before = record.qualify_attempted_at
         if not attempted_before:
             # Tells a retry that a qualified user in Referral Factory may be our own earlier call.
@@ -294,9 +395,12 @@ class Qualifier:
             "sale_value": sale.amount,
             "sale_value_note": sale.note,
             "reason": reason,
-            "contact_id": contact.id,
+            "contact_id": contact_id,
             "value": normalise(value),
+            **(extra or {}),
         }
+        if sale.company_id:
+            details["sale_value_company_id"] = sale.company_id
         if not outcome.called and not attempted_before:
             # Qualified in Referral Factory by someone else (by hand, another integration).
             details["sale_value"] = None

@@ -35,7 +35,7 @@ from shared.clients.errors import (
     refused_for_good,
 )
 from shared.clients.intercom import SERVICE as INTERCOM
-from shared.domain.campaign_settings import PersonSettings
+from shared.domain.campaign_settings import COMPANY, CONTACT, PersonSettings
 from shared.domain.contact import Contact
 from shared.domain.field_mapping import (
     contact_body,
@@ -46,9 +46,11 @@ from shared.domain.field_mapping import (
     set_attribute,
 )
 from shared.domain.qualification import CREATED, EXISTING_UPDATED
+from shared.flows import companies
 from shared.flows.counts import Counts
 from shared.flows.history import History
 from shared.observability import logger
+from shared.records.companies import CompanyValues
 from shared.records.connections import DISCONNECTED as CONNECTION_DISCONNECTED
 from shared.records.connections import usable
 from shared.records.referrals import (
@@ -297,12 +299,22 @@ class SignupPusher:
             return self._record(push, contact, EXISTING_SKIPPED, seen=None)
         q = person.qualification
         # Qualification later needs a change away from the value seen now.
-        seen = get_attribute(contact, q.attribute) if q else None
+        seen = get_attribute(contact, q.attribute) if q and q.object == CONTACT else None
         body = self._new_contact_body(push.record, user, person, for_existing=True)
         if body:
             # The answer is the survivor if the contact was merged since the search found it (a 410 followed).
             contact = intercom.update_contact(contact.id, body)
-        return self._record(push, contact, EXISTING_UPDATED, seen=seen)
+        record = self._record(push, contact, EXISTING_UPDATED, seen=seen)
+        if q and q.object == COMPANY:
+            # Its companies as they are now are what a later change must start from.
+            companies.baseline(
+                intercom,
+                CompanyValues(self.ctx.referrals.store),
+                workspace_id=push.connection.workspace_id,
+                contact_id=contact.id,
+                attribute=q.attribute,
+            )
+        return record
 
     def _new_contact_body(
         self,
@@ -325,7 +337,7 @@ class SignupPusher:
             # Marking an existing contact as referred never touches who they are or their qualification.
             body.pop("email", None)
             body.pop("name", None)
-            if q:
+            if q and q.object == CONTACT:
                 drop_attribute(body, q.attribute)
             if body.get("custom_attributes") == {}:
                 body.pop("custom_attributes")

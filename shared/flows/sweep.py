@@ -9,6 +9,10 @@ of overlap is needed), and hands each linked pending referral to the qualifier a
 
 A long result is worked through in slices of pages: the rest goes back to the queue with its cursor.
 The previous-run mark moves only when a sweep finished, so a failed one is looked back over again.
+
+A company qualification (`object: company`) has no search to run: the sweep reads the companies of
+each pending referral's contact instead (`shared.flows.companies.sweep_page`, one Intercom call per
+pending referral), which finds the changes and attachments whose notifications were lost.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import TYPE_CHECKING
 
 from shared import keys, messages
 from shared.clients.intercom import SEARCH_PAGE_SIZE
+from shared.domain.campaign_settings import COMPANY
 from shared.domain.qualification import PENDING, QUALIFY_AFTER_CREATION, QUALIFY_CHANGED, normalise
+from shared.flows.companies import sweep_page
 from shared.observability import logger, metrics
 
 if TYPE_CHECKING:
@@ -29,6 +35,7 @@ if TYPE_CHECKING:
     from shared.clients.intercom import IntercomClient
     from shared.domain.campaign_settings import Qualification
     from shared.domain.contact import Contact, FieldQuery, SearchQuery
+    from shared.flows.companies import CompanyObserver
     from shared.flows.qualify import Qualifier
     from shared.records.referrals import Referrals
 
@@ -86,6 +93,7 @@ def sweep(
     intercom: IntercomClient,
     workspace_id: str,
     interval_s: int,
+    companies: CompanyObserver,
     clock: Callable[[], float] = time.time,
 ) -> SweepResult:
     account_id, campaign_id = message.account_id, message.campaign_id
@@ -105,25 +113,34 @@ def sweep(
     pages = 0
     while position < len(plans):
         person, q = plans[position]
-        page = intercom.search_page(
-            search_query(q, since),
-            starting_after=cursor,
-            per_page=PAGE_SIZE,
-            sort={"field": "updated_at", "order": "ascending"},
-        )
-        for contact in page.contacts:
-            result.contacts += 1
-            result.qualified += _observe(
-                contact,
-                person=person,
-                account_id=account_id,
-                campaign_id=campaign_id,
-                workspace_id=workspace_id,
-                referrals=referrals,
-                qualifier=qualifier,
+        if q.object == COMPANY:
+            contacts, qualified, cursor = sweep_page(
+                companies, campaign_id=campaign_id, person=person, cursor=cursor
             )
+            result.contacts += contacts
+            result.qualified += qualified
+            # Each slice costs an Intercom call per pending referral: one slice per message.
+            pages += PAGES_PER_MESSAGE - 1
+        else:
+            page = intercom.search_page(
+                search_query(q, since),
+                starting_after=cursor,
+                per_page=PAGE_SIZE,
+                sort={"field": "updated_at", "order": "ascending"},
+            )
+            for contact in page.contacts:
+                result.contacts += 1
+                result.qualified += _observe(
+                    contact,
+                    person=person,
+                    account_id=account_id,
+                    campaign_id=campaign_id,
+                    workspace_id=workspace_id,
+                    referrals=referrals,
+                    qualifier=qualifier,
+                )
+            cursor = page.next_cursor
         pages += 1
-        cursor = page.next_cursor
         if cursor is None:
             position += 1
         if pages >= PAGES_PER_MESSAGE and position < len(plans):

@@ -424,6 +424,78 @@ def test_every_declared_path_answers_as_the_openapi_file_describes(
             assert "x-ratelimit-limit" not in r.headers
 
 
+def company(control: httpx.Client, company_id: str, **fields: Any) -> str:
+    """A company seeded in `WS` (no notification); returns its Intercom id."""
+    r = control.post(
+        f"/_emulator/workspaces/{WS}/companies",
+        json={"company_id": company_id, "name": fields.pop("name", company_id.title()), **fields},
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["id"])
+
+
+def test_company_paths_answer_as_the_openapi_file_describes(
+    intercom_emu: httpx.Client, api: httpx.Client
+) -> None:
+    # The file types a company's custom attributes as strings (its own example holds numbers and
+    # booleans), so the values validated here are strings.
+    define(intercom_emu, "tier", model="company")
+    [contact_id] = intercom_emu.post(
+        f"/_emulator/workspaces/{WS}/contacts",
+        json={"contacts": [{"role": "user", "email": "c@example.com"}]},
+    ).json()["ids"]
+    created = checked(
+        api.post(
+            "/companies",
+            json={
+                "company_id": "acme-1",
+                "name": "Acme",
+                "plan": "Pro",
+                "size": 40,
+                "website": "https://acme.example",
+                "industry": "Anvils",
+                "monthly_spend": 155,
+                "custom_attributes": {"tier": "gold"},
+            },
+        )
+    ).json()
+    assert OBJECT_ID.match(created["id"]) and created["app_id"] == WS
+    assert created["monthly_spend"] == 155 and created["plan"]["name"] == "Pro"
+    updated = checked(
+        api.post("/companies", json={"company_id": "acme-1", "custom_attributes": {"tier": "x"}})
+    )
+    assert updated.json()["id"] == created["id"] and updated.json()["custom_attributes"] == {"tier": "x"}
+    assert checked(api.post("/companies", json={"name": "No id"})).status_code == 400
+    checked(api.get(f"/companies/{created['id']}"))
+    assert checked(api.get("/companies/000000000000000000000000")).status_code == 404
+    attached = checked(api.post(f"/contacts/{contact_id}/companies", json={"id": created["id"]})).json()
+    assert attached["user_count"] == 1
+    missing = checked(api.post(f"/contacts/{contact_id}/companies", json={}), request_valid=False)
+    assert missing.status_code == 400 and missing.json()["errors"][0]["code"] == "parameter_not_found"
+    assert checked(api.post(f"/contacts/{contact_id}/companies", json={"id": "nope"})).status_code == 404
+    listed = checked(api.get(f"/contacts/{contact_id}/companies")).json()
+    assert [c["id"] for c in listed["data"]] == [created["id"]] and listed["total_count"] == 1
+    members = checked(api.get(f"/companies/{created['id']}/contacts", params={"per_page": 5})).json()
+    assert [c["id"] for c in members["data"]] == [contact_id]
+    assert checked(api.get(f"/contacts/{contact_id}")).json()["companies"]["data"][0]["id"] == created["id"]
+    checked(api.get("/data_attributes", params={"model": "company"}))
+    checked(api.post("/data_attributes", json={"name": "arr", "model": "company", "data_type": "float"}))
+    detached = checked(api.delete(f"/contacts/{contact_id}/companies/{created['id']}")).json()
+    assert detached["user_count"] == 0
+    assert checked(api.get(f"/contacts/{contact_id}/companies")).json()["data"] == []
+    with httpx.Client(base_url=str(api.base_url), headers={"Authorization": "Bearer nope"}) as bad:
+        for method, path, body in [
+            ("POST", "/companies", {"company_id": "x"}),
+            ("GET", f"/companies/{created['id']}", None),
+            ("GET", f"/companies/{created['id']}/contacts", None),
+            ("GET", f"/contacts/{contact_id}/companies", None),
+            ("POST", f"/contacts/{contact_id}/companies", {"id": created["id"]}),
+            ("DELETE", f"/contacts/{contact_id}/companies/{created['id']}", None),
+        ]:
+            r = checked(bad.request(method, path, json=body), request_valid=False)
+            assert r.status_code == 401 and "x-ratelimit-limit" not in r.headers
+
+
 def test_the_emulators_declared_paths_are_all_covered_by_validation(
     intercom_emu_server: RunningServer,
 ) -> None:
@@ -448,6 +520,8 @@ def test_fast_serialiser_matches_the_contact_object() -> None:
     c = Contact(1, "6762f0d01bb69f9f2193bb7d", role="lead", email='a"b@x.io', name="Zoë", now=1_700_000_000)
     c.custom_attributes = {"plan": "trial", "count": 3, "vip": True}
     c.avatar = "https://x/a.png"
+    assert json.loads(contact_json(c, json.dumps("ws"))) == render_contact(c, "ws")
+    c.company_ids = tuple(f"{n:024x}" for n in range(12))  # more than the object shows
     assert json.loads(contact_json(c, json.dumps("ws"))) == render_contact(c, "ws")
 
 
@@ -1202,3 +1276,171 @@ def test_emulator_object_is_reachable_from_the_app() -> None:
     emu = app.state.emulator
     assert isinstance(emu, IntercomEmulator) and emu.config["rate_limit_per_10s"] is None
     emu.close()
+
+
+# --- companies (contract §3, [v2]) ---------------------------------------------------------------
+
+
+def test_contacts_belong_to_companies_and_both_lists_page(
+    intercom_emu: httpx.Client, api: httpx.Client
+) -> None:
+    ids = intercom_emu.post(
+        f"/_emulator/workspaces/{WS}/contacts", json={"generate": {"count": 5, "role": "user"}}
+    ).json()["ids"]
+    acme = company(intercom_emu, "acme", monthly_spend=300)
+    others = [company(intercom_emu, f"co-{n}") for n in range(11)]
+    for contact_id in ids:
+        assert (
+            intercom_emu.post(f"/_emulator/contacts/{contact_id}/companies", json={"id": acme}).status_code
+            == 200
+        )
+    for other in others:
+        api.post(f"/contacts/{ids[0]}/companies", json={"id": other}).raise_for_status()
+    # The contact object names at most ten of its companies, and says there are more.
+    listed = api.get(f"/contacts/{ids[0]}").json()["companies"]
+    assert listed["total_count"] == 12 and listed["has_more"] is True and len(listed["data"]) == 10
+    assert listed["data"][0] == {"id": acme, "type": "company", "url": f"/companies/{acme}"}
+    # Its companies page by number, each page linking the next.
+    first = api.get(f"/contacts/{ids[0]}/companies", params={"per_page": 5}).json()
+    assert [c["id"] for c in first["data"]] == [acme, *others[:4]] and first["pages"]["total_pages"] == 3
+    seen, following = [c["id"] for c in first["data"]], first["pages"]["next"]
+    while following:
+        page = api.get(following).json()
+        seen += [c["id"] for c in page["data"]]
+        following = page["pages"]["next"]
+    assert seen == [acme, *others]
+    # A company's contacts page by cursor; the company counts them.
+    assert api.get(f"/companies/{acme}").json()["user_count"] == 5
+    members: list[str] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"per_page": 2, **({"starting_after": cursor} if cursor else {})}
+        page = api.get(f"/companies/{acme}/contacts", params=params).json()
+        members += [c["id"] for c in page["data"]]
+        assert page["total_count"] == 5
+        if "next" not in page["pages"]:
+            break
+        cursor = page["pages"]["next"]["starting_after"]
+    assert members == ids
+    # A merged lead's companies go to the user; a deleted contact leaves its companies.
+    lead = api.post("/contacts", json={"role": "lead", "email": "lead@example.com"}).json()["id"]
+    api.post(f"/contacts/{lead}/companies", json={"id": others[0]}).raise_for_status()
+    api.post("/contacts/merge", json={"from": lead, "into": ids[1]}).raise_for_status()
+    assert {c["id"] for c in api.get(f"/contacts/{ids[1]}/companies").json()["data"]} == {acme, others[0]}
+    api.delete(f"/contacts/{ids[2]}").raise_for_status()
+    assert api.get(f"/companies/{acme}").json()["user_count"] == 4
+
+
+def test_a_persons_company_edits_and_attachments_send_signed_notifications(
+    intercom_emu: httpx.Client, api: httpx.Client, receiver: Receiver
+) -> None:
+    define(intercom_emu, "customer_status", model="company")
+    acme = company(
+        intercom_emu, "acme", custom_attributes={"customer_status": "trial"}, updated_at=1_600_000_000
+    )
+    [contact_id] = intercom_emu.post(
+        f"/_emulator/workspaces/{WS}/contacts",
+        json={"contacts": [{"role": "lead", "email": "p@example.com"}]},
+    ).json()["ids"]
+    before = api.get(f"/companies/{acme}").json()
+    edited = intercom_emu.patch(
+        f"/_emulator/companies/{acme}",
+        json={"custom_attributes": {"customer_status": "paid"}, "monthly_spend": 9.9},
+    ).json()
+    assert edited["custom_attributes"] == {"customer_status": "paid"} and edited["monthly_spend"] == 9
+    # Seeded as last edited long ago; a person's edit is now.
+    assert before["updated_at"] == 1_600_000_000 and edited["updated_at"] >= int(time.time()) - 5
+    intercom_emu.patch(
+        f"/_emulator/companies/{acme}", json={"monthly_spend": 9}
+    )  # no change: no notification
+    intercom_emu.post(f"/_emulator/contacts/{contact_id}/companies", json={"id": acme}).raise_for_status()
+    intercom_emu.post(
+        f"/_emulator/contacts/{contact_id}/companies", json={"id": acme}
+    ).raise_for_status()  # again
+    deliveries = receiver.wait_for(2)
+    assert stats_when(intercom_emu, "webhooks_sent", 2)["webhooks_sent"] == 2
+    assert len(receiver.wait_for(3, timeout=0.2)) == 2, "no notification for what did not change"
+    by_topic = {d.json()["topic"]: d.json() for d in deliveries}
+    assert set(by_topic) == {"company.updated", "company.contact.attached"}
+    assert all(hub_signature_ok(d) for d in deliveries)
+    updated = by_topic["company.updated"]
+    assert updated["app_id"] == WS and updated["data"]["type"] == "notification_event_data"
+    item = updated["data"]["item"]
+    assert item["type"] == "company" and item["id"] == acme and item["company_id"] == "acme"
+    assert (
+        item["custom_attributes"] == {"customer_status": "paid"}
+        and item["updated_at"] == edited["updated_at"]
+    )
+    attached = by_topic["company.contact.attached"]["data"]["item"]
+    assert attached["company"]["id"] == acme and attached["contact"]["id"] == contact_id
+    assert attached["contact"]["companies"]["data"][0]["id"] == acme
+    # What a person may edit is limited; unknown companies are Intercom's 404.
+    refused = intercom_emu.patch(f"/_emulator/companies/{acme}", json={"company_id": "other"})
+    assert refused.status_code == 400
+    assert intercom_emu.patch("/_emulator/companies/nope", json={"name": "x"}).status_code == 404
+    assert (
+        intercom_emu.post(f"/_emulator/contacts/{contact_id}/companies", json={"id": "nope"}).status_code
+        == 404
+    )
+
+
+def test_company_notifications_carry_iso_times_when_configured(
+    intercom_emu: httpx.Client, receiver: Receiver
+) -> None:
+    intercom_emu.put("/_emulator/config", json={"webhook_timestamp_format": "iso"})
+    try:
+        acme = company(intercom_emu, "acme")
+        intercom_emu.patch(f"/_emulator/companies/{acme}", json={"name": "Acme Ltd"}).raise_for_status()
+        [delivery] = receiver.wait_for(1)
+    finally:
+        intercom_emu.put("/_emulator/config", json={"webhook_timestamp_format": "unix"})
+    item = delivery.json()["data"]["item"]
+    assert item["name"] == "Acme Ltd" and datetime.fromisoformat(item["updated_at"]).tzinfo is not None
+
+
+def test_company_data_attributes_are_listed_apart_from_contact_ones(api: httpx.Client) -> None:
+    standard = {
+        a["full_name"]: a for a in api.get("/data_attributes", params={"model": "company"}).json()["data"]
+    }
+    assert {"name", "company_id", "monthly_spend", "user_count", "plan.name", "size", "website"} <= set(
+        standard
+    )
+    assert all(a["model"] == "company" and a["custom"] is False for a in standard.values())
+    assert standard["monthly_spend"]["data_type"] == "float" and standard["monthly_spend"]["api_writable"]
+    assert standard["user_count"]["api_writable"] is False
+    created = api.post(
+        "/data_attributes", json={"name": "arr", "model": "company", "data_type": "float"}
+    ).json()
+    assert created["model"] == "company" and created["full_name"] == "custom_attributes.arr"
+    company_names = {
+        a["full_name"] for a in api.get("/data_attributes", params={"model": "company"}).json()["data"]
+    }
+    contact_names = {
+        a["full_name"] for a in api.get("/data_attributes", params={"model": "contact"}).json()["data"]
+    }
+    assert "custom_attributes.arr" in company_names and "custom_attributes.arr" not in contact_names
+    taken = api.post("/data_attributes", json={"name": "arr", "model": "contact", "data_type": "float"})
+    assert "You already have 'arr' in your company data" in taken.json()["errors"][0]["message"]
+    # A company's custom attributes are the company model's, typed.
+    wrong = api.post("/companies", json={"company_id": "x", "custom_attributes": {"arr": "lots"}})
+    assert wrong.status_code == 400 and "must be of type float" in wrong.json()["errors"][0]["message"]
+
+
+def test_company_paths_are_rate_limited_faulted_and_counted(
+    intercom_emu: httpx.Client, api: httpx.Client
+) -> None:
+    acme = company(intercom_emu, "acme")
+    r = api.get(f"/companies/{acme}")
+    assert r.status_code == 200 and "x-ratelimit-remaining" in r.headers
+    intercom_emu.put("/_emulator/config", json={"faults": {"error_rate_500": 1.0}})
+    try:
+        assert api.get(f"/companies/{acme}/contacts").status_code == 500
+    finally:
+        intercom_emu.put("/_emulator/config", json={"faults": {}})
+    intercom_emu.put("/_emulator/config", json={"rate_limit_per_10s": 0})
+    try:
+        assert api.get(f"/companies/{acme}").status_code == 429
+    finally:
+        intercom_emu.put("/_emulator/config", json={"rate_limit_per_10s": 1666})
+    requests = intercom_emu.get("/_emulator/stats").json()["requests"]
+    assert requests["GET /companies/{id}"] == 2 and requests["GET /companies/{id}/contacts"] == 1

@@ -284,6 +284,55 @@ def test_creating_a_data_attribute_twice_is_success(intercom: IntercomClient) ->
     assert intercom.create_data_attribute("email", "string").custom is False
 
 
+def test_company_data_attributes_are_their_own_list(intercom: IntercomClient) -> None:
+    arr = intercom.create_data_attribute("arr", "float", model="company")
+    assert intercom.create_data_attribute("arr", "float", model="company").id == arr.id
+    company = {a.full_name: a for a in intercom.list_data_attributes("company")}
+    assert company["custom_attributes.arr"].data_type == "float"
+    assert company["monthly_spend"].view()["api_writable"] is True
+    assert "custom_attributes.arr" not in {a.full_name for a in intercom.list_data_attributes("contact")}
+
+
+# --- companies -----------------------------------------------------------------------------------
+
+
+def test_a_contacts_companies_and_a_companys_contacts_are_read_page_after_page(
+    control: httpx.Client, intercom: IntercomClient
+) -> None:
+    control.post(
+        f"/_emulator/workspaces/{WS}/data_attributes",
+        json={"name": "stage", "data_type": "string", "model": "company"},
+    ).raise_for_status()
+    companies = [
+        control.post(
+            f"/_emulator/workspaces/{WS}/companies",
+            json={"company_id": f"co-{n}", "name": f"Co {n}", "custom_attributes": {"stage": f"s{n}"}},
+        ).json()["id"]
+        for n in range(55)
+    ]
+    people = control.post(
+        f"/_emulator/workspaces/{WS}/contacts", json={"generate": {"count": 120, "role": "user"}}
+    ).json()["ids"]
+    for company_id in companies:
+        control.post(f"/_emulator/contacts/{people[0]}/companies", json={"id": company_id}).raise_for_status()
+    for person in people[1:]:
+        control.post(f"/_emulator/contacts/{person}/companies", json={"id": companies[0]}).raise_for_status()
+    before = stats(control)["requests"]
+    # 55 companies at 50 a page: two requests, following the `next` link.
+    read = intercom.contact_companies(people[0])
+    assert [c.id for c in read] == companies
+    assert read[7].custom_attributes == {"stage": "s7"} and read[7].company_id == "co-7"
+    assert intercom.get_company(companies[3]).name == "Co 3"
+    # 120 contacts at 50 a page: three requests, by cursor.
+    pages = list(intercom.company_contact_ids(companies[0]))
+    assert [len(p) for p in pages] == [50, 50, 20] and [i for p in pages for i in p] == people
+    after = stats(control)["requests"]
+    assert after["GET /contacts/{id}/companies"] - before.get("GET /contacts/{id}/companies", 0) == 2
+    assert after["GET /companies/{id}/contacts"] - before.get("GET /companies/{id}/contacts", 0) == 3
+    with pytest.raises(UpstreamNotFound):
+        intercom.get_company("000000000000000000000000")
+
+
 # --- rate limits ---------------------------------------------------------------------------------
 
 
@@ -321,5 +370,8 @@ def test_every_declared_path_the_client_uses_was_validated() -> None:
         ("GET", "/segments"),
         ("GET", "/data_attributes"),
         ("POST", "/data_attributes"),
+        ("GET", "/contacts/{contact_id}/companies"),
+        ("GET", "/companies/{company_id}"),
+        ("GET", "/companies/{company_id}/contacts"),
     }
     assert expected <= VALIDATED

@@ -245,3 +245,104 @@ def test_every_value_problem_is_reported_at_once():
         "person_invited.qualification.qualifying_values.1",
         "person_referring.defaults.custom_attributes.vip",
     ]
+
+
+# -- [v2] the company object ------------------------------------------------------------------------
+COMPANY_LIVE = [
+    attr("name"),
+    attr("monthly_spend", "float"),
+    attr("plan.name", writable=False),
+    attr("user_count", "integer", writable=False),
+    attr("custom_attributes.customer_status"),
+    attr("custom_attributes.arr", "float"),
+    attr("custom_attributes.stage", "options", options=["Open", "Won"]),
+]
+
+
+def _company_settings(qualification: dict, commission: dict | None = None) -> CampaignSettings:
+    settings = copy.deepcopy(CONTRACT_EXAMPLE)
+    settings["person_invited"]["qualification"] = {"object": "company", **qualification}
+    settings["commission"] = commission
+    return CampaignSettings.model_validate(settings)
+
+
+def test_qualification_and_commission_read_the_contact_unless_told():
+    settings = CampaignSettings.model_validate(CONTRACT_EXAMPLE)
+    assert settings.person_invited and settings.person_invited.qualification
+    assert settings.person_invited.qualification.object == "contact"
+    assert settings.commission and settings.commission.object == "contact"
+    with pytest.raises(ValidationError):
+        CampaignSettings.model_validate({"commission": {"object": "deal", "sale_value_attribute": "x"}})
+
+
+def test_company_attributes_are_checked_against_the_company_list():
+    settings = _company_settings(
+        {"attribute": "plan.name", "qualifying_values": ["Pro"]},
+        {"object": "company", "sale_value_attribute": "monthly_spend"},
+    )
+    assert validate(settings, LIVE, COMPANY_LIVE) == []
+    # A contact attribute of the same name is no company attribute, and the other way round.
+    settings = _company_settings(
+        {"attribute": "custom_attributes.referral_link", "qualifying_values": ["x"]},
+        {"object": "company", "sale_value_attribute": "custom_attributes.deal_value"},
+    )
+    problems = validate(settings, LIVE, COMPANY_LIVE)
+    assert {p["field"] for p in problems} == {
+        "person_invited.qualification.attribute",
+        "commission.sale_value_attribute",
+    }
+    assert all("company attribute" in p["message"] for p in problems)
+    contact_commission = copy.deepcopy(CONTRACT_EXAMPLE)
+    contact_commission["commission"] = {"sale_value_attribute": "monthly_spend"}
+    [problem] = validate(CampaignSettings.model_validate(contact_commission), LIVE, COMPANY_LIVE)
+    assert problem["field"] == "commission.sale_value_attribute"
+
+
+def test_a_company_qualification_takes_text_or_list_attributes_and_their_options():
+    assert (
+        validate(
+            _company_settings({"attribute": "custom_attributes.stage", "qualifying_values": ["won"]}),
+            LIVE,
+            COMPANY_LIVE,
+        )
+        == []
+    )
+    problems = validate(
+        _company_settings({"attribute": "custom_attributes.arr", "qualifying_values": ["1"]}),
+        LIVE,
+        COMPANY_LIVE,
+    )
+    assert [p["field"] for p in problems] == ["person_invited.qualification.attribute"]
+    problems = validate(
+        _company_settings({"attribute": "custom_attributes.stage", "qualifying_values": ["gone"]}),
+        LIVE,
+        COMPANY_LIVE,
+    )
+    assert [p["field"] for p in problems] == ["person_invited.qualification.qualifying_values.0"]
+
+
+@pytest.mark.parametrize("initial_value", ["trial", "paid"])
+def test_a_company_qualification_refuses_an_initial_value(initial_value):
+    settings = _company_settings(
+        {
+            "attribute": "custom_attributes.customer_status",
+            "initial_value": initial_value,
+            "qualifying_values": ["paid"],
+        }
+    )
+    problems = validate(settings, LIVE, COMPANY_LIVE)
+    assert [p["field"] for p in problems] == ["person_invited.qualification.initial_value"]
+    assert "creates no companies" in problems[0]["message"]
+
+
+def test_setup_creates_each_attribute_in_its_own_model():
+    settings = _company_settings(
+        {"attribute": "custom_attributes.account_stage", "qualifying_values": ["customer"]},
+        {"object": "company", "sale_value_attribute": "custom_attributes.arr"},
+    )
+    contact_named = named_attributes(settings)
+    company_named = named_attributes(settings, "company")
+    assert company_named == {"custom_attributes.account_stage": "string", "custom_attributes.arr": "float"}
+    assert not set(company_named) & set(contact_named)
+    assert "custom_attributes.referral_link" in contact_named
+    assert named_attributes(CampaignSettings.model_validate(CONTRACT_EXAMPLE), "company") == {}

@@ -108,3 +108,26 @@ def test_an_empty_mapped_email_stays_empty_and_names_its_attribute():
     assert fields.email_attribute == "custom_attributes.work_email"
     # An empty mapped first name still gives Referral Factory one: the first word of the name.
     assert inbound_fields(bare, {"first_name": "custom_attributes.nickname"}).first_name == "Ada"
+
+
+def test_a_companys_attributes_are_read_as_intercom_nests_them():
+    from shared.domain.company import Company
+
+    company = Company.model_validate(
+        {
+            "type": "company",
+            "id": "6762f0761bb69f9f2193bae2",
+            "company_id": "acme",
+            "name": "Acme",
+            "monthly_spend": 155,
+            "plan": {"type": "plan", "id": "9", "name": "Pro"},
+            "custom_attributes": {"account_stage": "customer"},
+        }
+    )
+    assert get_attribute(company, "monthly_spend") == 155
+    assert get_attribute(company, "plan.name") == "Pro"
+    assert get_attribute(company, "name") == "Acme"
+    assert get_attribute(company, "custom_attributes.account_stage") == "customer"
+    assert get_attribute(company, "size") is None and get_attribute(company, "custom_attributes.arr") is None
+    # A notification's company may carry no plan at all.
+    assert get_attribute(Company(id="x", plan=None), "plan.name") is None

@@ -42,6 +42,11 @@ PINNED: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] = [
     (keys.email_index_sort_key, ("42", "7"), "42#7"),
     (keys.counts_pending_key, ("acc_1", "42"), "COUNTSPENDING#acc_1#42"),
     (keys.counts_pending_sort_key, ("7",), "7"),
+    (
+        keys.company_value_key,
+        ("ws9", "6762f0761bb69f9f2193bae2", "custom_attributes.stage"),
+        ("COMPANY#ws9#6762f0761bb69f9f2193bae2", "VALUE#custom_attributes.stage"),
+    ),
     (keys.counts_pending_sort_key, (7,), "7"),
     (keys.sync_pk, ("sync_1",), "SYNC#sync_1"),
     (keys.sync_key, ("sync_1",), ("SYNC#sync_1", "META")),

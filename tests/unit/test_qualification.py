@@ -232,3 +232,75 @@ def test_without_a_case_blind_contains_the_sweep_reads_every_recent_contact(monk
     monkeypatch.setattr(sweep, "CONTAINS_IGNORES_CASE", False)
     q = Qualification(attribute="custom_attributes.status", qualifying_values=["paid"])
     assert sweep.search_query(q, since=7) == {"field": "updated_at", "operator": ">", "value": 7}
+
+
+# -- [v2] company qualification and sale values ----------------------------------------------------
+def decide_company(**overrides: Any) -> q.Decision:
+    facts: dict[str, Any] = {
+        "status": "pending",
+        "can_qualify": True,
+        "intercom_status": "existing_updated",
+        "qualifying_values": QUALIFYING,
+        "before": "trial",
+        "after": "paid",
+        "changed_at": 1_700_000_100,
+        "linked_at": 1_700_000_000,
+        **overrides,
+    }
+    return q.decide_company(**facts)
+
+
+@pytest.mark.parametrize("intercom_status", ["created", "existing_updated"])
+def test_a_company_changing_to_a_qualifying_value_qualifies_created_and_linked_contacts(intercom_status):
+    assert decide_company(intercom_status=intercom_status) == q.Decision(True, q.QUALIFY_COMPANY_CHANGED)
+    assert decide_company(before=None, after=" ACTIVE ").qualify
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"status": "qualified"}, q.ALREADY_QUALIFIED),
+        ({"can_qualify": False}, q.CANNOT_QUALIFY),
+        ({"intercom_status": "existing_skipped"}, q.CANNOT_QUALIFY),
+        ({"after": "churned"}, q.NOT_QUALIFYING),
+        ({"before": "Paid", "after": "active"}, q.NO_CHANGE_SEEN),
+        # The company was a customer before the contact was linked: the referral never saw it change.
+        ({"changed_at": 1_699_999_000}, q.COMPANY_CHANGED_BEFORE_LINK),
+    ],
+)
+def test_what_a_company_change_does_not_qualify(overrides, reason):
+    assert decide_company(**overrides) == q.Decision(False, reason)
+
+
+def test_a_change_at_an_unknown_time_or_within_the_clocks_tolerance_counts():
+    assert decide_company(changed_at=None).qualify
+    assert decide_company(linked_at=None).qualify
+    assert decide_company(changed_at=1_700_000_000 - q.CLOCK_TOLERANCE_S).qualify
+
+
+def test_only_a_change_from_non_qualifying_to_qualifying_is_a_qualifying_change():
+    assert q.qualifying_change("trial", "paid", QUALIFYING)
+    assert q.qualifying_change(None, "1.0", ["1"])
+    assert not q.qualifying_change("paid", "active", QUALIFYING)
+    assert not q.qualifying_change("trial", "churned", QUALIFYING)
+
+
+def test_the_sale_value_is_the_most_recently_updated_company_with_a_value():
+    valued = [("a", 100, 1_700_000_000), ("b", None, 1_800_000_000), ("c", "1,250.50", 1_750_000_000)]
+    assert q.sale_value_from_companies(valued, "monthly_spend") == q.SaleValue(1250.5, None, "c")
+    # 0 is a value; a blank is not; ties keep the contact's own order.
+    assert q.sale_value_from_companies([("a", 0, 5), ("b", " ", 9)], "x") == q.SaleValue(0.0, None, "a")
+    assert q.sale_value_from_companies([("a", 1, 5), ("b", 2, 5)], "x").company_id == "a"
+
+
+def test_no_company_value_qualifies_without_an_amount_and_says_why():
+    assert q.sale_value_from_companies([], "custom_attributes.arr") == q.SaleValue(
+        None, "the contact belongs to no company"
+    )
+    none = q.sale_value_from_companies([("a", None, 1), ("b", "", 2)], "custom_attributes.arr")
+    assert (
+        none.amount is None
+        and none.note == "none of the contact's 2 companies has a value for custom_attributes.arr"
+    )
+    unreadable = q.sale_value_from_companies([("a", "lots", 1)], "custom_attributes.arr")
+    assert unreadable.amount is None and unreadable.company_id == "a" and "unparsable" in str(unreadable.note)

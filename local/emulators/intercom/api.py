@@ -1,9 +1,12 @@
 """Intercom's REST paths: bearer auth, per-workspace rate limits, contacts, search, merge, segments,
-data attributes, `/me` and `/auth/uninstall`."""
+companies, data attributes, `/me` and `/auth/uninstall`."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -12,10 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from local.emulators.intercom.companies import Company, company_in, render_company
 from local.emulators.intercom.core import UNLIMITED, api_error_response, error_response
 from local.emulators.intercom.errors import ApiError, contact_merged, invalid
 from local.emulators.intercom.state import (
     MAX_PER_PAGE,
+    STANDARD_COMPANY_ATTRIBUTES,
     STANDARD_CONTACT_ATTRIBUTES,
     Contact,
     Workspace,
@@ -32,6 +37,8 @@ Handler = Callable[[Request, Workspace], Awaitable[Response]]
 
 SEARCH_DEFAULT_PER_PAGE = 50  # spec: "The default is 50 results per page"
 LIST_DEFAULT_PER_PAGE = 10  # Intercom-OpenAPI PR #639 (reference §3.6)
+# A contact's companies and a company's contacts: the 2.16 file's examples page by 50.
+COMPANY_LIST_DEFAULT_PER_PAGE = 50
 
 
 async def object_body(request: Request) -> dict[str, Any]:
@@ -230,6 +237,80 @@ class RestApi:
             raise ApiError(404, "not_found", "Segment not found")
         return JSONResponse(seg.render(include_count=False))
 
+    # -- companies ---------------------------------------------------------------------------
+    async def upsert_company(self, request: Request, ws: Workspace) -> Response:
+        company = self.emu.upsert_company(ws, await object_body(request), via_api=True)
+        return JSONResponse(render_company(company, ws.id_code))
+
+    async def get_company(self, request: Request, ws: Workspace) -> Response:
+        return JSONResponse(render_company(company_in(ws, request.path_params["id"]), ws.id_code))
+
+    async def company_contacts(self, request: Request, ws: Workspace) -> Response:
+        """A company's contacts, a cursor page at a time (2.16 `company_attached_contacts`)."""
+        company = company_in(ws, request.path_params["id"])
+        params = request.query_params
+        per_page = _per_page(params.get("per_page"), COMPANY_LIST_DEFAULT_PER_PAGE)
+        start, page = _offset_cursor(params.get("starting_after"))
+        members = list(company.contact_ids)
+        chunk = members[start : start + per_page]
+        ws_json = json.dumps(ws.id_code)
+        data = ",".join(contact_json(ws.contacts[cid], ws_json) for cid in chunk)
+        pages: dict[str, Any] = {
+            "type": "pages",
+            "page": page,
+            "per_page": per_page,
+            "total_pages": math.ceil(len(members) / per_page),
+        }
+        if start + per_page < len(members):
+            cursor = _encode_offset(start + per_page, page + 1)
+            pages["next"] = {"page": page + 1, "per_page": per_page, "starting_after": cursor}
+        tail = json.dumps({"total_count": len(members), "pages": pages}, separators=(",", ":"))[1:]
+        return Response(f'{{"type":"list","data":[{data}],{tail}', media_type="application/json")
+
+    async def contact_companies(self, request: Request, ws: Workspace) -> Response:
+        """A contact's companies, a numbered page at a time with a `next` link (2.16 `pages_link`)."""
+        c = self._contact(ws, request)
+        params = request.query_params
+        per_page = _per_page(params.get("per_page"), COMPANY_LIST_DEFAULT_PER_PAGE)
+        page = _page_number(params.get("page"))
+        ids = c.company_ids
+        chunk = ids[(page - 1) * per_page : page * per_page]
+        total_pages = math.ceil(len(ids) / per_page)
+        following = str(request.url.include_query_params(page=page + 1, per_page=per_page))
+        return JSONResponse(
+            {
+                "type": "list",
+                "data": [render_company(ws.companies[i], ws.id_code) for i in chunk],
+                "pages": {
+                    "type": "pages",
+                    "next": following if page < total_pages else None,
+                    "page": page,
+                    "per_page": per_page,
+                    "total_pages": total_pages,
+                },
+                "total_count": len(ids),
+            }
+        )
+
+    def _company_from_body(self, ws: Workspace, body: dict[str, Any]) -> Company:
+        company_id = body.get("id")
+        if not isinstance(company_id, str) or not company_id:
+            raise ApiError(400, "parameter_not_found", "company not specified")
+        return company_in(ws, company_id)
+
+    async def attach_company(self, request: Request, ws: Workspace) -> Response:
+        c = self._contact(ws, request)
+        company = self._company_from_body(ws, await object_body(request))
+        self.emu.attach(ws, c, company)
+        return JSONResponse(render_company(company, ws.id_code))
+
+    async def detach_company(self, request: Request, ws: Workspace) -> Response:
+        c = self._contact(ws, request)
+        company = company_in(ws, request.path_params["company_id"])
+        self.emu.detach(ws, c, company)
+        return JSONResponse(render_company(company, ws.id_code))
+
+    # -- data attributes ---------------------------------------------------------------------
     async def data_attributes(self, request: Request, ws: Workspace) -> Response:
         model = request.query_params.get("model")
         if model not in (None, "contact", "company", "conversation"):
@@ -237,6 +318,13 @@ class RestApi:
         data: list[dict[str, Any]] = []
         if model in (None, "contact"):
             data.extend(render_standard_attribute(*std) for std in STANDARD_CONTACT_ATTRIBUTES)
+        if model in (None, "company"):
+            data.extend(
+                render_standard_attribute(
+                    name, label, data_type, writable, model="company", description=description
+                )
+                for name, label, data_type, writable, description in STANDARD_COMPANY_ATTRIBUTES
+            )
         data.extend(a.render() for a in ws.attributes.values() if model is None or a.model == model)
         return JSONResponse({"type": "list", "data": data})
 
@@ -244,6 +332,31 @@ class RestApi:
         body = await object_body(request)
         attr = self.emu.state.create_attribute(ws, body)
         return JSONResponse(attr.render())
+
+
+def _page_number(raw: str | None) -> int:
+    if raw is None:
+        return 1
+    if not raw.isdigit() or int(raw) < 1:
+        raise invalid("page must be a positive integer", "page")
+    return int(raw)
+
+
+def _encode_offset(offset: int, page: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps([offset, page]).encode()).decode()
+
+
+def _offset_cursor(cursor: str | None) -> tuple[int, int]:
+    """(offset, page) of a company's contacts from a `starting_after` cursor; the start without one."""
+    if not cursor:
+        return 0, 1
+    try:
+        offset, page = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise invalid("starting_after is not a valid cursor", "starting_after") from exc
+    if not isinstance(offset, int) or not isinstance(page, int) or offset < 0 or page < 1:
+        raise invalid("starting_after is not a valid cursor", "starting_after")
+    return offset, page
 
 
 def api_routes(emu: IntercomEmulator) -> list[Route]:
@@ -262,6 +375,12 @@ def api_routes(emu: IntercomEmulator) -> list[Route]:
         Route("/contacts/{id}", a(api.update_contact), methods=["PUT"]),
         Route("/contacts/{id}", a(api.delete_contact), methods=["DELETE"]),
         Route("/contacts/{id}/segments", a(api.contact_segments), methods=["GET"]),
+        Route("/contacts/{id}/companies", a(api.contact_companies), methods=["GET"]),
+        Route("/contacts/{id}/companies", a(api.attach_company), methods=["POST"]),
+        Route("/contacts/{id}/companies/{company_id}", a(api.detach_company), methods=["DELETE"]),
+        Route("/companies", a(api.upsert_company), methods=["POST"]),
+        Route("/companies/{id}", a(api.get_company), methods=["GET"]),
+        Route("/companies/{id}/contacts", a(api.company_contacts), methods=["GET"]),
         Route("/segments", a(api.segments), methods=["GET"]),
         Route("/segments/{id}", a(api.segment), methods=["GET"]),
         Route("/data_attributes", a(api.data_attributes), methods=["GET"]),

@@ -14,6 +14,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from local.emulators.intercom.api import object_body
+from local.emulators.intercom.companies import PERSON_EDITABLE as COMPANY_EDITABLE
+from local.emulators.intercom.companies import company_in, render_company
 from local.emulators.intercom.core import api_error_response
 from local.emulators.intercom.errors import ApiError, invalid
 from local.emulators.intercom.state import (
@@ -143,6 +145,35 @@ class Control:
         self.emu.update_contact(ws, c, body)
         return JSONResponse(render_contact(c, ws.id_code))
 
+    async def seed_company(self, request: Request) -> Response:
+        """A company that exists in the workspace already (no notification); its `company_id` again
+        updates it, so a setup script can run twice."""
+        ws = self._workspace(request)
+        body = await object_body(request)
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            raise invalid("name is required", "name")
+        company = self.emu.upsert_company(ws, body, via_api=False)
+        return JSONResponse({"id": company.id})
+
+    async def person_edit_company(self, request: Request) -> Response:
+        ws, company = self.emu.state.find_company(request.path_params["id"])
+        body = await object_body(request)
+        unknown = sorted(set(body) - set(COMPANY_EDITABLE))
+        if unknown:
+            raise invalid(f"Only {', '.join(COMPANY_EDITABLE)} can be edited here, not {', '.join(unknown)}")
+        self.emu.edit_company(ws, company, body)
+        return JSONResponse(render_company(company, ws.id_code))
+
+    async def person_attach(self, request: Request) -> Response:
+        ws, c = self.emu.state.find_contact(request.path_params["id"])
+        company_id = (await object_body(request)).get("id")
+        if not isinstance(company_id, str) or not company_id:
+            raise invalid("id (the company's) is required", "id")
+        company = company_in(ws, company_id)
+        self.emu.attach(ws, c, company)
+        return JSONResponse(render_company(company, ws.id_code))
+
     async def merge(self, request: Request) -> Response:
         body = await object_body(request)
         ws, _ = self.emu.state.find_contact(str(body.get("into")))
@@ -171,6 +202,9 @@ def control_routes(emu: IntercomEmulator) -> list[Route]:
             f"{prefix}/workspaces/{{id_code}}/data_attributes", g(c.create_data_attribute), methods=["POST"]
         ),
         Route(f"{prefix}/workspaces/{{id_code}}/contacts", g(c.seed_contacts), methods=["POST"]),
+        Route(f"{prefix}/workspaces/{{id_code}}/companies", g(c.seed_company), methods=["POST"]),
+        Route(f"{prefix}/companies/{{id}}", g(c.person_edit_company), methods=["PATCH"]),
+        Route(f"{prefix}/contacts/{{id}}/companies", g(c.person_attach), methods=["POST"]),
         Route(f"{prefix}/workspaces/{{id_code}}/contacts", g(c.list_contacts), methods=["GET"]),
         Route(f"{prefix}/workspaces/{{id_code}}/uninstall", g(c.uninstall), methods=["POST"]),
         Route(f"{prefix}/contacts/merge", g(c.merge), methods=["POST"]),

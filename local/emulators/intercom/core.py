@@ -21,6 +21,14 @@ from local.emulators.common import (
     WebhookSender,
     merge_config,
 )
+from local.emulators.intercom.companies import (
+    Company,
+    apply_changes,
+    attached_item,
+    company_changes,
+    new_company,
+    webhook_company,
+)
 from local.emulators.intercom.errors import ApiError, invalid
 from local.emulators.intercom.state import (
     EMPTY_SEGMENTS,
@@ -243,6 +251,10 @@ class IntercomEmulator:
         ws.merged_into[src.id] = dst.id
         ws.unindex_identity(dst)
         _absorb(ws, dst, src)
+        for company_id in src.company_ids:  # the user joins the lead's companies
+            company = ws.companies.get(company_id)
+            if company is not None:
+                ws.attach(dst, company)
         ws.reindex_identity(dst)
         dst.updated_at = max(int(time.time()), dst.updated_at)
         ws.search.on_change(dst, self.index_delay_s, time.time())
@@ -323,18 +335,74 @@ class IntercomEmulator:
             {"Content-Type": "application/json", "X-Body-Signature": signature, "User-Agent": _USER_AGENT},
         )
 
+    # -- companies ---------------------------------------------------------------------------
+    def upsert_company(self, ws: Workspace, body: Mapping[str, Any], *, via_api: bool) -> Company:
+        """`POST /companies`: create, or update the company with that `company_id` (2.16)."""
+        changes = company_changes(ws, body)
+        company_id = body.get("company_id")
+        existing_id = ws.company_by_company_id.get(str(company_id)) if company_id is not None else None
+        if existing_id is None:
+            company = new_company(ws, company_id, changes)
+            if via_api:
+                self._deliver(ws, "company.created", self._company_item(ws, company))
+            else:
+                # Seeded history: a company that existed, and was last edited, before today.
+                created = _optional(body, "created_at", int, "a UNIX timestamp")
+                company.created_at = created if created is not None else company.created_at
+                updated = _optional(body, "updated_at", int, "a UNIX timestamp")
+                company.updated_at = updated if updated is not None else company.created_at
+            return company
+        company = ws.companies[existing_id]
+        if apply_changes(company, changes) and via_api:
+            company.updated_at = max(int(time.time()), company.updated_at)
+            self._deliver(ws, "company.updated", self._company_item(ws, company))
+        return company
+
+    def edit_company(self, ws: Workspace, company: Company, body: Mapping[str, Any]) -> bool:
+        """A person edits the company: only a change moves `updated_at` and is notified."""
+        if not apply_changes(company, company_changes(ws, body)):
+            return False
+        company.updated_at = max(int(time.time()), company.updated_at)
+        self._deliver(ws, "company.updated", self._company_item(ws, company))
+        return True
+
+    def attach(self, ws: Workspace, c: Contact, company: Company) -> None:
+        """Attach the contact to the company; a new attachment is notified (`company.contact.attached`)."""
+        if ws.attach(c, company):
+            item = attached_item(self._company_item(ws, company), self._contact_item(ws, c))
+            self._deliver(ws, "company.contact.attached", item)
+
+    def detach(self, ws: Workspace, c: Contact, company: Company) -> None:
+        if ws.detach(c, company):
+            item = attached_item(self._company_item(ws, company), self._contact_item(ws, c))
+            self._deliver(ws, "company.contact.detached", item)
+
     # -- notifications ---------------------------------------------------------------------
+    def _iso_times(self) -> bool:
+        return self.config.get("webhook_timestamp_format") == "iso"
+
+    def _contact_item(self, ws: Workspace, c: Contact) -> dict[str, Any]:
+        item = render_contact(c, ws.id_code)
+        if self._iso_times():
+            for name in _TIMESTAMP_FIELDS:
+                if item.get(name) is not None:
+                    item[name] = datetime.fromtimestamp(item[name], UTC).isoformat(timespec="milliseconds")
+        return item
+
+    def _company_item(self, ws: Workspace, company: Company) -> dict[str, Any]:
+        return webhook_company(company, ws.id_code, iso_times=self._iso_times())
+
     def notify(self, ws: Workspace, topic: str, c: Contact, extra: Mapping[str, Any] | None = None) -> None:
+        """A contact's signed topic notification."""
+        if not self.config.get("webhook_url"):
+            return
+        self._deliver(ws, topic, {**self._contact_item(ws, c), **(extra or {})})
+
+    def _deliver(self, ws: Workspace, topic: str, item: dict[str, Any]) -> None:
         """A signed topic notification in Intercom's envelope (reference §6.3, §6.4)."""
         url = self.config.get("webhook_url")
         if not url:
             return
-        item = render_contact(c, ws.id_code)
-        if self.config.get("webhook_timestamp_format") == "iso":
-            for name in _TIMESTAMP_FIELDS:
-                if item.get(name) is not None:
-                    item[name] = datetime.fromtimestamp(item[name], UTC).isoformat(timespec="milliseconds")
-        item.update(extra or {})
         body = json.dumps(notification_envelope(ws.id_code, topic, item), separators=(",", ":")).encode()
         secret = str(self.config.get("client_secret") or "").encode()
         signature = "sha1=" + hmac.new(secret, body, hashlib.sha1).hexdigest()

@@ -1,5 +1,6 @@
 """The Intercom emulator's data: workspaces, contacts, segments, data attributes, tokens and codes,
-with the uniqueness rules and validation errors Intercom applies to writes.
+with the uniqueness rules and validation errors Intercom applies to writes. Companies, and which
+contacts belong to them, are in `companies.py`; a contact carries the ids of its companies.
 
 Everything here runs on the server's event loop, so it is single-threaded by construction.
 """
@@ -18,10 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from local.emulators.intercom.errors import ApiError, conflict, invalid
 from local.emulators.intercom.search import SearchIndex
+
+if TYPE_CHECKING:
+    from local.emulators.intercom.companies import Company
 
 MAX_PER_PAGE = 150
 
@@ -35,6 +39,7 @@ def object_id() -> str:
 
 
 NOT_FOUND_CONTACT = ("not_found", "User Not Found")
+NOT_FOUND_COMPANY = ("company_not_found", "Company Not Found")
 EMPTY_SEGMENTS: frozenset[str] = frozenset()
 EMPTY_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 
@@ -42,6 +47,7 @@ EMPTY_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 class Contact:
     __slots__ = (
         "avatar",
+        "company_ids",
         "created_at",
         "custom_attributes",
         "email",
@@ -77,6 +83,8 @@ class Contact:
     created_at: int
     updated_at: int
     segment_ids: frozenset[str]
+    # The companies it belongs to, in the order it was attached (copy-on-write, like the attributes).
+    company_ids: tuple[str, ...]
     visible_at: float
 
     def __init__(
@@ -108,6 +116,7 @@ class Contact:
         self.created_at = now
         self.updated_at = now
         self.segment_ids = segment_ids
+        self.company_ids = ()
         # Search sees the contact from this instant on (`search_index_delay_ms`).
         self.visible_at = 0.0
 
@@ -117,6 +126,20 @@ class Contact:
 
 
 _COLLECTION = {"type": "list", "data": [], "total_count": 0, "has_more": False}
+# The contact object shows at most this many of its companies; the rest are behind its `url`.
+SHOWN_COMPANIES = 10
+
+
+def contact_companies(c: Contact) -> dict[str, Any]:
+    """The contact's `companies` (2.16 `contact_companies`): references, not the companies."""
+    shown = c.company_ids[:SHOWN_COMPANIES]
+    return {
+        "type": "list",
+        "data": [{"id": cid, "type": "company", "url": f"/companies/{cid}"} for cid in shown],
+        "url": f"/contacts/{c.id}/companies",
+        "total_count": len(c.company_ids),
+        "has_more": len(c.company_ids) > len(shown),
+    }
 
 
 def render_contact(c: Contact, workspace_id: str) -> dict[str, Any]:
@@ -176,7 +199,7 @@ def render_contact(c: Contact, workspace_id: str) -> dict[str, Any]:
         "custom_attributes": dict(c.custom_attributes),
         "tags": {**_COLLECTION, "data": [], "url": f"{url}/tags"},
         "notes": {**_COLLECTION, "data": [], "url": f"{url}/notes"},
-        "companies": {**_COLLECTION, "data": [], "url": f"{url}/companies"},
+        "companies": contact_companies(c),
         "opted_out_subscription_types": {**_COLLECTION, "data": [], "url": f"{url}/subscriptions"},
         "opted_in_subscription_types": {**_COLLECTION, "data": [], "url": f"{url}/subscriptions"},
         "utm_campaign": None,
@@ -307,10 +330,10 @@ def contact_json(c: Contact, workspace_id_json: str) -> str:
             "/notes",
             _EMPTY_LIST_END,
             ',"companies":',
-            _EMPTY_LIST,
-            cid,
-            "/companies",
-            _EMPTY_LIST_END,
+            # Most contacts belong to no company: their list is the constant one.
+            json.dumps(contact_companies(c), separators=(",", ":"))
+            if c.company_ids
+            else f"{_EMPTY_LIST}{cid}/companies{_EMPTY_LIST_END}",
             ',"opted_out_subscription_types":',
             _EMPTY_LIST,
             cid,
@@ -416,20 +439,44 @@ STANDARD_CONTACT_ATTRIBUTES: tuple[tuple[str, str, str, bool], ...] = (
 )
 
 
-def render_standard_attribute(name: str, label: str, data_type: str, writable: bool) -> dict[str, Any]:
+# Intercom's standard company attributes as `GET /data_attributes?model=company` lists them (the 2.16
+# file's example): full name, label, data type, API-writable, description.
+STANDARD_COMPANY_ATTRIBUTES: tuple[tuple[str, str, str, bool, str], ...] = (
+    ("name", "Company name", "string", True, "The name of a company"),
+    ("company_id", "Company ID", "string", False, "A number identifying a company"),
+    ("last_request_at", "Company last seen", "date", False, "The last day anyone from a company visited"),
+    ("remote_created_at", "Company created at", "date", True, "The day a company was added to Intercom"),
+    ("user_count", "People", "integer", False, "The number of people in a company"),
+    ("session_count", "Company web sessions", "integer", False, "All visits from anyone in a company"),
+    ("plan.name", "Plan", "string", False, "A specific plan or level that companies have signed up to"),
+    ("monthly_spend", "Monthly Spend", "float", True, "The monthly revenue you receive from a company"),
+    ("size", "Company size", "integer", True, "The number of people employed in this company"),
+    ("industry", "Company industry", "string", True, "The category or domain this company belongs to"),
+    ("website", "Company website", "string", True, "The web address for the company's primary site"),
+    ("id", "ID", "string", False, "The Intercom defined id representing the company"),
+    ("created_at", "Created at", "date", False, "The time the company was added to Intercom"),
+    ("updated_at", "Updated at", "date", False, "The last time the company was updated"),
+    ("plan.id", "Plan ID", "string", False, "The Intercom defined id representing the plan"),
+    ("app_id", "App ID", "string", False, "The Intercom defined id representing the app"),
+)
+
+
+def render_standard_attribute(
+    name: str, label: str, data_type: str, writable: bool, *, model: str = "contact", description: str = ""
+) -> dict[str, Any]:
     return {
         "type": "data_attribute",
         "name": name.rpartition(".")[2],
         "full_name": name,
         "label": label,
-        "description": label,
+        "description": description or label,
         "data_type": data_type,
         "api_writable": writable,
-        "ui_writable": writable,
-        "messenger_writable": False,
+        "ui_writable": writable if model == "contact" else False,
+        "messenger_writable": model == "company",
         "custom": False,
         "archived": False,
-        "model": "contact",
+        "model": model,
     }
 
 
@@ -455,6 +502,9 @@ class Workspace:
         self.merged_into: dict[str, str] = {}
         self.segments: dict[str, Segment] = {}
         self.attributes: dict[tuple[str, str], DataAttribute] = {}
+        self.companies: dict[str, Company] = {}
+        # A company's own `company_id` (the customer's) -> its Intercom id.
+        self.company_by_company_id: dict[str, str] = {}
         self.search = SearchIndex(self)
         self._seq = itertools.count(1)
         self._generated = itertools.count(1)
@@ -496,14 +546,14 @@ class Workspace:
             if other is not None and other != self_id:
                 raise conflict(other)
 
-    def validate_custom_attributes(self, values: Any) -> dict[str, Any]:
+    def validate_custom_attributes(self, values: Any, model: str = "contact") -> dict[str, Any]:
         if values is None:
             return {}
         if not isinstance(values, Mapping):
             raise invalid("custom_attributes must be an object")
         clean: dict[str, Any] = {}
         for key, value in values.items():
-            attr = self.custom_attribute(str(key))
+            attr = self.custom_attribute(str(key), model)
             if attr is None:
                 # Intercom refuses writes to attributes that were never defined (reference §3.3, §9.5).
                 raise invalid(f"Custom attribute '{key}' does not exist")
@@ -549,7 +599,26 @@ class Workspace:
         if key:
             self.by_email.setdefault(key, set()).add(c.id)
 
+    def attach(self, c: Contact, company: Company) -> bool:
+        """Make the contact one of the company's people; False when it was already."""
+        if company.id in c.company_ids:
+            return False
+        c.company_ids = (*c.company_ids, company.id)
+        company.contact_ids[c.id] = None
+        return True
+
+    def detach(self, c: Contact, company: Company) -> bool:
+        if company.id not in c.company_ids:
+            return False
+        c.company_ids = tuple(i for i in c.company_ids if i != company.id)
+        company.contact_ids.pop(c.id, None)
+        return True
+
     def remove_contact(self, c: Contact) -> None:
+        for company_id in c.company_ids:
+            company = self.companies.get(company_id)
+            if company is not None:
+                company.contact_ids.pop(c.id, None)
         self.unindex_identity(c)
         for sid in c.segment_ids:
             seg = self.segments.get(sid)
@@ -643,6 +712,13 @@ class EmulatorState:
                 return ws, c
         raise ApiError(404, *NOT_FOUND_CONTACT)
 
+    def find_company(self, company_id: str) -> tuple[Workspace, Company]:
+        for ws in self.workspaces.values():
+            company = ws.companies.get(company_id)
+            if company is not None:
+                return ws, company
+        raise ApiError(404, *NOT_FOUND_COMPANY)
+
     def issue_code(self, workspace_id: str, client_id: str) -> str:
         code = new_code()
         self.codes[code] = CodeRecord(workspace_id, client_id, time.time() + self.CODE_TTL_S)
@@ -729,6 +805,8 @@ def _name_taken(ws: Workspace, name: str) -> str | None:
     lowered = name.lower()
     if any(std[0].lower() == lowered for std in STANDARD_CONTACT_ATTRIBUTES):
         return "contact"
+    if any(std[0].lower() == lowered for std in STANDARD_COMPANY_ATTRIBUTES):
+        return "company"
     for model in _MODEL_LABEL:
         if (model, lowered) in ws.attributes:
             return model

@@ -22,7 +22,16 @@ from shared.api.resolver import router as new_router
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, RateLimited, UpstreamError
 from shared.clients.intercom import IntercomClient
 from shared.clients.referral_factory import Campaign
-from shared.domain.campaign_settings import Attribute, CampaignSettings, named_attributes, validate
+from shared.domain.campaign_settings import (
+    COMPANY,
+    CONTACT,
+    Attribute,
+    CampaignSettings,
+    ObjectKind,
+    named_attributes,
+    names_company_attributes,
+    validate,
+)
 from shared.domain.errors import ApiError, Conflict, FieldError, NotFound, ValidationFailed, field_error
 from shared.observability import logger
 from shared.records.accounts import Account
@@ -120,7 +129,23 @@ def _cached(
 
 
 def _load_attributes(client: IntercomClient) -> list[Attribute]:
-    return [a.view() for a in client.list_data_attributes("contact") if not a.archived]
+    return [a.view() for a in client.list_data_attributes(CONTACT) if not a.archived]
+
+
+def _load_company_attributes(client: IntercomClient) -> list[Attribute]:
+    return [a.view() for a in client.list_data_attributes(COMPANY) if not a.archived]
+
+
+# Each model's attribute list: its cache name and its loader.
+_ATTRIBUTE_LISTS: dict[str, tuple[str, Callable[[IntercomClient], list[Attribute]]]] = {
+    CONTACT: ("attributes", _load_attributes),
+    COMPANY: ("company_attributes", _load_company_attributes),
+}
+
+
+def _attributes(account: Account, model: str, refresh: bool) -> list[Attribute]:
+    name, load = _ATTRIBUTE_LISTS[model]
+    return _cached(account, name, refresh, load)
 
 
 def _load_segments(client: IntercomClient) -> list[Segment]:
@@ -130,13 +155,17 @@ def _load_segments(client: IntercomClient) -> list[Segment]:
     ]
 
 
-def _invalidate_attributes(account: Account, workspace_id: str) -> None:
-    _services().store.delete(*keys.cache_key(account.account_id, "attributes", workspace_id))
+def _invalidate_attributes(account: Account, workspace_id: str, model: str = CONTACT) -> None:
+    name, _ = _ATTRIBUTE_LISTS[model]
+    _services().store.delete(*keys.cache_key(account.account_id, name, workspace_id))
 
 
 @router.get("/v1/intercom/attributes", security=ACCOUNT_KEY)
-def list_attributes(refresh: Annotated[bool, Query()] = False) -> ListEnvelope[Attribute]:
-    return {"data": _cached(_account(), "attributes", refresh, _load_attributes), "next_cursor": None}
+def list_attributes(
+    refresh: Annotated[bool, Query()] = False, model: Annotated[ObjectKind, Query()] = CONTACT
+) -> ListEnvelope[Attribute]:
+    """The contact's data attributes, or with `model=company` the company's."""
+    return {"data": _attributes(_account(), model, refresh), "next_cursor": None}
 
 
 class NewAttribute(BaseModel):
@@ -144,6 +173,7 @@ class NewAttribute(BaseModel):
     data_type: Literal["string", "integer", "float", "boolean", "date", "options"]
     options: list[str] | None = Field(default=None, min_length=2)
     description: str | None = Field(default=None, max_length=500)
+    model: ObjectKind = CONTACT
 
 
 @router.post(
@@ -163,9 +193,9 @@ def create_attribute(body: NewAttribute) -> Response[Attribute]:
     connection, client = _intercom(account)
     with _upstream(account, "Intercom"):
         created = client.create_data_attribute(
-            body.name, body.data_type, description=body.description, options=body.options
+            body.name, body.data_type, model=body.model, description=body.description, options=body.options
         )
-    _invalidate_attributes(account, connection.workspace_id)
+    _invalidate_attributes(account, connection.workspace_id, body.model)
     return json_response(created.view(), status_code=201)
 
 
@@ -252,9 +282,10 @@ def put_campaign_settings(campaign_id: str, body: Annotated[dict[str, Any], Body
     account = _account()
     parsed = _parse_settings(body)
     _own_campaign(account, campaign_id)
-    # Validated against the live list: a cached one could accept an attribute deleted since.
-    attributes = _cached(account, "attributes", True, _load_attributes)
-    problems = validate(parsed, attributes)
+    # Validated against the live lists: a cached one could accept an attribute deleted since.
+    attributes = _attributes(account, CONTACT, True)
+    company_attributes = _attributes(account, COMPANY, True) if names_company_attributes(parsed) else []
+    problems = validate(parsed, attributes, company_attributes)
     if problems:
         raise ValidationFailed(
             f"{len(problems)} problem(s) with the campaign's Intercom settings.", details=problems
@@ -291,23 +322,29 @@ def setup_campaign(
     if parsed is None:
         raise Conflict("Send the settings to set up, or save them first.", code="settings_missing")
     connection, client = _intercom(account)
-    existing_names = {a["full_name"] for a in _cached(account, "attributes", True, _load_attributes)}
     created: list[str] = []
     existing: list[str] = []
     problems: list[FieldError] = []
-    for full_name, data_type in sorted(named_attributes(parsed).items()):
-        if full_name in existing_names:
-            existing.append(full_name)
-        elif full_name.startswith("custom_attributes."):
-            with _upstream(account, "Intercom"):
-                client.create_data_attribute(full_name.removeprefix("custom_attributes."), data_type)
-            created.append(full_name)
-        else:
-            problems.append(
-                field_error(full_name, "is not a custom attribute and Intercom has no such attribute")
-            )
-    if created:
-        _invalidate_attributes(account, connection.workspace_id)
+    for model in (CONTACT, COMPANY):
+        named = named_attributes(parsed, model)
+        if not named:
+            continue
+        existing_names = {a["full_name"] for a in _attributes(account, model, True)}
+        made = 0
+        for full_name, data_type in sorted(named.items()):
+            if full_name in existing_names:
+                existing.append(full_name)
+            elif full_name.startswith("custom_attributes."):
+                with _upstream(account, "Intercom"):
+                    name = full_name.removeprefix("custom_attributes.")
+                    client.create_data_attribute(name, data_type, model=model)
+                created.append(full_name)
+                made += 1
+            else:
+                message = f"is not a custom attribute and Intercom has no such {model} attribute"
+                problems.append(field_error(full_name, message))
+        if made:
+            _invalidate_attributes(account, connection.workspace_id, model)
     if problems:
         raise ValidationFailed("Some attributes cannot be created.", details=problems)
     return {"created": created, "existing": existing}

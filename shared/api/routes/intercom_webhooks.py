@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 router = new_router()
 
-# What the processor acts on (qualification, merges, removals); other topics are answered and dropped.
+# What the processor acts on (qualification, merges, removals, company qualification); other topics
+# are answered and dropped.
 HANDLED_TOPICS = frozenset(
     {
         "contact.user.created",
@@ -41,8 +42,12 @@ HANDLED_TOPICS = frozenset(
         "contact.merged",
         "contact.deleted",
         "contact.archived",
+        "company.updated",
+        "company.contact.attached",
     }
 )
+# Its item holds the company and the contact (Intercom documents no shape: "Company, Contact").
+CONTACT_ATTACHED = "company.contact.attached"
 DEDUPE_TTL_S = 3 * 86400
 # A workspace's account, remembered this long by a warm receiver (routing changes only on connect or
 # disconnect; the processor re-checks the connection before writing to Intercom).
@@ -92,7 +97,8 @@ def _forget(notification_id: str) -> None:
 
 
 def _slim(item: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The contact as the processor needs it, and whether its attributes had to be left out."""
+    """The contact (or company) as the processor needs it, and whether its attributes had to be left
+    out (the processor then reads it back)."""
     slim = {k: v for k, v in item.items() if k not in _DROPPED_KEYS}
     if len(json.dumps(slim, separators=(",", ":"))) <= MAX_ITEM_BYTES:
         return slim, False
@@ -100,12 +106,30 @@ def _slim(item: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return {k: slim[k] for k in keep if k in slim}, True
 
 
+def _slim_item(topic: str, item: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    if topic != CONTACT_ATTACHED:
+        return _slim(item)
+    company, company_trimmed = _slim(item["company"])
+    contact, _ = _slim(item["contact"])  # only its id is read
+    return {"company": company, "contact": {"type": "contact", "id": contact["id"]}}, company_trimmed
+
+
+def _has_id(value: Any) -> bool:
+    return isinstance(value, dict) and bool(value.get("id"))
+
+
 def _notification(data: dict[str, Any]) -> tuple[str, str, str, dict[str, Any]]:
     topic, app_id, notification_id = data.get("topic"), data.get("app_id"), data.get("id")
     item = (data.get("data") or {}).get("item") if isinstance(data.get("data"), dict) else None
     if not all(isinstance(v, str) and v for v in (topic, app_id, notification_id)):
         raise BadRequest("The notification needs topic, app_id and id.", code="malformed_body")
-    if not isinstance(item, dict) or not item.get("id"):
+    if not isinstance(item, dict):
+        raise BadRequest("The notification has no data.item.", code="malformed_body")
+    if topic == CONTACT_ATTACHED and not (_has_id(item.get("company")) and _has_id(item.get("contact"))):
+        raise BadRequest(
+            "The notification's item needs a company and a contact with ids.", code="malformed_body"
+        )
+    if topic != CONTACT_ATTACHED and not _has_id(item):
         raise BadRequest("The notification has no data.item with an id.", code="malformed_body")
     return str(topic), str(app_id), str(notification_id), item
 
@@ -137,7 +161,7 @@ def notification() -> dict[str, str]:
     if not _first_sight(notification_id):
         metrics.add_metric(name="WebhookDuplicate", unit="Count", value=1)
         return {"status": "duplicate"}
-    contact, trimmed = _slim(item)
+    contact, trimmed = _slim_item(topic, item)
     # A `messages.IntercomNotification`, built as a dict: the receiver passes the contact and the
     # notification's time on as they came (no validation per request); the consumer reads the model.
     message = {
