@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, HTTPBearer
 
+from shared import caches
 from shared.records.accounts import WEBHOOK_HEADER_NAME
 
 if TYPE_CHECKING:
@@ -150,6 +151,7 @@ def _drop_unreferenced(schemas: dict[str, Any], document: dict[str, Any]) -> Non
         del schemas[name]
 
 
+@caches.resettable
 @cache
 def document_json() -> str:
     return json.dumps(build(), separators=(",", ":"))
