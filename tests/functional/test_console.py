@@ -106,7 +106,14 @@ def test_a_method_other_than_get_is_405(get):
     response = get("/console", method="POST")
     assert response["statusCode"] == 405
     assert body_of(response)["error"]["code"] == "method_not_allowed"
-    assert response["headers"]["Allow"] == "GET"
+    assert response["headers"]["Allow"] == "GET, HEAD"
+
+
+def test_head_answers_the_headers_without_the_body(get):
+    response = get("/console/app.js", method="HEAD")
+    assert response["statusCode"] == 200
+    assert response["body"] == ""
+    assert response["headers"]["ETag"] == get("/console/app.js")["headers"]["ETag"]
 
 
 # -- the assets themselves ------------------------------------------------------------------------

@@ -45,6 +45,8 @@ export async function renderCampaign(ctx) {
     return;
   }
   heading.textContent = campaign.name || `Campaign ${campaign.id}`;
+  const metaText = () => `Referral Factory: ${campaign.status || "—"} · Intercom: ${integrationStatus(campaign)}`;
+  const meta = h("p", { class: "meta" }, metaText());
 
   const state = {
     settings,
@@ -77,6 +79,8 @@ export async function renderCampaign(ctx) {
         showRefusal(error, doc, summary, name);
         throw error;
       }
+      campaign.intercom = { ...(campaign.intercom || {}), configured: true };
+      meta.textContent = metaText();
       return state.settings;
     },
     async syncEnded() {
@@ -180,7 +184,7 @@ export async function renderCampaign(ctx) {
   replace(main,
     h("p", { class: "crumbs" }, h("a", { href: "#/campaigns" }, "Campaigns")),
     heading,
-    h("p", { class: "meta" }, `Referral Factory: ${campaign.status || "—"} · Intercom: ${integrationStatus(campaign)}`),
+    meta,
     refresh, wizardSlot, overview);
   ctx.focusHeading(heading);
 }

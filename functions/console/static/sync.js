@@ -64,7 +64,7 @@ export function syncProgress(ctx, syncId, { onEnd } = {}) {
     const percent = total ? Math.floor((processed / total) * 100) : (RUNNING.has(sync.status) ? 0 : 100);
     bar.setAttribute("aria-valuetext", `${processed} of ${total} contacts (${percent} %)`);
     state.textContent = `${statusText(sync.status)}: ${processed} of ${total} contacts (${percent} %)`;
-    replace(counters, COUNTERS.flatMap((k) => [h("dt", {}, k[0].toUpperCase() + k.slice(1)), h("dd", {}, String(sync[k] ?? 0))]));
+    replace(counters, COUNTERS.map((k) => h("div", {}, h("dt", {}, k[0].toUpperCase() + k.slice(1)), h("dd", {}, String(sync[k] ?? 0)))));
     const list = sync.errors || [];
     replace(errors, list.length
       ? h("details", {}, h("summary", {}, `${list.length} contact(s) failed`),

@@ -74,11 +74,12 @@ def load_assets(directory: Path) -> dict[str, Asset]:
     return assets
 
 
-def _answer(asset: Asset, if_none_match: str | None) -> Response[Any]:
+def _answer(asset: Asset, if_none_match: str | None, *, head: bool = False) -> Response[Any]:
     headers = {**SECURITY_HEADERS, "Cache-Control": CACHE_CONTROL, "ETag": asset.etag}
     if if_none_match and asset.etag in {tag.strip() for tag in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers, body="")
-    return Response(status_code=200, content_type=asset.content_type, headers=headers, body=asset.body)
+    body = "" if head else asset.body
+    return Response(status_code=200, content_type=asset.content_type, headers=headers, body=body)
 
 
 def router_for(directory: Path) -> APIGatewayRouter:
@@ -90,9 +91,10 @@ def router_for(directory: Path) -> APIGatewayRouter:
         asset = assets.get(name)
         if asset is None:
             raise NotFound(f"The console has no file {name}.", code="not_found")
-        return _answer(asset, router.current_event.headers.get("if-none-match"))
+        event = router.current_event
+        return _answer(asset, event.headers.get("if-none-match"), head=event.http_method == "HEAD")
 
-    @router.get("/console")
+    @router.route("/console", method=["GET", "HEAD"])
     def console() -> Response[Any]:
         path = router.current_event.path
         if path.endswith("/"):
@@ -100,7 +102,7 @@ def router_for(directory: Path) -> APIGatewayRouter:
             return Response(status_code=301, headers={"Location": "../console"}, body="")
         return serve(PAGES[""])
 
-    @router.get("/console/<asset>")
+    @router.route("/console/<asset>", method=["GET", "HEAD"])
     def console_asset(asset: str) -> Response[Any]:
         return serve(PAGES.get(asset, asset))
 
