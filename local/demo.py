@@ -431,14 +431,15 @@ def run_demo(info: dict[str, str], stack: Stack | None, stop: threading.Event | 
     with httpx.Client(timeout=30) as http:
         demo = Demo(info, stack, http)
         ok = run_steps(demo, STEPS, stop)
-    demo.out.write(
+    story = (
         f"\n==> demo {'done' if ok else 'finished with failures'}; the stack keeps serving on {info['api']}"
         " (Ctrl-C stops it)\n"
     )
     if "api_key" in demo.state:
         # Like the admin answer, the one place the demo shows its key: the fragment never reaches a server.
         link = console_link(info, demo.state["api_key"])
-        demo.out.write(f"==> the console, signed in as the demo account: {link}\n")
+        story += f"==> the console, signed in as the demo account: {link}\n"
+    demo.out.write(story)
     demo.out.flush()
     return ok
 
