@@ -156,7 +156,8 @@ class ApiCalls:
 
 
 def settle(page: Page) -> None:
-    """Until the page has made every call it makes on its own (nothing in flight for a moment)."""
+    """After a page load: until it has made every call it makes on its own (nothing in flight for
+    500 ms). After a click on the loaded page this does not wait: poll for the outcome instead."""
     page.wait_for_load_state("networkidle")
 
 

@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.e2e import console_flow as flow
+from tests.e2e import console_screenshots
 from tests.e2e.browser import CHROMIUM_ARGS, EXECUTABLE, MISSING, TIMEOUT_MS
 
 if TYPE_CHECKING:
@@ -207,24 +208,19 @@ def test_a_referral_not_pushed_shows_why_and_offers_retry(
     shot("referrals-retry")
 
 
-def test_each_view_makes_the_calls_the_readme_states(page: Page, world: flow.World) -> None:
-    calls = flow.ApiCalls(page, world.api)
-    views = {
-        "integrations": "#/integrations",
-        "campaigns": "#/campaigns",
-        "campaign": f"#/campaigns/{world.campaigns[0]['id']}",
-        "referrals": "#/referrals",
-    }
-    counted = {}
-    for name, fragment in views.items():
-        page.goto(f"{world.api}/console{fragment}")
-        page.reload()  # a fresh arrival, nothing kept from the view before
-        flow.settle(page)
-        mark = len(calls.seen)
-        page.reload()
-        flow.settle(page)
-        counted[name] = calls.since(mark)
-    assert {name: len(seen) for name, seen in counted.items()} == CALLS_ON_ARRIVAL, counted
+def test_each_view_is_shot_at_both_widths_and_makes_the_calls_the_readme_states(
+    browser: Browser, world: flow.World, tmp_path: Path
+) -> None:
+    """The screenshot script's own run; `python -m tests.e2e.console_screenshots` writes docs/console."""
+    result = console_screenshots.shoot(browser, world, tmp_path)
+    assert result["calls_on_arrival"] == CALLS_ON_ARRIVAL
+    files = [Path(f) for f in result["files"]]
+    assert len(files) == len(console_screenshots.views(world)) * len(console_screenshots.WIDTHS)
+    for path in files:
+        header = path.read_bytes()[:24]
+        assert header[:8] == b"\x89PNG\r\n\x1a\n"
+        width = int.from_bytes(header[16:20], "big")
+        assert width == (375 if path.stem.endswith("-mobile") else 1280), path
 
 
 def test_disconnect_is_confirmed_in_a_dialog(page: Page, world: flow.World, shot: flow.Shot) -> None:
