@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 SEGMENT_NAME = "Customers to sync"
 SEGMENT_SIZE = 40
-CAMPAIGNS = ("Spring referral", "Partner programme")
+# The second name carries markup, as any value from Referral Factory might: it must show as text.
+CAMPAIGNS = ("Spring referral", 'Partner <b>programme</b> <img src=x onerror="window.pwned=1">')
 WORKSPACE_NAME = "Console Co"
 # A list attribute: its options are offered as choices, never typed.
 STATUS_OPTIONS = ["trial", "paid", "active"]

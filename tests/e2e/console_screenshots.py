@@ -68,6 +68,7 @@ def shoot(browser: Browser, world: flow.World, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     calls: dict[str, int] = {}
+    too_wide: dict[str, int] = {}
     for width_name, (width, height) in WIDTHS.items():
         context = browser.new_context(viewport={"width": width, "height": height})
         context.set_default_timeout(TIMEOUT_MS)
@@ -86,6 +87,9 @@ def shoot(browser: Browser, world: flow.World, out: Path) -> dict[str, Any]:
                     page.goto(f"{world.api}/console{fragment}")
                     flow.settle(page)
                     calls[name] = len(counter.since(mark))
+                scroll_width = int(page.evaluate("document.documentElement.scrollWidth"))
+                if scroll_width > width:
+                    too_wide[f"{name}-{width_name}"] = scroll_width
                 path = out / f"{name}-{width_name}.png"
                 page.screenshot(path=str(path))
                 written.append(str(path))
@@ -94,7 +98,8 @@ def shoot(browser: Browser, world: flow.World, out: Path) -> dict[str, Any]:
                     expect(page.get_by_role("heading", name="Integrations", level=1)).to_be_visible()
         finally:
             context.close()
-    return {"files": written, "calls_on_arrival": calls}
+    # A page wider than the screen makes a person scroll sideways to read it (tables scroll on their own).
+    return {"files": written, "calls_on_arrival": calls, "too_wide": too_wide}
 
 
 def main(argv: list[str] | None = None) -> int:

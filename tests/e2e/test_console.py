@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -112,6 +112,14 @@ def test_sign_in_form_keeps_the_key_in_this_tab_only(
         context.close()
 
 
+def test_values_from_referral_factory_are_shown_as_text(page: Page, world: flow.World) -> None:
+    flow.sign_in_by_link(page, world)
+    page.get_by_role("link", name="Campaigns", exact=True).click()
+    expect(page.get_by_role("link", name=flow.CAMPAIGNS[1], exact=True)).to_be_visible()
+    assert page.evaluate("document.querySelectorAll('main img, main b').length") == 0
+    assert page.evaluate("window.pwned") is None
+
+
 def test_the_console_link_signs_in_and_the_popup_connects_the_workspace(
     page: Page, world: flow.World, shot: flow.Shot
 ) -> None:
@@ -122,6 +130,43 @@ def test_the_console_link_signs_in_and_the_popup_connects_the_workspace(
     shot("integrations-2-connected")
     view = httpx.get(f"{world.api}/v1/intercom/connection", headers=world.account_headers()).json()
     assert (view["status"], view["workspace_id"]) == ("connected", world.workspace)
+
+
+def test_the_keyboard_alone_reaches_the_wizard(browser: Browser, world: flow.World) -> None:
+    context = browser.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        page.goto(f"{world.api}/console")
+        expect(page.get_by_role("textbox", name="Account API key")).to_be_focused()
+        page.keyboard.type(world.api_key)
+        page.keyboard.press("Enter")
+        heading = page.get_by_role("heading", name="Integrations", level=1)
+        expect(heading).to_be_focused()
+
+        def tab_to(locator: Any, backwards: bool = False, limit: int = 40) -> None:
+            for _ in range(limit):
+                if locator.evaluate("el => el === document.activeElement"):
+                    return
+                page.keyboard.press("Shift+Tab" if backwards else "Tab")
+            raise AssertionError(f"Tab never reached {locator}")
+
+        tab_to(page.get_by_role("link", name="Campaigns", exact=True), backwards=True)
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name="Campaigns", level=1)).to_be_focused()
+        tab_to(page.get_by_role("link", name=flow.CAMPAIGNS[0], exact=True))
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("heading", name=flow.CAMPAIGNS[0], level=1)).to_be_focused()
+        tab_to(page.get_by_role("button", name="Sync Your Contacts"))
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("radio", name="Only your Users")).to_be_focused()
+        page.keyboard.press("ArrowDown")
+        expect(page.get_by_role("radio", name="All Contacts")).to_be_checked()
+        tab_to(page.get_by_role("button", name="Next", exact=True))
+        page.keyboard.press("Enter")
+        expect(flow.combobox(page, "First Name")).to_be_focused()
+    finally:
+        context.close()
 
 
 def test_the_campaign_is_configured_section_by_section(
@@ -202,6 +247,7 @@ def test_a_referral_not_pushed_shows_why_and_offers_retry(
             break
         page.wait_for_timeout(500)
     expect(row).to_contain_text("Not pushed")
+    expect(row).to_contain_text("The campaign has no Intercom settings for this person yet.")
     row.get_by_role("button", name="Retry").click()
     # The retry route answers (queued) or says why not; either way the row says what happened.
     expect(row.get_by_text("Queued").or_(row.get_by_text("Not retried"))).to_be_visible()
@@ -214,6 +260,7 @@ def test_each_view_is_shot_at_both_widths_and_makes_the_calls_the_readme_states(
     """The screenshot script's own run; `python -m tests.e2e.console_screenshots` writes docs/console."""
     result = console_screenshots.shoot(browser, world, tmp_path)
     assert result["calls_on_arrival"] == CALLS_ON_ARRIVAL
+    assert result["too_wide"] == {}
     files = [Path(f) for f in result["files"]]
     assert len(files) == len(console_screenshots.views(world)) * len(console_screenshots.WIDTHS)
     for path in files:

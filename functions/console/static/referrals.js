@@ -19,15 +19,21 @@ const RETRYABLE = new Set(["failed", "not_pushed", "waiting_for_connection"]);
 const TYPE_TEXT = { person_invited: "Person Invited", person_referring: "Person Referring" };
 const PAGE_SIZE = 50;
 
-/** Why a referral is where it is: its newest event's details (Intercom's error code and message for a failure). */
+// Why a referral was not pushed, for the events whose kind says it all.
+const REASONS = {
+  settings_missing: "The campaign has no Intercom settings for this person yet.",
+  action_none: "The campaign's action for this person is \"Do nothing\".",
+};
+
+/** Why a referral is where it is: its newest event (Intercom's error code and message for a failure). */
 function reason(referral) {
   const events = referral.events || [];
   const last = events[events.length - 1];
-  if (!last || !last.details) return "";
-  const d = last.details;
-  if (typeof d === "string") return d;
-  const parts = [d.code, d.message || d.reason].filter(Boolean);
-  return parts.length ? parts.join(": ") : "";
+  if (!last) return "";
+  const d = last.details || {};
+  const parts = typeof d === "string" ? [d] : [d.code, d.message || d.reason].filter(Boolean);
+  if (parts.length) return parts.join(": ");
+  return REASONS[last.kind] || String(last.kind || "").replaceAll("_", " ");
 }
 
 function history(referral) {

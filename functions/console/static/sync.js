@@ -193,7 +193,9 @@ export function syncWizard(ctx, page, { onClose, onStarted }) {
       segmentField.wrap, problem,
       h("p", { class: "hint" }, "Synced contacts are not notified. Contacts synced before are not duplicated in the campaign."),
       h("div", { class: "actions" }, next));
-    (radios.find((r) => r.input.checked) || radios[0]).input.focus();
+    // The first step is drawn before the wizard joins the page: focus once it has.
+    const first = (radios.find((r) => r.input.checked) || radios[0]).input;
+    window.setTimeout(() => first.focus(), 0);
   }
 
   function stepTwo() {
