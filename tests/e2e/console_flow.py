@@ -28,6 +28,8 @@ WORKSPACE_NAME = "Console Co"
 # A list attribute: its options are offered as choices, never typed.
 STATUS_OPTIONS = ["trial", "paid", "active"]
 SYNC_TIMEOUT_MS = 90_000
+# Assertions wait as long as actions do: on a loaded machine a view's calls can take seconds.
+expect.set_options(timeout=15_000)
 ARRIVAL_TIMEOUT_S = 30.0
 
 

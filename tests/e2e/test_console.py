@@ -10,6 +10,7 @@ does. A screenshot of each step goes to $CONSOLE_TEST_OUTPUT (default: the test'
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,6 +214,19 @@ def test_a_campaign_syncs_a_segment_and_the_bar_reaches_100_percent(
     assert saved["person_referring"]["mapping"]["referral_link"] == "custom_attributes.referral_link"
     assert saved["sync"]["return_mapping"]["referral_link"] == "custom_attributes.referral_link"
     assert saved["person_invited"]["qualification"]["attribute"] == "custom_attributes.customer_status"
+    # The ongoing sync on its own, afterwards: off, then on again for the same segment.
+    ongoing_url = f"{world.api}/v1/campaigns/{campaign_id}/syncs/ongoing"
+    page.get_by_role("button", name="Turn ongoing sync off").click()
+    expect(page.get_by_text("Ongoing sync is off", exact=False)).to_be_visible()
+    assert httpx.get(ongoing_url, headers=world.account_headers()).json()["enabled"] is False
+    page.get_by_role("button", name="Turn ongoing sync on").click()
+    expect(page.get_by_text(f"Ongoing sync is on: Segment {flow.SEGMENT_NAME}", exact=False)).to_be_visible()
+    ongoing = httpx.get(ongoing_url, headers=world.account_headers()).json()
+    assert (ongoing["enabled"], ongoing["audience"], ongoing["segment_id"]) == (
+        True,
+        "segment",
+        world.segment_id,
+    )
 
 
 def test_a_friends_referral_qualifies_and_shows_in_the_referrals_table(
@@ -252,6 +266,44 @@ def test_a_referral_not_pushed_shows_why_and_offers_retry(
     # The retry route answers (queued) or says why not; either way the row says what happened.
     expect(row.get_by_text("Queued").or_(row.get_by_text("Not retried"))).to_be_visible()
     shot("referrals-retry")
+
+
+def test_an_attribute_no_field_fits_is_created_from_the_campaign_page(page: Page, world: flow.World) -> None:
+    flow.open_campaign(page, flow.CAMPAIGNS[0])
+    page.get_by_text("Create an Intercom attribute").click()
+    name = page.get_by_role("textbox", name="Attribute name")
+    name.fill("bad name!")
+    page.get_by_role("button", name="Create attribute", exact=True).click()
+    # Refused by the API (422 naming `name`): said beside the field.
+    expect(name).to_have_attribute("aria-invalid", "true")
+    name.fill("plan_tier")
+    flow.combobox(page, "Type").select_option(label="List")
+    page.get_by_role("textbox", name="List options").fill("free, pro")
+    page.get_by_role("button", name="Create attribute", exact=True).click()
+    expect(page.get_by_text("Created plan_tier")).to_be_visible()
+    referrer = flow.combobox(flow.region(page, "Person Invited"), "Referrer First Name")
+    assert "plan_tier" in referrer.locator("option").all_inner_texts()
+
+
+def test_a_running_sync_can_be_cancelled(page: Page, world: flow.World, shot: flow.Shot) -> None:
+    flow.open_campaign(page, flow.CAMPAIGNS[0])
+    config = f"{world.intercom}/_emulator/config"
+    # A slow Intercom keeps the sync running long enough to be cancelled.
+    httpx.put(config, json={"faults": {"latency_ms": 400}}).raise_for_status()
+    try:
+        page.get_by_role("button", name="Sync Your Contacts").click()
+        page.get_by_role("radio", name="All Contacts").check()
+        page.get_by_role("button", name="Next", exact=True).click()
+        page.get_by_role("button", name="Start Sync").click()
+        page.get_by_role("button", name="Cancel sync").click()
+        expect(page.get_by_text(re.compile(r"^Cancelled: \d+ of \d+ contacts"))).to_be_visible()
+        expect(page.get_by_role("button", name="Cancel sync")).to_be_hidden()
+        shot("sync-4-cancelled")
+    finally:
+        httpx.put(config, json={"faults": {}}).raise_for_status()
+    page.get_by_role("button", name="Back to the campaign").click()
+    history = page.get_by_role("table", name="Sync history")
+    expect(history.get_by_role("row").nth(1)).to_contain_text("Cancelled")
 
 
 def test_each_view_is_shot_at_both_widths_and_makes_the_calls_the_readme_states(

@@ -1,7 +1,7 @@
 // A campaign's page: its sync (the wizard, a running sync's progress, the history, the ongoing sync)
 // and its "Person Invited", "Person Referring" and "Sale value" sections. Six calls on arrival, side
 // by side: the campaigns, the campaign's settings, attributes, segments, syncs and ongoing sync.
-import { h, replace, uid } from "./dom.js";
+import { field, h, replace, select, setFieldError, uid } from "./dom.js";
 import { Attributes, ErrorTargets } from "./fields.js";
 import { integrationStatus, refreshAttributesButton } from "./campaigns.js";
 import { historyTable, ongoingPanel, syncProgress, syncWizard } from "./sync.js";
@@ -10,14 +10,52 @@ import { personSection, saleValueSection } from "./sections.js";
 const RUNNING = new Set(["queued", "running"]);
 const SECTIONS = ["sync", "person_invited", "person_referring", "commission"];
 
-/** The answer, or `fallback` when the API says `code` (a 404 settings_missing, say). */
-async function orWhen(promise, codes, fallback) {
+/** The answer, or `fallback` when the API says one of `codes` (a 404 settings_missing, say); `onRefused` sees why. */
+async function orWhen(promise, codes, fallback, onRefused) {
   try {
     return await promise;
   } catch (error) {
-    if (codes.includes(error.code)) return fallback;
-    throw error;
+    if (!codes.includes(error.code)) throw error;
+    if (onRefused) onRefused(error);
+    return fallback;
   }
+}
+
+const DATA_TYPES = [["string", "Text"], ["integer", "Whole number"], ["float", "Decimal number"], ["boolean", "Yes or no"], ["options", "List"]];
+
+/** A custom attribute created in Intercom from here, for a field no existing attribute fits. */
+function newAttributeForm(ctx, page) {
+  const name = field("Attribute name", h("input", { type: "text", autocomplete: "off", spellcheck: "false" }),
+    { hint: "Letters, digits, _ and -; Intercom shows it under this name." });
+  const type = field("Type", select(DATA_TYPES, "string"));
+  const options = field("List options", h("input", { type: "text" }), { hint: "For a list: at least two, separated by commas." });
+  const status = h("span", { class: "inline-status", role: "status" });
+  const create = h("button", { type: "button" }, "Create attribute");
+  const showOptions = () => { options.wrap.hidden = type.control.value !== "options"; };
+  type.control.addEventListener("change", showOptions);
+  showOptions();
+  create.addEventListener("click", async () => {
+    for (const f of [name, type, options]) setFieldError(f, null);
+    create.disabled = true;
+    const body = { name: name.control.value.trim(), data_type: type.control.value };
+    if (body.data_type === "options") body.options = options.control.value.split(",").map((o) => o.trim()).filter(Boolean);
+    try {
+      const made = await ctx.api.post("v1/intercom/attributes", body, { signal: ctx.signal });
+      page.attributes.add("contact", made);
+      status.textContent = `Created ${made.label || made.full_name}: it can be chosen in every field now.`;
+      ctx.announce(status.textContent);
+      name.control.value = "";
+    } catch (error) {
+      const fields = { name, data_type: type, options };
+      const details = error.status === 422 ? error.details : [];
+      for (const d of details) setFieldError(fields[d.field] || name, d.message);
+      status.textContent = details.length ? "Not created: see the fields above." : `Not created: ${error.message}`;
+    } finally {
+      create.disabled = false;
+    }
+  });
+  return h("details", { class: "card" }, h("summary", {}, "Create an Intercom attribute"),
+    name.wrap, type.wrap, options.wrap, h("div", { class: "actions" }, create, status));
 }
 
 export async function renderCampaign(ctx) {
@@ -25,22 +63,27 @@ export async function renderCampaign(ctx) {
   const [campaignId] = params;
   const id = encodeURIComponent(campaignId);
   const heading = h("h1", {}, `Campaign ${campaignId}`);
-  replace(main, h("p", { class: "crumbs" }, h("a", { href: "#/campaigns" }, "Campaigns")), heading,
+  // No link back to the list here: the navigation's "Campaigns" is that link, and a second one of the
+  // same name would make "the Campaigns link" ambiguous.
+  replace(main, heading,
     h("p", { class: "hint" }, "Loading the campaign…"));
   ctx.focusHeading(heading);
 
   const notConnected = ["not_connected", "connection_revoked", "several_workspaces", "validation_failed"];
+  let unavailable = null; // why Intercom's attributes could not be listed
   const [campaigns, settings, attributes, segments, syncs, ongoing] = await Promise.all([
     api.get("v1/campaigns", { signal }),
     orWhen(api.get(`v1/campaigns/${id}/intercom`, { signal }), ["settings_missing"], null),
-    orWhen(api.get("v1/intercom/attributes", { signal }), notConnected, null),
+    orWhen(api.get("v1/intercom/attributes", { signal }), notConnected, null, (e) => { unavailable = e; }),
     orWhen(api.get("v1/intercom/segments", { signal }), notConnected, null),
     api.get(`v1/campaigns/${id}/syncs`, { query: { limit: 10 }, signal }),
     orWhen(api.get(`v1/campaigns/${id}/syncs/ongoing`, { signal }), ["not_found"], null),
   ]);
   const campaign = campaigns.data.find((c) => String(c.id) === String(campaignId));
   if (!campaign) {
-    replace(main, h("p", { class: "crumbs" }, h("a", { href: "#/campaigns" }, "Campaigns")), heading,
+    // No link back to the list here: the navigation's "Campaigns" is that link, and a second one of the
+  // same name would make "the Campaigns link" ambiguous.
+  replace(main, heading,
       h("p", { class: "alert", role: "alert" }, `Referral Factory has no campaign ${campaignId} for this account.`));
     return;
   }
@@ -173,16 +216,16 @@ export async function renderCampaign(ctx) {
   showRunning();
   replace(overview,
     attributes ? null : h("p", { class: "alert", role: "alert" },
-      "Intercom is not connected: connect a workspace under ", h("a", { href: "#/integrations" }, "Integrations"),
-      " to sync contacts and choose attributes."),
+      unavailable && unavailable.code !== "not_connected" ? `${unavailable.message} ` : "Intercom is not connected. ",
+      "Connect a workspace (under Integrations, above) to sync contacts and choose attributes."),
     h("section", { class: "card", "aria-labelledby": syncTitle },
       h("h2", { id: syncTitle }, "Contact sync"),
       h("p", { class: "hint" }, "Import your Intercom contacts as referrers: each gets a referral link, written back to Intercom with their referral counts."),
       openWizard, runningSlot, ongoingBox.box, historySlot),
-    attributes ? [personSection(page, "person_invited"), personSection(page, "person_referring"), saleValueSection(page)] : null);
+    attributes ? [personSection(page, "person_invited"), personSection(page, "person_referring"), saleValueSection(page),
+      newAttributeForm(ctx, page)] : null);
 
   replace(main,
-    h("p", { class: "crumbs" }, h("a", { href: "#/campaigns" }, "Campaigns")),
     heading,
     meta,
     refresh, wizardSlot, overview);
