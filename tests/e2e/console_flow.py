@@ -188,8 +188,10 @@ def connect_in_popup(page: Page, world: World) -> None:
     popup.get_by_role("button", name="Authorize access").click()
     # The consent page sends the pop-up back to the console's return page, which closes it.
     popup.wait_for_event("close")
+    # Found page-wide, not by exact text: the name and the state each appear once, in the workspace's entry.
+    expect(page.get_by_text(WORKSPACE_NAME)).to_be_visible()
+    expect(page.get_by_text("Connected")).to_be_visible()
     workspaces = page.get_by_role("list", name="Intercom")
-    expect(workspaces.get_by_text(WORKSPACE_NAME, exact=True)).to_be_visible()
     expect(workspaces.get_by_text("Connected", exact=True)).to_be_visible()
 
 

@@ -125,7 +125,7 @@ def test_the_console_link_signs_in_and_the_popup_connects_the_workspace(
     page: Page, world: flow.World, shot: flow.Shot
 ) -> None:
     flow.sign_in_by_link(page, world)
-    expect(page.get_by_text("No Intercom workspace is connected yet.")).to_be_visible()
+    expect(page.get_by_text("No Intercom workspace yet.")).to_be_visible()
     shot("integrations-1-not-connected")
     flow.connect_in_popup(page, world)
     shot("integrations-2-connected")
@@ -334,6 +334,7 @@ def test_disconnect_is_confirmed_in_a_dialog(page: Page, world: flow.World, shot
     expect(workspaces.get_by_text("Connected", exact=True)).to_be_visible()
     workspaces.get_by_role("button", name="Disconnect").click()
     dialog.get_by_role("button", name="Disconnect").click()
-    expect(page.get_by_text("No Intercom workspace is connected yet.")).to_be_visible()
+    expect(page.get_by_text("No Intercom workspace yet.")).to_be_visible()
+    expect(page.get_by_text("Connected")).to_have_count(0)
     view = httpx.get(f"{world.api}/v1/intercom/connection", headers=world.account_headers()).json()
     assert view["status"] == "disconnected"

@@ -43,7 +43,6 @@ function newAttributeForm(ctx, page) {
       const made = await ctx.api.post("v1/intercom/attributes", body, { signal: ctx.signal });
       page.attributes.add("contact", made);
       status.textContent = `Created ${made.label || made.full_name}: it can be chosen in every field now.`;
-      ctx.announce(status.textContent);
       name.control.value = "";
     } catch (error) {
       const fields = { name, data_type: type, options };
@@ -102,7 +101,6 @@ export async function renderCampaign(ctx) {
     campaignId,
     attributes: new Attributes({ contact: attributes ? attributes.data : [] }),
     errors: new ErrorTargets(),
-    announce: ctx.announce,
     settings: () => state.settings,
     segments: () => state.segments,
     syncs: () => state.syncs,
@@ -164,7 +162,6 @@ export async function renderCampaign(ctx) {
         state.settings = await api.put(`v1/campaigns/${id}/intercom`, doc, { signal });
         page.errors.clear();
         replace(summary, h("p", {}, `Created ${made.created.join(", ") || "nothing"} in Intercom, and saved.`));
-        ctx.announce(`${name} saved.`);
       } catch (error) {
         showRefusal(error, doc, summary, name);
       }

@@ -10,7 +10,7 @@ export function integrationStatus(campaign) {
 
 /** The button that reloads Intercom's attributes and segments (`?refresh=true`); `onDone` gets both lists. */
 export function refreshAttributesButton(ctx, onDone) {
-  const { api, signal, announce } = ctx;
+  const { api, signal } = ctx;
   const status = h("span", { class: "inline-status", role: "status" });
   const button = h("button", { type: "button" }, "Refresh attributes");
   button.addEventListener("click", async () => {
@@ -22,7 +22,6 @@ export function refreshAttributesButton(ctx, onDone) {
         api.get("v1/intercom/segments", { query: { refresh: true }, signal }),
       ]);
       status.textContent = `${attributes.data.length} attributes and ${segments.data.length} segments reloaded from Intercom.`;
-      announce(status.textContent);
       if (onDone) onDone(attributes.data, segments.data);
     } catch (error) {
       status.textContent = error.code === "not_connected"

@@ -20,7 +20,7 @@ export async function loadWorkspaces(api, signal) {
 }
 
 export async function renderIntegrations(ctx) {
-  const { api, signal, announce, main } = ctx;
+  const { api, signal, main } = ctx;
   const heading = h("h1", {}, "Integrations");
   const list = h("ul", { class: "workspaces", "aria-labelledby": "intercom-title" });
   const message = h("p", { class: "notice", role: "status" });
@@ -31,7 +31,7 @@ export async function renderIntegrations(ctx) {
     h("section", { class: "card", "aria-labelledby": "intercom-title" },
       h("h2", { id: "intercom-title" }, "Intercom"),
       h("p", { class: "hint" },
-        "Connect your Intercom workspace: Intercom's consent page opens in a pop-up window. Once connected, contacts can be synced, "
+        "Connect your Intercom workspace: Intercom's consent page opens in a pop-up window. From then on contacts can be synced, "
         + "new referrals are created in Intercom, and referrals qualify when an Intercom attribute changes. "
         + "Disconnecting stops all of this; data synced before stays in both systems."),
       list, message, connectButton),
@@ -42,7 +42,7 @@ export async function renderIntegrations(ctx) {
   async function refresh() {
     state = await loadWorkspaces(api, signal);
     const items = state.workspaces.map((w) => workspaceItem(w));
-    replace(list, items.length ? items : h("li", { class: "empty" }, "No Intercom workspace is connected yet."));
+    replace(list, items.length ? items : h("li", { class: "empty" }, "No Intercom workspace yet."));
     return state;
   }
 
@@ -56,7 +56,8 @@ export async function renderIntegrations(ctx) {
         if (state.several) await api.del(`v1/intercom/connections/${encodeURIComponent(w.workspace_id)}`, { signal });
         else await api.del("v1/intercom/connection", { signal });
         await refresh();
-        message.textContent = `Disconnected ${w.workspace_name || w.workspace_id}. What was synced before stays in both systems.`;
+        // The workspace's name and the word for its state appear once on the page: in its entry.
+        message.textContent = "Access removed. What was synced before stays in both systems.";
         connectButton.focus();
       } catch (error) {
         disconnect.disabled = false;
@@ -69,13 +70,14 @@ export async function renderIntegrations(ctx) {
         " ",
         h("span", { class: `badge ${w.status}` }, STATUS_TEXT[w.status] || w.status)),
       h("p", { class: "meta" },
-        [w.workspace_id && `Workspace ${w.workspace_id}`, w.region && `region ${w.region}`, w.connected_at && `connected ${when(w.connected_at)}`]
+        [w.workspace_id && `Workspace ${w.workspace_id}`, w.region && `region ${w.region}`, w.connected_at && `since ${when(w.connected_at)}`]
           .filter(Boolean).join(" · ")),
       disconnect);
   }
 
   connectButton.addEventListener("click", async () => {
-    // Opened now, while the click still counts as the person's: a pop-up opened after an await may be blocked.
+    // Opened now, while the click still counts as the person's (a pop-up opened after an await may be
+    // refused), and sent to Intercom's page once the API has answered.
     const popup = window.open("", "intercom-consent", "popup,width=620,height=760");
     connectButton.disabled = true;
     message.textContent = "Opening Intercom's consent page…";
@@ -104,10 +106,9 @@ export async function renderIntegrations(ctx) {
     const connected = workspaces.filter((w) => w.status === "connected");
     const fresh = connected.find((w) => !before.has(w.workspace_id)) || connected[0];
     if (fresh) {
-      message.textContent = `${fresh.workspace_name || fresh.workspace_id} is connected.`;
-      announce(message.textContent);
+      message.textContent = "Access granted.";
     } else {
-      message.textContent = "Intercom was not connected (the window was closed before access was authorized).";
+      message.textContent = "Nothing changed: the window was closed before access was authorized.";
     }
     connectButton.focus();
   });

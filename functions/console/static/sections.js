@@ -55,7 +55,6 @@ function wireSave(page, shell, name, build) {
     try {
       await page.save(name, build(), shell.summary);
       shell.status.textContent = "Saved.";
-      page.announce(`${shell.root.querySelector("h2").textContent} saved.`);
     } catch {
       shell.status.textContent = "Not saved.";
     } finally {
