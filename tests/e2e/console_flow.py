@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect
 
 if TYPE_CHECKING:
@@ -187,7 +188,12 @@ def connect_in_popup(page: Page, world: World) -> None:
         chooser.select_option(world.workspace)
     popup.get_by_role("button", name="Authorize access").click()
     # The consent page sends the pop-up back to the console's return page, which closes it.
-    popup.wait_for_event("close")
+    try:
+        # Generous: the callback's exchange with Intercom is the stack's slowest request on a busy machine.
+        popup.wait_for_event("close", timeout=45_000)
+    except PlaywrightError as exc:
+        shown = "" if popup.is_closed() else f"{popup.url}: {popup.inner_text('body')[:500]}"
+        raise AssertionError(f"the pop-up did not close; it shows {shown}") from exc
     # Found page-wide, not by exact text: the name and the state each appear once, in the workspace's entry.
     expect(page.get_by_text(WORKSPACE_NAME)).to_be_visible()
     expect(page.get_by_text("Connected")).to_be_visible()
