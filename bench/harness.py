@@ -172,7 +172,8 @@ def running_stack(log_path: Path, env: dict[str, str], *args: str) -> Iterator[d
     with its pid."""
     api, intercom, rf, aws = free_ports(4)
     command = [sys.executable, "-m", "local", "up", "--api-port", str(api), "--intercom-port", str(intercom)]
-    command += ["--rf-port", str(rf), "--aws-port", str(aws), *args]
+    # --verbose: the functions' logs (their EMF metrics too) stay in the one log the bench reads.
+    command += ["--rf-port", str(rf), "--aws-port", str(aws), "--verbose", *args]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, cwd=tmpl.ROOT, stdout=subprocess.PIPE, stderr=log, env=env)
     try:

@@ -1,8 +1,9 @@
 """`python -m local up`: the whole product on one machine (contract: interfaces.md §2).
 
-stdout carries exactly one line, the ready line, so scripts can read it; everything else, the
-functions' own logs included, goes to stderr. SIGINT or SIGTERM stops every process and frees every
-port, and the exit status is 0.
+stdout carries exactly one line, the ready line, so scripts can read it. stderr tells the story: the
+stack's own steps, the demo's narration and the console's address. The functions' JSON logs go to a
+file that the ready line names (`"logs"`), or to stderr as well with `--verbose`. SIGINT or SIGTERM
+stops every process and frees every port, and the exit status is 0.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import logging
 import signal
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -51,7 +53,29 @@ def _parser() -> argparse.ArgumentParser:
         help="start queue consumers' instances at their first batch instead of before the ready line",
     )
     up.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    up.add_argument(
+        "--logs",
+        type=Path,
+        metavar="PATH",
+        help="file the functions' JSON logs go to (default: rf-intercom-local-<api-port>.log in the"
+        " temporary directory, emptied at start)",
+    )
+    up.add_argument(
+        "--verbose",
+        action="store_true",
+        help="the functions' JSON logs go to stderr with everything else instead of to a file",
+    )
     return parser
+
+
+def function_log_path(args: argparse.Namespace) -> Path | None:
+    """Where the functions' logs go: None (stderr) with --verbose, else a file emptied for this run."""
+    if args.verbose:
+        return None
+    path: Path = args.logs or Path(tempfile.gettempdir()) / f"rf-intercom-local-{args.api_port}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    return path.resolve()
 
 
 def up(args: argparse.Namespace) -> int:
@@ -77,6 +101,7 @@ def up(args: argparse.Namespace) -> int:
         template_path=args.template,
         api_concurrency=args.api_concurrency,
         warm_consumers=not args.lazy_consumers,
+        function_log_path=function_log_path(args),
     )
     if args.admin_token:
         options.admin_token = args.admin_token
@@ -96,6 +121,7 @@ def up(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write(json.dumps(info) + "\n")
     sys.stdout.flush()
+    tell_where_to_look(info, demo=args.demo)
     if args.demo and not stop.is_set():
         from local.demo import run_demo
 
@@ -104,6 +130,16 @@ def up(args: argparse.Namespace) -> int:
         pass
     stack.stop()
     return 0
+
+
+def tell_where_to_look(info: dict[str, str], *, demo: bool) -> None:
+    """After the ready line, on stderr: the console and the functions' logs."""
+    lines = [f"console: {info['api']}/console (sign in with an account API key"]
+    lines[0] += "; the demo prints a link that signs its account in)" if demo else ")"
+    if "logs" in info:
+        lines.append(f"function logs: {info['logs']} (--verbose shows them here instead)")
+    sys.stderr.write("".join(f"==> {line}\n" for line in lines))
+    sys.stderr.flush()
 
 
 def main(argv: list[str] | None = None) -> int:

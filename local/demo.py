@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 
@@ -431,12 +431,22 @@ def run_demo(info: dict[str, str], stack: Stack | None, stop: threading.Event | 
     with httpx.Client(timeout=30) as http:
         demo = Demo(info, stack, http)
         ok = run_steps(demo, STEPS, stop)
-    demo.out.write(
+    story = (
         f"\n==> demo {'done' if ok else 'finished with failures'}; the stack keeps serving on {info['api']}"
         " (Ctrl-C stops it)\n"
     )
+    if "api_key" in demo.state:
+        # Like the admin answer, the one place the demo shows its key: the fragment never reaches a server.
+        link = console_link(info, demo.state["api_key"])
+        story += f"==> the console, signed in as the demo account: {link}\n"
+    demo.out.write(story)
     demo.out.flush()
     return ok
+
+
+def console_link(info: dict[str, str], api_key: str) -> str:
+    """The console's address that signs `api_key`'s account in (contract §4: `/console#key=<key>`)."""
+    return f"{info['api']}/console#key={quote(api_key, safe='')}"
 
 
 QUALIFY_TIMEOUT_S = 30.0

@@ -74,6 +74,9 @@ class FunctionSpec:
     timeout_s: float
     memory_mb: int = 512
     extra_path: tuple[str, ...] = ()
+    # Where the instance's stdout and stderr go (its JSON logs, as CloudWatch would collect them);
+    # None: the stack's own stderr.
+    log_path: str | None = None
 
     @property
     def arn(self) -> str:
@@ -138,9 +141,20 @@ def instance_environment(spec: FunctionSpec) -> dict[str, str]:
     return env
 
 
+def _log_to(path: str) -> None:
+    """Send this process's stdout and stderr to the file at `path`, appending: every instance of every
+    function shares the file, as a log group gathers a function's streams."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def _instance_main(spec: FunctionSpec, conn: Connection) -> None:
     """The body of one instance process: init once, then invoke until the pool closes the pipe."""
     child_process_setup()
+    if spec.log_path:
+        _log_to(spec.log_path)
     os.environ.clear()
     os.environ.update(instance_environment(spec))
     # The function's code directory first, as /var/task is in Lambda; then the layer (the repository

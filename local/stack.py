@@ -56,6 +56,8 @@ class StackOptions:
     api_concurrency: int = 4
     # Start every consumer's instances before the ready line instead of at their first batch.
     warm_consumers: bool = True
+    # The functions' own output (their JSON logs) goes to this file; None: to the stack's stderr.
+    function_log_path: Path | None = None
 
     @property
     def api_url(self) -> str:
@@ -139,7 +141,7 @@ class Stack:
 
     def ready_info(self) -> dict[str, str]:
         o = self.options
-        return {
+        info = {
             "event": "ready",
             "api": o.api_url,
             "intercom": o.intercom_url,
@@ -147,6 +149,9 @@ class Stack:
             "aws": o.aws_url,
             "admin_token": o.admin_token,
         }
+        if o.function_log_path is not None:
+            info["logs"] = str(o.function_log_path)
+        return info
 
     def _start_services(self) -> None:
         o = self.options
@@ -223,6 +228,7 @@ class Stack:
                 memory_mb=int(self.template.get("Globals", {}).get("Function", {}).get("MemorySize", 128)),
                 # The layer: `shared` and the pinned dependencies, as /opt/python is in Lambda.
                 extra_path=(str(tmpl.ROOT),),
+                log_path=str(self.options.function_log_path) if self.options.function_log_path else None,
             )
             self.pools[name] = FunctionPool(spec, self._concurrency(fn))
         warm: list[tuple[FunctionPool, int]] = []

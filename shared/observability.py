@@ -6,6 +6,7 @@ webhook receivers must not pay at cold start (they answer within 500 ms and do n
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
 
 logger = Logger(log_uncaught_exceptions=True)
 metrics = Metrics()
+# Most invocations (a page, a status read) publish no metric, which is expected, not news: Powertools'
+# documented way to keep this warning out of every such invocation's log.
+warnings.filterwarnings("ignore", "No application metrics to publish*")
 
 _tracer: Any = None
 

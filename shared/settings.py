@@ -86,6 +86,10 @@ class SignupProcessorSettings(SecretsSettings):
     idempotency_table_name: str = Field(alias="IDEMPOTENCY_TABLE_NAME")
 
 
+class ConsoleSettings(BaseSettings):
+    """The console serves files only; it has what every function has and nothing more."""
+
+
 class SchedulerSettings(BaseSettings):
     signup_queue_url: str = Field(alias="SIGNUP_QUEUE_URL")
     sync_queue_url: str = Field(alias="SYNC_QUEUE_URL")

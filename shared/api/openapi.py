@@ -103,10 +103,12 @@ def _envelope(description: str) -> dict[str, Any]:
 
 def build() -> dict[str, Any]:
     from shared.api.resolver import ProductResolver
+    from shared.api.routes import console
 
     app = ProductResolver()
     for name in ROUTE_MODULES:
         app.include_router(import_module(name).router)
+    app.include_router(console.router_for(None))  # the console's pages: their routes, not their files
     document: dict[str, Any] = json.loads(
         app.get_openapi_json_schema(
             title=TITLE,

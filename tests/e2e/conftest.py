@@ -81,6 +81,10 @@ class RunningStack:
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
+    def logs(self) -> str:
+        """The functions' own output: the file the ready line names (their JSON logs)."""
+        return Path(self.info["logs"]).read_text(errors="replace")
+
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> tuple[int, bytes]:
         """Signal the stack, wait for it, and return its exit status and what else it wrote to stdout."""
         if self.process.poll() is None:

@@ -2,9 +2,7 @@
 product's connect to the Intercom emulator's consent page, clicks, and lands on the product's
 callback page, on the local stack started as a person would start it (contract §1, §2).
 
-Debian's Chromium only (`make install` installs it when it can); `playwright install` is never used
-because its download host is not reachable. Without Chromium these tests skip saying why, except
-under CI, where they must run and fail instead.
+Debian's Chromium only (tests/e2e/browser.py).
 """
 
 from __future__ import annotations
@@ -12,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from playwright.sync_api import sync_playwright
+
+from tests.e2e.browser import CHROMIUM_ARGS, EXECUTABLE, MISSING, TIMEOUT_MS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -27,33 +26,8 @@ if TYPE_CHECKING:
 
     from tests.e2e.conftest import RunningStack
 
-CHROMIUM = "/usr/bin/chromium"
-# Without the background-networking flags Chromium keeps trying hosts this machine cannot reach.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-]
 CALLBACK_PATH = "/oauth/intercom/callback"
-TIMEOUT_MS = 15_000
 
-
-def chromium_executable() -> str | None:
-    if Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK):
-        return CHROMIUM
-    return shutil.which("chromium")
-
-
-EXECUTABLE = chromium_executable()
-MISSING = (
-    "Chromium is not installed (make install installs Debian's chromium when it can): "
-    f"no {CHROMIUM} and no chromium on PATH; as root: apt-get update && apt-get install -y chromium"
-)
 # Skipped before the module's stack starts; under CI the `browser` fixture fails instead.
 pytestmark = [
     pytest.mark.browser,

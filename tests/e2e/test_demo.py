@@ -5,8 +5,10 @@ each, and the consent URL it prints works when someone opens it."""
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -16,7 +18,6 @@ from tests.e2e.conftest import _running
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from tests.e2e.conftest import RunningStack
 
@@ -46,6 +47,30 @@ def narration(stack: RunningStack, pattern: str) -> str:
 def test_every_step_succeeds(demo_stack: RunningStack) -> None:
     assert "==> demo done" in demo_stack.stderr(), demo_stack.stderr()[-4000:]
     assert "step failed" not in demo_stack.stderr()
+
+
+def test_the_terminal_tells_the_story_and_the_function_logs_go_to_their_file(
+    demo_stack: RunningStack,
+) -> None:
+    story = demo_stack.stderr()
+    # No JSON log line, Python warning or traceback among the narration: those are the functions' own.
+    # (The stack's own WARNING lines report a failed invocation or batch: news, not noise.)
+    assert not [line for line in story.splitlines() if line.startswith("{")]
+    noise = [line for line in story.splitlines() if re.search(r"\w+Warning\b|Traceback", line)]
+    assert noise == []
+    logs = Path(demo_stack.info["logs"])
+    entries = [json.loads(line) for line in logs.read_text().splitlines() if line.startswith("{")]
+    assert any(e.get("message") == "account created" for e in entries)
+    assert f"function logs: {logs}" in story
+
+
+def test_the_console_link_signs_the_demo_account_in(demo_stack: RunningStack) -> None:
+    api_key = narration(demo_stack, r"its API key \(shown once\): (\S+)$")
+    link = narration(demo_stack, r"^==> the console, signed in as the demo account: (\S+)$")
+    assert link == f"{demo_stack.api}/console#key={api_key}"
+    page = httpx.get(link.split("#", 1)[0])
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
 
 
 def test_the_demo_account_is_connected_to_the_demo_workspace(demo_stack: RunningStack) -> None:

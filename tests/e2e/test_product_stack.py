@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -49,6 +51,7 @@ def test_ready_line_names_every_part_on_the_chosen_ports(product_stack: RunningS
         "referral_factory": f"http://127.0.0.1:{rf_port}",
         "aws": f"http://127.0.0.1:{aws_port}",
         "admin_token": "e2e-admin-token",
+        "logs": str(Path(tempfile.gettempdir(), f"rf-intercom-local-{api_port}.log").resolve()),
     }
 
 
@@ -139,14 +142,18 @@ def test_account_creation_defaults_to_the_referral_factory_emulator(
     assert webhook["url"] == f"{product_stack.api}/webhooks/referral-factory/{created['account_id']}"
 
 
-def test_function_logs_go_to_stderr_and_stdout_holds_only_the_ready_line(
+def test_function_logs_go_to_the_file_the_ready_line_names(
     product_stack: RunningStack, api: httpx.Client
 ) -> None:
     api.post("/admin/accounts", json={"name": "Log", "referral_factory_api_key": "k"}, headers=ADMIN)
     deadline = time.monotonic() + 5
-    while '"account created"' not in product_stack.stderr() and time.monotonic() < deadline:
+    while '"account created"' not in product_stack.logs() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert '"account created"' in product_stack.stderr()
+    assert '"account created"' in product_stack.logs()
+    # The terminal keeps the story: where the console and the logs are, none of the JSON lines.
+    assert '"account created"' not in product_stack.stderr()
+    assert f"function logs: {product_stack.info['logs']}" in product_stack.stderr()
+    assert f"console: {product_stack.api}/console" in product_stack.stderr()
 
 
 def test_sigterm_stops_every_process_and_frees_every_port(product_stack: RunningStack) -> None:

@@ -54,7 +54,7 @@ def contact(demo: Demo, email: str) -> dict[str, Any] | None:
 def handled(stack: RunningStack, topic: str, outcome: str) -> int:
     """How many notifications of `topic` the processor has logged as handled with `outcome`."""
     count = 0
-    for line in stack.stderr().splitlines():
+    for line in stack.logs().splitlines():
         if '"notification handled"' not in line or "{" not in line:
             continue
         try:

@@ -48,6 +48,7 @@ def test_every_route_module_is_served_by_a_function(lambda_module):
         module = lambda_module(name)
         included |= {m for m in ROUTE_MODULES if m.rsplit(".", 1)[1] in module.__dict__}
     assert included == set(ROUTE_MODULES)
+    assert "console" in lambda_module("ConsoleFunction").__dict__  # its router is built apart
 
 
 def test_every_operation_documents_its_errors_as_the_envelope(document):
