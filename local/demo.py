@@ -8,6 +8,7 @@ bar) and a step that fails is reported and does not stop the stack.
 
 from __future__ import annotations
 
+import copy
 import os
 import secrets
 import sys
@@ -324,12 +325,20 @@ def _show_contact(demo: Demo, contact: dict[str, Any]) -> None:
     demo.say(f"{contact['role']:<4} {contact['name']:<5} {contact['email']:<28} {attributes}")
 
 
-def join(demo: Demo, first_name: str, email: str, referrer_code: str | None = None) -> dict[str, Any]:
-    """Someone signs up on the demo campaign's page (through a friend's link when `referrer_code` is
-    given), as the Referral Factory emulator lets a test or a benchmark do; returns the new user."""
+def join(
+    demo: Demo,
+    first_name: str,
+    email: str,
+    referrer_code: str | None = None,
+    *,
+    campaign_id: str | None = None,
+) -> dict[str, Any]:
+    """Someone signs up on the demo campaign's page (or `campaign_id`'s; through a friend's link when
+    `referrer_code` is given), as the Referral Factory emulator lets a test or a benchmark do; returns
+    the new user."""
     body: dict[str, Any] = {
         "api_key": demo.state["rf_api_key"],
-        "campaign_id": int(demo.state["campaign_id"]),
+        "campaign_id": int(campaign_id or demo.state["campaign_id"]),
         "first_name": first_name,
         "email": email,
     }
@@ -496,6 +505,126 @@ def friends_qualify(demo: Demo) -> None:
             f"  GET /v1/referrals?email={email}: status={view['status']} sale_value={view['sale_value']}"
         )
         demo.say(f"    history: {history}")
+
+
+# The second campaign: a B2B programme whose sale value is the friend's company's, and a push Intercom
+# refuses for a reason the account can fix, then retried.
+B2B_COMPANY = {"company_id": "globex-demo", "name": "Globex Corp", "monthly_spend": 2400}
+B2B_REFERRER = ("Paula", "paula@demo-partners.example")
+B2B_FRIEND = ("Gus", "gus@demo-partners.example")
+REFUSED_REFERRER = ("Olga", "olga@demo-partners.example")
+
+
+def _b2b_settings() -> dict[str, Any]:
+    settings = copy.deepcopy(DEMO_SETTINGS)
+    # Referral Factory's guide: "select the Object and Field from Intercom" — the company's spend.
+    settings["commission"] = {"object": "company", "sale_value_attribute": "monthly_spend"}
+    return settings
+
+
+def _wait(what: str, timeout_s: float, check: Callable[[], Any]) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not within {timeout_s:.0f} s")
+        time.sleep(POLL_S)
+    return found
+
+
+def _referral(demo: Demo, email: str) -> dict[str, Any] | None:
+    response = demo.http.get(f"{demo.api}/v1/referrals", params={"email": email}, headers=demo.account())
+    found = _expect(response, 200)["data"]
+    return dict(found[0]) if found else None
+
+
+@step("A B2B referral: the friend's company in Intercom gives the sale value (commission on a company field)")
+def company_sale_value(demo: Demo) -> None:
+    campaign = demo.state["campaigns"][1]
+    campaign_id, workspace = str(campaign["id"]), demo.state["workspace"]
+    path = f"{demo.api}/v1/campaigns/{campaign_id}/intercom"
+    settings = _b2b_settings()
+    _expect(demo.http.post(f"{path}/setup", json=settings, headers=demo.account()), 200)
+    _expect(demo.http.put(path, json=settings, headers=demo.account()), 200)
+    demo.state["b2b_campaign_id"] = campaign_id
+    demo.say(
+        f"PUT .../{campaign_id}/intercom ({campaign['name']}): commission from the company's monthly_spend"
+    )
+    company = _expect(
+        demo.http.post(f"{demo.intercom}/_emulator/workspaces/{workspace}/companies", json=B2B_COMPANY),
+        200,
+        201,
+    )
+    demo.say(f"a company in Intercom: {B2B_COMPANY['name']}, monthly_spend {B2B_COMPANY['monthly_spend']}")
+    referrer = join(demo, *B2B_REFERRER, campaign_id=campaign_id)
+    friend = join(demo, *B2B_FRIEND, referrer["code"], campaign_id=campaign_id)
+    demo.say(f"{B2B_REFERRER[0]} joins {campaign['name']}; {B2B_FRIEND[0]} signs up through her link")
+    contact = _wait(
+        f"{B2B_FRIEND[0]}'s contact in Intercom",
+        SIGNUP_TIMEOUT_S,
+        lambda: _contacts_by_email(demo).get(B2B_FRIEND[1]),
+    )
+    attach = {"id": company["id"]}
+    _expect(demo.http.post(f"{demo.intercom}/_emulator/contacts/{contact['id']}/companies", json=attach), 200)
+    demo.say(f"in Intercom, {B2B_FRIEND[0]} joins {B2B_COMPANY['name']}; then becomes a paying customer")
+    body = {"custom_attributes": {"customer_status": "paid"}}
+    _expect(demo.http.patch(f"{demo.intercom}/_emulator/contacts/{contact['id']}", json=body), 200)
+    rf_key = demo.state["rf_api_key"]
+
+    def qualified() -> dict[str, Any] | None:
+        users = _expect(demo.http.get(f"{demo.rf}/_emulator/accounts/{rf_key}/users"), 200)["data"]
+        return next((u for u in users if u["id"] == friend["id"] and u.get("qualified_at")), None)
+
+    user = _wait(f"{B2B_FRIEND[0]} qualified", QUALIFY_TIMEOUT_S, qualified)
+    demo.say(f"Referral Factory: user {user['id']} qualified, amount={user['amount']} (the company's spend)")
+    view = _referral(demo, B2B_FRIEND[1]) or {}
+    event: dict[str, Any] = next(
+        (e for e in reversed(view.get("events", [])) if e["kind"] == "qualified"), {}
+    )
+    details = event.get("details", {})
+    demo.say(
+        f"  GET /v1/referrals?email={B2B_FRIEND[1]}: sale_value={view.get('sale_value')}"
+        f" from company {details.get('sale_value_company_id')}"
+    )
+
+
+@step("A push Intercom refuses: the referral shows failed and why; fixed, then retried")
+def refused_push_retried(demo: Demo) -> None:
+    campaign_id = demo.state.get("b2b_campaign_id") or str(demo.state["campaigns"][1]["id"])
+    path = f"{demo.api}/v1/campaigns/{campaign_id}/intercom"
+    working = _expect(demo.http.get(path, headers=demo.account()), 200)
+    tier = f"partner_tier_{secrets.token_hex(2)}"
+    attribute = {"name": tier, "data_type": "options", "options": ["Gold", "Silver"]}
+    _expect(demo.http.post(f"{demo.api}/v1/intercom/attributes", json=attribute, headers=demo.account()), 201)
+    refusing = copy.deepcopy(working)
+    refusing["person_referring"]["mapping"]["campaign_name"] = f"custom_attributes.{tier}"
+    _expect(demo.http.put(path, json=refusing, headers=demo.account()), 200)
+    demo.say(f"a mistake in the settings: the campaign's name goes to {tier}, a list of Gold and Silver")
+    user = join(demo, *REFUSED_REFERRER, campaign_id=campaign_id)
+    email = REFUSED_REFERRER[1]
+    failed = _wait(
+        "the refused push",
+        SIGNUP_TIMEOUT_S,
+        lambda: (r := _referral(demo, email)) and r["intercom_status"] == "failed" and r,
+    )
+    reason = failed["events"][-1]["details"]
+    demo.say(f"GET /v1/referrals?email={email}: intercom_status=failed")
+    demo.say(f"  Intercom said: {reason.get('code')}: {reason.get('message')}")
+    _expect(demo.http.put(path, json=working, headers=demo.account()), 200)
+    demo.say("the settings fixed (PUT .../intercom with the campaign's name mapped as before)")
+    retry = demo.http.post(
+        f"{demo.api}/v1/referrals/{user['id']}/retry",
+        params={"campaign_id": campaign_id},
+        headers=demo.account(),
+    )
+    _expect(retry, 202)
+    demo.say(f"POST /v1/referrals/{user['id']}/retry?campaign_id={campaign_id} -> 202, pending")
+    done = _wait(
+        "the retried push",
+        SIGNUP_TIMEOUT_S,
+        lambda: (r := _referral(demo, email)) and r["intercom_status"] == "created" and r,
+    )
+    history = " -> ".join(e["kind"] for e in done["events"])
+    demo.say(f"  intercom_status=created, contact {done['intercom_contact_id']}; history: {history}")
 
 
 # The contact sync (issue 8). Referral Factory's 600 calls a minute pace it: 1,000 users take about

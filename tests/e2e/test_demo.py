@@ -143,3 +143,31 @@ def test_the_referrer_and_three_friends_arrived_once_each(demo_stack: RunningSta
     )
     assert records[rita["email"]]["intercom_contact_id"] == rita["id"]
     assert "rita@demo-signups.example    person_referring created" in demo_stack.stderr()
+
+
+def _referral(demo_stack: RunningStack, email: str) -> dict[str, object]:
+    api_key = narration(demo_stack, r"its API key \(shown once\): (\S+)$")
+    answer = httpx.get(
+        f"{demo_stack.api}/v1/referrals",
+        params={"email": email},
+        headers={"Authorization": f"Bearer {api_key}"},
+    )
+    [record] = answer.json()["data"]
+    return dict(record)
+
+
+def test_the_b2b_friend_qualifies_with_the_companys_spend_as_sale_value(demo_stack: RunningStack) -> None:
+    assert float(narration(demo_stack, r"qualified, amount=(\S+) \(the company.s spend\)$")) == 2400
+    record = _referral(demo_stack, "gus@demo-partners.example")
+    assert (record["status"], record["sale_value"]) == ("qualified", 2400)
+
+
+def test_the_refused_push_shows_why_and_the_retry_after_the_fix_creates_the_contact(
+    demo_stack: RunningStack,
+) -> None:
+    reason = narration(demo_stack, r"Intercom said: (.+)$")
+    assert reason.startswith("parameter_invalid:"), reason
+    record = _referral(demo_stack, "olga@demo-partners.example")
+    assert record["intercom_status"] == "created"
+    kinds = [e["kind"] for e in record["events"]]  # type: ignore[attr-defined]
+    assert kinds[-3:] == ["push_failed", "retry_requested", "contact_created"], kinds
