@@ -122,6 +122,9 @@ def build() -> dict[str, Any]:
     for operations in document["paths"].values():
         for operation in operations.values():
             responses = operation["responses"]
+            for bodiless in ("204", "301", "302", "304"):
+                if bodiless in responses:  # Powertools gives every answer the return's schema
+                    responses[bodiless].pop("content", None)
             if "422" in responses:
                 responses["422"] = _envelope("A bad request field; `details` names each one.")
             for status, description in ERRORS.items():

@@ -25,6 +25,7 @@ from shared.domain.errors import (
     MethodNotAllowed,
     NotFound,
     UnsupportedMediaType,
+    ValidationFailed,
     field_error,
 )
 from shared.observability import logger
@@ -110,9 +111,14 @@ def check_json_body(app: APIGatewayRestResolver) -> None:
                 media = content_type.split(";", 1)[0].strip()
                 raise UnsupportedMediaType(f"The body must be application/json, not {media}.")
             try:
-                json.loads(body.decode("utf-8"))
+                parsed = json.loads(body.decode("utf-8"))
             except ValueError as exc:  # UnicodeDecodeError is a ValueError too
                 raise BadRequest("The request body is not valid UTF-8 JSON.", code="malformed_json") from exc
+            if parsed is not None and not isinstance(parsed, dict):
+                # Every body this API reads is an object (Powertools lets a list through to an optional one).
+                raise ValidationFailed(
+                    "Invalid request: body.", details=[field_error("body", "must be a JSON object")]
+                )
 
 
 class BodyRulesFirst(OpenAPIRequestValidationMiddleware):

@@ -81,6 +81,11 @@ class RetryPolicy:
 
 
 DEFAULT_POLICY = RetryPolicy()
+# For a call a person waits on behind API Gateway (the API functions time out after 10 s): one retry,
+# short waits, then the route answers (a 429's wait longer than this is the caller's to retry).
+INTERACTIVE_POLICY = RetryPolicy(
+    max_attempts=2, max_wait_s=2.0, max_total_wait_s=3.0, backoff_base_s=0.2, backoff_cap_s=1.0
+)
 
 
 def header_wait(headers: Mapping[str, str], now: float) -> float | None:

@@ -177,6 +177,16 @@ def test_replacing_the_referral_factory_key_checks_it(call, setup, emulators):
     assert body_of(account_call(call, account, "GET", "/v1/campaigns"))["data"] == []
 
 
+def test_an_api_base_where_nothing_answers_is_422_naming_it_and_changes_nothing(call, setup):
+    account = setup["account"]
+    body = {"api_key": "rf-anything", "api_base": "http://127.0.0.1:9/api/v2"}  # the discard port: refused
+    refused = account_call(call, account, "PUT", "/v1/account/referral-factory", body=body)
+    assert refused["statusCode"] == 422, refused
+    [detail] = body_of(refused)["error"]["details"]
+    assert detail["field"] == "api_base" and "nothing answered" in detail["message"]
+    assert account_call(call, account, "GET", "/v1/campaigns")["statusCode"] == 200
+
+
 def test_rotation_makes_the_old_key_and_secret_stop_working(call, setup, aws):
     account = setup["account"]
     rotated = account_call(call, account, "POST", "/v1/account/rotate", body={"what": "api_key"})

@@ -97,6 +97,7 @@ BODY_ROUTES = [
     ("AccountApiFunction", "POST", "/v1/account/rotate", {}),
     ("ContactSyncFunction", "POST", "/v1/campaigns/c-1/syncs", {}),
     ("ContactSyncFunction", "PUT", "/v1/campaigns/c-1/syncs/ongoing", {}),
+    ("OAuthCallbackFunction", "POST", "/v1/intercom/connect", {}),
 ]
 
 
@@ -158,3 +159,23 @@ def test_an_admin_token_with_non_ascii_characters_is_401_not_a_500(call):
     body = {"name": "Acme", "referral_factory_api_key": "rf-key"}
     event = api_event("POST", "/admin/accounts", body=body, headers={"Authorization": "Bearer tökén"})
     assert_envelope(call("AccountApiFunction", event), 401, "unauthorized")
+
+
+@pytest.mark.parametrize("key", ["rf key", "rf-kéy", "rf\x01key"])
+def test_a_referral_factory_key_that_cannot_travel_in_a_header_is_422_naming_it(call, key):
+    body = {"name": "Acme", "referral_factory_api_key": key}
+    event = api_event("POST", "/admin/accounts", body=body, headers=ADMIN)
+    error = assert_envelope(call("AccountApiFunction", event), 422, "validation_failed")
+    [detail] = error["details"]
+    assert detail["field"] == "referral_factory_api_key"
+    assert "visible ASCII" in detail["message"]
+
+
+@pytest.mark.parametrize(("function", "method", "path", "headers"), BODY_ROUTES)
+@pytest.mark.parametrize("body", ["[null, null]", "[]", "3", '"text"'])
+def test_a_json_body_that_is_not_an_object_is_422_naming_the_body(
+    call, function, method, path, headers, body
+):
+    event = _body_event(method, path, headers, body, "application/json")
+    error = assert_envelope(call(function, event), 422, "validation_failed")
+    assert error["details"] == [{"field": "body", "message": "must be a JSON object"}]

@@ -19,7 +19,9 @@ from shared.api.docs import ACCOUNT_KEY, answers
 from shared.api.pagination import ListEnvelope
 from shared.api.resolver import json_response
 from shared.api.resolver import router as new_router
+from shared.api.routes.operator import RfApiKey
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, RateLimited, UpstreamError
+from shared.clients.http import INTERACTIVE_POLICY
 from shared.clients.intercom import IntercomClient
 from shared.clients.referral_factory import Campaign
 from shared.domain.campaign_settings import (
@@ -94,7 +96,7 @@ def _upstream(account: Account, service: str) -> Iterator[None]:
 
 def _intercom(account: Account) -> tuple[Connection, IntercomClient]:
     connection = _connection(account)
-    return connection, _services().intercom_for(connection)
+    return connection, _services().intercom_for(connection, policy=INTERACTIVE_POLICY)
 
 
 # -- cached lists ------------------------------------------------------------------------------
@@ -211,7 +213,7 @@ def _campaigns() -> CampaignStore:
 
 def _rf_campaigns(account: Account) -> list[Campaign]:
     with _upstream(account, "Referral Factory"):
-        return _services().referral_factory_for(account).list_campaigns()
+        return _services().referral_factory_for(account, policy=INTERACTIVE_POLICY).list_campaigns()
 
 
 def _own_campaign(account: Account, campaign_id: str) -> Campaign:
@@ -352,7 +354,7 @@ def setup_campaign(
 
 # -- the account itself -----------------------------------------------------------------------
 class ReferralFactoryKey(BaseModel):
-    api_key: str = Field(min_length=1, max_length=500)
+    api_key: RfApiKey
     api_base: HttpUrl | None = None
 
 
@@ -368,13 +370,19 @@ def put_referral_factory(body: ReferralFactoryKey) -> dict[str, str]:
         }
     )
     try:
-        svc.referral_factory_for(candidate).list_campaigns()
+        svc.referral_factory_for(candidate, policy=INTERACTIVE_POLICY).list_campaigns()
     except CredentialsRejected as exc:
         raise ValidationFailed(
             "Referral Factory rejected the key.",
             details=[field_error("api_key", "Referral Factory rejected it")],
         ) from exc
     except UpstreamError as exc:
+        if body.api_base is not None and exc.status is None:
+            # Nothing answers at the address the caller gave: theirs to correct, not our outage.
+            raise ValidationFailed(
+                "Referral Factory could not be reached at api_base.",
+                details=[field_error("api_base", f"nothing answered there ({exc.message})")],
+            ) from exc
         raise UpstreamUnavailable(f"Referral Factory could not check the key: {exc.message}") from exc
     svc.accounts.set_referral_factory(account, body.api_key, api_base)
     return {"api_base": api_base.rstrip("/"), "status": "updated"}

@@ -15,6 +15,7 @@ from shared.api.docs import ACCOUNT_KEY, HTML, JSON, answers
 from shared.api.resolver import json_response, public_base_url
 from shared.api.resolver import router as new_router
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, UpstreamError
+from shared.clients.http import INTERACTIVE_POLICY
 from shared.clients.intercom import IntercomClient, exchange_code
 from shared.domain.errors import ApiError, BadRequest
 from shared.observability import logger, metrics
@@ -141,9 +142,13 @@ def _complete(code: str | None, state: str | None, denied: str | None) -> tuple[
     app = svc.app()
     try:
         token = exchange_code(
-            code, client_id=app.client_id, client_secret=app.client_secret, base_url=s.intercom_api_base
+            code,
+            client_id=app.client_id,
+            client_secret=app.client_secret,
+            base_url=s.intercom_api_base,
+            policy=INTERACTIVE_POLICY,
         )
-        workspace = IntercomClient(token, base_url=s.intercom_api_base).me()
+        workspace = IntercomClient(token, base_url=s.intercom_api_base, policy=INTERACTIVE_POLICY).me()
     except CredentialsRejected as exc:
         raise ExchangeFailed("Intercom refused the authorization code; start connecting again.") from exc
     except UpstreamError as exc:
@@ -195,7 +200,7 @@ def disconnect() -> Response[Any]:
     current = connections.get(account.account_id)
     if usable(current):
         try:
-            svc.intercom_for(current).uninstall()
+            svc.intercom_for(current, policy=INTERACTIVE_POLICY).uninstall()
         except ConnectionRevoked:
             pass  # already revoked at Intercom: disconnecting still forgets it here
         except UpstreamError as exc:

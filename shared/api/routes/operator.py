@@ -6,7 +6,7 @@ from functools import cache
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
-from pydantic import BaseModel, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, Field, HttpUrl
 from typing_extensions import TypedDict
 
 from shared import caches, settings
@@ -38,9 +38,19 @@ class HealthAnswer(TypedDict):
     status: str
 
 
+def _header_safe(key: str) -> str:
+    # Referral Factory's key travels in an HTTP header (`Authorization: Bearer ...`).
+    if not all("!" <= ch <= "~" for ch in key):
+        raise ValueError("must be the key as Referral Factory shows it: visible ASCII characters, no spaces")
+    return key
+
+
+RfApiKey = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_header_safe)]
+
+
 class CreateAccount(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    referral_factory_api_key: Annotated[str, Field(min_length=1, max_length=500)]
+    referral_factory_api_key: RfApiKey
     referral_factory_api_base: HttpUrl | None = None
 
 
