@@ -15,7 +15,8 @@ Referral Factory allows 600 calls a minute per key (an account may say otherwise
 counts the minute, and it blocks IPs that keep exceeding it. `SlidingBudget` paces it so that no minute,
 wherever it starts, holds more than the limit (`shared.domain.pacing`): the key's log of grants is one
 item, read and replaced with a conditional write on its version; a grant is a block of calls to send
-within `hold_s`, so a busy worker pays a read and a write per block. Its limit never grows from headers.
+within `hold_s`, so a busy worker pays a read and a write per block, and the calls of a block not sent
+in time are taken out of the log with the next grant. Its limit never grows from headers.
 
 Keys and item layout: `RATE#<budget key>` / `W#<window start>` and `STATE` (learned limit and phase)
 for Intercom, `LOG` for Referral Factory; items expire through the table's `expires_at` TTL.
@@ -37,7 +38,7 @@ from typing import Any
 from shared import caches, keys
 from shared.aws import boto
 from shared.aws.store import ConditionFailed, conditional
-from shared.domain.pacing import REFERRAL_FACTORY_WINDOW_S, Entry, Pace, decide, fill, next_block
+from shared.domain.pacing import REFERRAL_FACTORY_WINDOW_S, Entry, Pace, decide, fill, next_block, release
 
 INTERCOM_WINDOW_S = 10.0
 REFERRAL_FACTORY_DEFAULT_PER_MINUTE = 600
@@ -247,8 +248,9 @@ class RateBudget:
 @dataclass
 class Grants:
     """What one process holds of a sliding budget: the calls of its last grant, spendable until
-    `spend_by`, and how many to ask for next. Shared by the process's budgets on one key, so a client
-    built for each message does not drop what the last one was granted."""
+    `spend_by`, how many to ask for next, and the calls it did not send in time. Shared by the
+    process's budgets on one key, so a client built for each message does not drop what the last one
+    was granted."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     tokens: int = 0
@@ -257,6 +259,8 @@ class Grants:
     used: int = 0
     block: int = 1
     full_until: float = -math.inf
+    # Grants whose time passed with calls unsent: (spend_by, calls), given back with the next grant.
+    unsent: list[tuple[float, int]] = field(default_factory=list)
 
 
 # One `Grants` per (table, budget key, pace) in a warm process.
@@ -308,15 +312,21 @@ class SlidingBudget:
                 return 0.0
             if local.granted:  # the last grant is spent, or its time is up
                 local.block = next_block(local.granted, local.used, self.max_block)
+                if local.tokens:  # never to be sent: taken out of the log with the next grant
+                    local.unsent.append((local.spend_by, local.tokens))
                 local.tokens = local.granted = local.used = 0
             if now < local.full_until:
                 return local.full_until - now
             wanted = min(local.block, self.max_block)
+            unsent, local.unsent = local.unsent, []
         for _ in range(SLIDING_ATTEMPTS):
             log, version = self._read()
             now = self._clock()  # after the read: a grant never predates the ones it read
+            for spend_by, count in unsent:
+                log = list(release(log, now, spend_by, count, self.pace))
             decision = decide(log, now, wanted, self.pace)
             if decision.granted == 0:
+                # Full even without the calls given back (their entries had left): nothing to write.
                 with local.lock:
                     local.full_until = now + decision.wait_s
                 return decision.wait_s

@@ -5,29 +5,33 @@ aligned to the clock, a window opened by the first call, or a sliding window. A 
 more than the limit in any closed interval of the window's length is within the limit under all
 three, since each of their windows is such an interval.
 
-The shared state is a log of grants: each entry is `(until, count)`, `count` calls granted together
-that may be sent up to `until` (the grant's time plus `hold_s`). A call may reach the service up to
-`margin_s` after it was sent, so an entry counts against the limit while `now <= until + window_s +
-margin_s` and leaves only after. A grant of `n` calls at `now` is made when the entries that still
-count, plus `n`, are at most the limit.
+The shared state is a log of grants: each entry is `(until, count)`, `count` calls that may be sent up
+to `until` (a grant's time plus `hold_s`, rounded up to a multiple of `quantum_s`, so grants close in
+time share an entry and the log stays short). A call may reach the service up to `margin_s` after it
+was sent, so an entry counts against the limit while `now <= until + window_s + margin_s` and leaves
+only after. A grant of `n` calls at `now` is made when the entries that still count, plus `n`, are at
+most the limit. Calls granted and not sent by their time are dropped by their holder, who may take
+them out of the log (`release`) once that time has passed: they will never reach the service.
 
 Why that holds the limit: take any `limit + 1` calls that the service counted within one closed window
 `[x, x + window_s]`, and the one of them granted last (grants are serialised by the log's conditional
 writes), at `g`. It reached the service at or after `g`; every other one was granted before it, sent by
 its entry's `until` and counted by `until + margin_s`; both inside the window, so
 `g <= until + window_s + margin_s`: every other one still counted when `g` was granted, and the grant
-would have exceeded the limit. Merging entries (below) only moves an `until` later, which keeps this.
+would have exceeded the limit. Rounding `until` up only makes entries count longer; a released call
+was never sent, so it is in no window.
 
 What it assumes: callers send a granted call only up to its `until`, the service counts it within
 `margin_s` of being sent, and the callers' clocks agree within that margin (`now` is read after the
 log, so a grant never predates the ones it read).
 
-Steady throughput is `limit` calls per `window_s + hold_s + margin_s`: a little under the limit, the
-price of never exceeding it however the service counts.
+Steady throughput is `limit` calls per `window_s + hold_s + margin_s` (plus up to `quantum_s`): a
+little under the limit, the price of never exceeding it however the service counts.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -38,8 +42,9 @@ REFERRAL_FACTORY_WINDOW_S = 60.0
 MARGIN_S = 1.0
 # How long granted calls may be spent: a worker that has not sent them by then drops them.
 HOLD_S = 1.0
-# Entries whose `until` are this close share one log entry, so the log stays short.
-MERGE_S = 0.5
+# `until` is rounded up to a multiple of this: grants this close share one log entry, so the log holds
+# at most (window + margin + hold) / quantum entries however many grants are made.
+QUANTUM_S = 0.5
 # The smallest step of time the rule distinguishes: a wait ends this much after the entry leaves.
 TICK_S = 0.001
 
@@ -56,18 +61,24 @@ class Pace:
     window_s: float = REFERRAL_FACTORY_WINDOW_S
     margin_s: float = MARGIN_S
     hold_s: float = HOLD_S
-    merge_s: float = MERGE_S
+    quantum_s: float = QUANTUM_S
 
     def __post_init__(self) -> None:
         if self.limit < 1:
             raise ValueError("a pace needs a limit of at least one call")
-        if self.window_s <= 0 or self.margin_s < 0 or self.hold_s < 0 or self.merge_s < 0:
+        if self.window_s <= 0 or self.margin_s < 0 or self.hold_s < 0 or self.quantum_s < 0:
             raise ValueError("a pace needs a positive window and non-negative margins")
 
     @property
     def span_s(self) -> float:
         """How long after its `until` an entry still counts."""
         return self.window_s + self.margin_s
+
+    def slot(self, spend_by: float) -> float:
+        """The `until` of the log entry that calls to be sent by `spend_by` belong to."""
+        if self.quantum_s <= 0:
+            return spend_by
+        return math.ceil(spend_by / self.quantum_s) * self.quantum_s
 
 
 @dataclass(frozen=True)
@@ -109,7 +120,18 @@ def decide(log: Iterable[Entry], now: float, wanted: int, pace: Pace) -> Decisio
         return Decision(0, live, now, wait)
     granted = min(wanted, room)
     spend_by = now + pace.hold_s
-    return Decision(granted, _append(live, Entry(spend_by, granted), pace), spend_by, 0.0)
+    return Decision(granted, _append(live, Entry(pace.slot(spend_by), granted)), spend_by, 0.0)
+
+
+def release(log: Iterable[Entry], now: float, spend_by: float, unsent: int, pace: Pace) -> tuple[Entry, ...]:
+    """The log without `unsent` calls of a grant that had to be sent by `spend_by`, once `now` is past
+    it (before, they could still be sent: the log is returned as it was)."""
+    entries = tuple(log)
+    if unsent < 1 or now <= spend_by:
+        return entries
+    until = pace.slot(spend_by)
+    shrunk = (Entry(e.until, max(0, e.count - unsent)) if e.until == until else e for e in entries)
+    return tuple(e for e in shrunk if e.count > 0)
 
 
 def fill(log: Iterable[Entry], now: float, pace: Pace) -> tuple[Entry, ...] | None:
@@ -119,16 +141,13 @@ def fill(log: Iterable[Entry], now: float, pace: Pace) -> tuple[Entry, ...] | No
     missing = pace.limit - sum(e.count for e in live)
     if missing < 1:
         return None
-    return _append(live, Entry(now, missing), pace)
+    return _append(live, Entry(pace.slot(now), missing))
 
 
-def _append(live: tuple[Entry, ...], entry: Entry, pace: Pace) -> tuple[Entry, ...]:
-    """`live` with `entry`, merged into the newest entry when their `until` are close: the merged entry
-    keeps the later `until`, so its calls count at least as long as before."""
-    if live and abs(live[-1].until - entry.until) <= pace.merge_s:
-        last = live[-1]
-        merged = Entry(max(last.until, entry.until), last.count + entry.count)
-        return (*live[:-1], merged)
+def _append(live: tuple[Entry, ...], entry: Entry) -> tuple[Entry, ...]:
+    """`live` with `entry`, added to the entry of the same `until` if there is one."""
+    if any(e.until == entry.until for e in live):
+        return tuple(Entry(e.until, e.count + entry.count) if e.until == entry.until else e for e in live)
     return tuple(sorted((*live, entry), key=lambda e: e.until))
 
 

@@ -99,16 +99,18 @@ def test_blocks_grow_while_spent_in_time_and_cut_round_trips(table: str) -> None
     assert int(item["expires_at"]) > T0 + 60
 
 
-def test_calls_not_sent_in_time_are_dropped_and_still_count(table: str) -> None:
+def test_calls_not_sent_in_time_are_dropped_and_given_back_with_the_next_grant(table: str) -> None:
     clock = Clock()
     a, b = instances(table, 2, clock, limit=200)
     for _ in range(4):  # blocks of 1, 2, then 4 granted, one of them spent
         assert a.acquire() == 0
+    assert [int(n) for _, n in stored(table, a)["log"]] == [7]  # type: ignore[index]
     clock.now = T0 + HOLD_S + 0.5  # a's remaining three are past their time
     assert a.acquire() == 0, "a new grant, not the stale calls"
     assert a.grants.block == 1, "the next block is as many as were spent in time"
-    # 1 + 2 + 4 granted to a at T0 and one more now: b gets what is left of 200.
-    assert spend_all([b]) == 200 - 8
+    # The three never sent are out of the log; the four sent and the new one count.
+    assert sum(int(n) for _, n in stored(table, a)["log"]) == 5  # type: ignore[index]
+    assert spend_all([b]) == 200 - 5
 
 
 def test_nothing_left_at_the_service_fills_the_log_for_every_instance(table: str) -> None:

@@ -20,6 +20,7 @@ from shared.domain.pacing import (
     fill,
     in_use,
     next_block,
+    release,
 )
 
 
@@ -37,7 +38,8 @@ def most_in_any_window(arrivals: list[float], window_s: float) -> int:
 @dataclass
 class Run:
     """Workers taking turns on one shared log (the conditional writes serialise them), each grant's calls
-    sent somewhere in `[grant, spend_by]` and counted somewhere in `[sent, sent + margin]`."""
+    sent somewhere in `[grant, spend_by]` and counted somewhere in `[sent, sent + margin]`; some calls
+    are never sent, and their worker releases them when it next asks, once their time has passed."""
 
     pace: Pace
     rng: random.Random
@@ -45,20 +47,31 @@ class Run:
     arrivals: list[float] = field(default_factory=list)
     granted: int = 0
     refusals: list[tuple[float, Decision]] = field(default_factory=list)
+    # Per worker: the last grant's spend-by time and how many of its calls were not sent.
+    unsent: dict[int, tuple[float, int]] = field(default_factory=dict)
 
-    def ask(self, now: float, wanted: int) -> Decision:
-        decision = decide(self.log, now, wanted, self.pace)
+    def ask(self, now: float, wanted: int, worker: int = 0, unsent_share: float = 0.0) -> Decision:
+        log = self.log
+        spend_by, unsent = self.unsent.get(worker, (now, 0))
+        if now > spend_by:
+            log = release(log, now, spend_by, unsent, self.pace)
+            self.unsent.pop(worker, None)
+        decision = decide(log, now, wanted, self.pace)
         if decision.granted == 0:
             assert decision.wait_s > 0
-            assert in_use(self.log, now, self.pace) >= self.pace.limit, "refused with room left"
+            assert in_use(log, now, self.pace) >= self.pace.limit, "refused with room left"
             self.refusals.append((now, decision))
             return decision
         assert decision.spend_by == now + self.pace.hold_s
         self.log = decision.log
         self.granted += decision.granted
-        for _ in range(decision.granted):
-            sent = self._pick(now, decision.spend_by)
-            self.arrivals.append(sent + self._pick(0.0, self.pace.margin_s))
+        sent = decision.granted
+        if worker not in self.unsent and self.rng.random() < unsent_share:
+            sent = self.rng.randint(0, decision.granted - 1)
+            self.unsent[worker] = (decision.spend_by, decision.granted - sent)
+        for _ in range(sent):
+            at = self._pick(now, decision.spend_by)
+            self.arrivals.append(at + self._pick(0.0, self.pace.margin_s))
         return decision
 
     def _pick(self, low: float, high: float) -> float:
@@ -72,11 +85,12 @@ class Run:
 
 
 PACES = [
-    Pace(limit=1, window_s=1.0, margin_s=0.0, hold_s=0.0, merge_s=0.0),
-    Pace(limit=3, window_s=2.0, margin_s=0.25, hold_s=0.5, merge_s=0.5),
-    Pace(limit=5, window_s=60.0, margin_s=1.0, hold_s=1.0, merge_s=0.5),
-    Pace(limit=10, window_s=10.0, margin_s=0.5, hold_s=2.0, merge_s=1.0),
-    Pace(limit=7, window_s=3.0, margin_s=0.0, hold_s=1.0, merge_s=0.0),
+    Pace(limit=1, window_s=1.0, margin_s=0.0, hold_s=0.0, quantum_s=0.0),
+    Pace(limit=3, window_s=2.0, margin_s=0.25, hold_s=0.5, quantum_s=0.5),
+    Pace(limit=5, window_s=60.0, margin_s=1.0, hold_s=1.0, quantum_s=0.5),
+    Pace(limit=10, window_s=10.0, margin_s=0.5, hold_s=2.0, quantum_s=1.0),
+    Pace(limit=7, window_s=3.0, margin_s=0.0, hold_s=1.0, quantum_s=0.0),
+    Pace(limit=4, window_s=5.0, margin_s=0.3, hold_s=0.7, quantum_s=0.25),
     Pace(limit=600),
 ]
 
@@ -103,8 +117,9 @@ def test_no_window_anywhere_holds_more_than_the_limit(pace: Pace) -> None:
         rng = random.Random(seed)
         run = Run(pace, rng)
         now = 1_700_000_000.0 + rng.choice([0.0, 0.5, 59.999, rng.uniform(0, 60)])
+        unsent_share = rng.choice([0.0, 0.3, 0.8])
         for _ in range(400):
-            run.ask(now, rng.randint(1, 4))
+            run.ask(now, rng.randint(1, 4), worker=rng.randrange(4), unsent_share=unsent_share)
             now = _next_time(rng, now, run)
         assert run.granted > pace.limit, "the case never reached the limit"
         assert most_in_any_window(run.arrivals, pace.window_s) <= pace.limit, f"seed {seed}"
@@ -126,7 +141,7 @@ def test_the_boundary_instant_is_refused_and_the_next_tick_granted() -> None:
 
 
 def test_a_refusal_waits_exactly_until_enough_calls_leave() -> None:
-    pace = Pace(limit=4, window_s=10.0, margin_s=0.0, hold_s=0.0, merge_s=0.0)
+    pace = Pace(limit=4, window_s=10.0, margin_s=0.0, hold_s=0.0, quantum_s=0.0)
     log = (Entry(1.0, 1), Entry(2.0, 2), Entry(3.0, 1))
     refused = decide(log, 5.0, 2, pace)
     # One call needs the entry at 1.0 gone: at 11.0 and a tick.
@@ -135,7 +150,7 @@ def test_a_refusal_waits_exactly_until_enough_calls_leave() -> None:
     assert partial.granted == 1, "as many as fit, never past the limit"
     assert partial.log[0] == Entry(2.0, 2), "the entry that left is dropped from the log"
     # A lowered limit with more than it in the log: room when enough entries have left.
-    lower = Pace(limit=2, window_s=10.0, margin_s=0.0, hold_s=0.0, merge_s=0.0)
+    lower = Pace(limit=2, window_s=10.0, margin_s=0.0, hold_s=0.0, quantum_s=0.0)
     assert decide(log, 5.0, 1, lower).wait_s == pytest.approx(7.0 + TICK_S)
 
 
@@ -162,24 +177,42 @@ def test_the_log_stays_short_under_many_small_grants() -> None:
         log = decision.log if decision.granted else log
         longest = max(longest, len(log))
         now += 0.01
-    # Entries within MERGE_S of each other share one: about (window + margin + hold) / merge.
-    assert longest <= (pace.span_s + pace.hold_s) / pace.merge_s + 2
+    # One entry per quantum of `until`: about (window + margin + hold) / quantum at most.
+    assert longest <= (pace.span_s + pace.hold_s) / pace.quantum_s + 2
 
 
-def test_merging_keeps_the_later_until() -> None:
-    pace = Pace(limit=10, window_s=10.0, margin_s=0.0, hold_s=1.0, merge_s=0.5)
-    first = decide((), 0.0, 2, pace)
-    second = decide(first.log, 0.25, 3, pace)
-    assert second.log == (Entry(1.25, 5),)
-    # A grant whose worker's clock runs a little behind still counts until the later time.
-    behind = decide(second.log, 0.1, 1, pace)
-    assert behind.log == (Entry(1.25, 6),)
-    apart = decide(behind.log, 2.0, 1, pace)
-    assert apart.log == (Entry(1.25, 6), Entry(3.0, 1))
+def test_grants_close_in_time_share_an_entry_rounded_up_never_chained() -> None:
+    pace = Pace(limit=100, window_s=10.0, margin_s=0.0, hold_s=1.0, quantum_s=0.5)
+    first = decide((), 0.1, 2, pace)
+    assert first.spend_by == pytest.approx(1.1) and first.log == (Entry(1.5, 2),)
+    second = decide(first.log, 0.3, 3, pace)
+    assert second.log == (Entry(1.5, 5),)
+    # Grants every 0.2 s do not drag one entry along: each half second is its own entry.
+    log = second.log
+    for at in (0.5, 0.7, 0.9, 1.1):
+        log = decide(log, at, 1, pace).log
+    assert log == (Entry(1.5, 6), Entry(2.0, 2), Entry(2.5, 1))
+
+
+def test_a_release_takes_out_calls_never_sent_once_their_time_is_past() -> None:
+    pace = Pace(limit=10, window_s=10.0, margin_s=0.0, hold_s=1.0, quantum_s=0.5)
+    mine = decide((), 0.0, 6, pace)
+    theirs = decide(mine.log, 0.0, 4, pace)  # another worker, the same instant
+    assert theirs.log == (Entry(1.0, 10),)
+    assert decide(theirs.log, 1.5, 1, pace).granted == 0
+    # Still within its time, the grant could be spent: nothing is taken out.
+    assert release(theirs.log, mine.spend_by, mine.spend_by, 4, pace) == theirs.log
+    released = release(theirs.log, 1.5, mine.spend_by, 4, pace)
+    assert released == (Entry(1.0, 6),)
+    assert decide(released, 1.5, 10, pace).granted == 4
+    # Never below zero, and an entry that is gone is dropped.
+    assert release(theirs.log, 1.5, mine.spend_by, 99, pace) == ()
+    assert release((), 1.5, mine.spend_by, 3, pace) == ()
+    assert release(theirs.log, 1.5, 7.0, 3, pace) == theirs.log, "no entry of that time: nothing to take"
 
 
 def test_fill_spends_what_is_left_as_of_now() -> None:
-    pace = Pace(limit=5, window_s=10.0, margin_s=0.0, hold_s=1.0, merge_s=0.0)
+    pace = Pace(limit=5, window_s=10.0, margin_s=0.0, hold_s=1.0, quantum_s=0.0)
     log = decide((), 0.0, 2, pace).log
     filled = fill(log, 4.0, pace)
     assert filled == (Entry(1.0, 2), Entry(4.0, 3))
