@@ -3,9 +3,10 @@ sliding window or from the first call: none of them meets a 429, and no window a
 than the limit (the emulator's `peak_calls_in_any_window`, counted where the calls arrive).
 
 Each worker is a thread with its own budget object and its own grants, as separate Lambda instances
-are; they share only the budget's item in DynamoDB (moto). The window is shortened to seconds in both
-the emulator (`rate_limit_window_s`) and the product (`Pace.window_s`); the margins the product keeps
-for a call's way to the service are the production ones."""
+are; they share only the budget's item in DynamoDB (moto, each request made atomic as in DynamoDB).
+The window is shortened to seconds in both the emulator (`rate_limit_window_s`) and the product
+(`Pace.window_s`); the margins the product keeps for a call's way to the service are the production
+ones."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from local import moto_dynamodb
 from local.emulators.referral_factory.app import create_app
 from local.emulators.server import RunningServer, serve_in_thread
 from local.provision import Provisioned
@@ -30,6 +32,13 @@ WINDOW_S = 2.0
 WORKERS = 8
 CALLS_EACH = 3
 CAMPAIGN = 7301
+
+
+@pytest.fixture(scope="module", autouse=True)
+def atomic_dynamodb() -> None:
+    """moto's conditional writes check and then write, so two threads can both pass the check; DynamoDB
+    makes each request atomic, and so does the embedded AWS's patch (local/moto_dynamodb.py)."""
+    moto_dynamodb.apply()
 
 
 @pytest.fixture(scope="module")
