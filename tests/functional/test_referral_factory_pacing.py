@@ -2,8 +2,9 @@
 sliding window or from the first call: none of them meets a 429, and no window anywhere holds more
 than the limit (the emulator's `peak_calls_in_any_window`, counted where the calls arrive).
 
-Each worker is a thread with its own budget object and its own grants, as separate Lambda instances
-are; they share only the budget's item in DynamoDB (moto, each request made atomic as in DynamoDB).
+Workers are threads, each with its own budget object and its own grants as separate Lambda instances
+have, sharing only the budget's item in DynamoDB (moto, each request made atomic as in DynamoDB); and
+then separate processes sharing a moto server.
 The window is shortened to seconds in both the emulator (`rate_limit_window_s`) and the product
 (`Pace.window_s`); the margins the product keeps for a call's way to the service are the production
 ones."""
@@ -14,10 +15,15 @@ import math
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 
 import httpx
 import pytest
+from moto.server import ThreadedMotoServer
 
+from bench.clients import CAMPAIGN as BENCH_CAMPAIGN
+from bench.clients import REFERRAL_FACTORY, RF_API_KEY, WorkerSpec, provision_table, run_worker
 from local import moto_dynamodb
 from local.emulators.referral_factory.app import create_app
 from local.emulators.server import RunningServer, serve_in_thread
@@ -105,3 +111,54 @@ def test_concurrent_workers_never_exceed_the_limit_in_any_window(
     assert stats["peak_calls_in_any_window"] >= LIMIT - 1
     windows_needed = math.ceil(calls / LIMIT) - 1
     assert elapsed >= windows_needed * WINDOW_S
+
+
+PROCESSES = 4
+CALLS_PER_PROCESS = 6
+
+
+def test_worker_processes_sharing_the_budget_through_dynamodb_never_exceed_the_limit() -> None:
+    """Separate processes, as Lambda instances are, share nothing but the table in a moto server."""
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    app = create_app(
+        {"rate_limit_per_minute": LIMIT, "rate_limit_window_s": WINDOW_S, "rate_limit_window": "sliding"}
+    )
+    emulator = serve_in_thread(app)
+    try:
+        with httpx.Client(base_url=emulator.base_url, timeout=30) as control:
+            control.post(
+                "/_emulator/accounts",
+                json={"api_key": RF_API_KEY, "campaigns": [{"id": BENCH_CAMPAIGN, "name": "B"}]},
+            ).raise_for_status()
+            with ProcessPoolExecutor(max_workers=PROCESSES, mp_context=get_context("spawn")) as pool:
+                table = pool.submit(provision_table, endpoint).result()
+                start_at = time.time() + 3  # time for every process to start
+                specs = [
+                    WorkerSpec(
+                        REFERRAL_FACTORY,
+                        f"{emulator.base_url}/api/v2",
+                        RF_API_KEY,
+                        table,
+                        endpoint,
+                        start_at,
+                        stop_at=start_at + 60,
+                        max_calls=CALLS_PER_PROCESS,
+                        rf_per_minute=LIMIT,
+                        rf_window_s=WINDOW_S,
+                    )
+                    for _ in range(PROCESSES)
+                ]
+                results = list(pool.map(run_worker, specs))
+            stats = control.get("/_emulator/stats").json()
+    finally:
+        emulator.stop()
+        app.state.emulator.close()
+        moto.stop()
+
+    assert [len(r.call_times) for r in results] == [CALLS_PER_PROCESS] * PROCESSES
+    assert stats["responses_429"] == 0
+    assert stats["requests"] == {"GET /api/v2/campaigns/{id}": PROCESSES * CALLS_PER_PROCESS}
+    assert LIMIT - 1 <= stats["peak_calls_in_any_window"] <= LIMIT
