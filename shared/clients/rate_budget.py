@@ -336,6 +336,8 @@ class SlidingBudget:
                 local.tokens, local.spend_by = decision.granted - 1, decision.spend_by
                 local.granted, local.used = decision.granted, 1
             return 0.0
+        with local.lock:
+            local.unsent.extend(unsent)  # still to give back, with the next grant that is written
         return CONTENDED_WAIT_S * (1 + self._rng())
 
     def observe(self, headers: Mapping[str, str], status: int) -> None:

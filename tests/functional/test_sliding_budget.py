@@ -147,10 +147,18 @@ def test_a_write_on_a_stale_version_is_refused(table: str) -> None:
 def test_an_instance_that_keeps_losing_the_race_backs_off_briefly(
     table: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (budget,) = instances(table, 1, Clock())
-    monkeypatch.setattr(budget, "_write", lambda *_: False)
-    wait = budget.acquire()
+    clock = Clock()
+    (budget,) = instances(table, 1, clock)
+    assert budget.acquire() == 0
+    budget.grants.tokens = 1  # as if a second call had been granted and not sent
+    clock.now = T0 + HOLD_S + 1
+    with monkeypatch.context() as patched:
+        patched.setattr(budget, "_write", lambda *_: False)
+        wait = budget.acquire()
     assert CONTENDED_WAIT_S <= wait <= 2 * CONTENDED_WAIT_S
+    # What was not sent is still to be given back, with the next grant that is written.
+    assert budget.grants.unsent == [(T0 + HOLD_S, 1)]
+    assert budget.acquire() == 0 and budget.grants.unsent == []
 
 
 def test_referral_factory_budgets_are_keyed_by_a_hash_configurable_and_shared_in_process(table: str) -> None:
