@@ -59,6 +59,8 @@ class WorkerSpec:
     max_calls: int | None = None
     warm_up: bool = False
     rf_per_minute: int | None = None
+    # Referral Factory's window as the product paces it: its minute unless a test shortens it.
+    rf_window_s: float = WINDOW_S[REFERRAL_FACTORY]
 
 
 @dataclass
@@ -81,7 +83,9 @@ def _call(spec: WorkerSpec) -> Callable[[], Any]:
     rf = ReferralFactoryClient(
         spec.credential,
         base_url=spec.base_url,
-        budget=referral_factory_budget(spec.table, spec.credential, per_minute=spec.rf_per_minute),
+        budget=referral_factory_budget(
+            spec.table, spec.credential, per_minute=spec.rf_per_minute, window_s=spec.rf_window_s
+        ),
     )
     return lambda: rf.get_campaign(CAMPAIGN)
 

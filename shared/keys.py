@@ -203,6 +203,8 @@ def qualification_sweep_work_id(account_id: str, campaign_id: str) -> str:
 # One budget's counters (shared/clients/rate_budget.py): a window per period and its learned state.
 # No record's partition starts with `RATE#`.
 BUDGET_STATE_SK = "STATE"
+# A sliding budget's log of grants (one item per budget).
+BUDGET_LOG_SK = "LOG"
 
 
 def budget_pk(budget_key: str) -> str:

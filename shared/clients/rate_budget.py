@@ -1,21 +1,25 @@
 """Rate budgets shared by every Lambda instance: one per Intercom workspace, one per Referral Factory key.
 
-A budget is a fixed-window counter in DynamoDB, spent before a request is sent: one item per (budget,
-window) holds `used`, raised by an atomic conditional `ADD` that only succeeds while `used < limit`.
-Each `ADD` reserves a small block of requests so a busy worker pays one round trip per block, not per
-request; a block never outlives its window, and a window is never granted more than its limit.
+Intercom documents its windows: 10 seconds, fixed, with `X-RateLimit-Reset` at each window's end.
+`RateBudget` counts the same windows: one item per (budget, window) holds `used`, raised by an atomic
+conditional `ADD` that only succeeds while `used < limit`. Each `ADD` reserves a small block of
+requests so a busy worker pays one round trip per block, not per request; a block never outlives its
+window, and a window is never granted more than its limit. Windows are aligned to the epoch plus a
+phase learned from `X-RateLimit-Reset`, so they line up with the service's own. The last `edge_s` of
+each window is not spent: a request granted at 9.99 s would otherwise be counted by the service in the
+next window, on top of that window's full budget. Its budget is sized from `X-RateLimit-Limit` (a
+per-10-second figure) and raised to what `X-RateLimit-Remaining` says was spent when another app
+spends from the same workspace limit.
 
-Windows are aligned to the epoch plus a phase learned from the service's `X-RateLimit-Reset` (the end
-of its current window), so they line up with the service's own windows even when those are not
-epoch-aligned. The last `edge_s` of each window is not spent: a request granted at 9.99 s would
-otherwise be counted by the service in the next window, on top of that window's full budget.
+Referral Factory allows 600 calls a minute per key (an account may say otherwise) without saying how it
+counts the minute, and it blocks IPs that keep exceeding it. `SlidingBudget` paces it so that no minute,
+wherever it starts, holds more than the limit (`shared.domain.pacing`): the key's log of grants is one
+item, read and replaced with a conditional write on its version; a grant is a block of calls to send
+within `hold_s`, so a busy worker pays a read and a write per block, and the calls of a block not sent
+in time are taken out of the log with the next grant. Its limit never grows from headers.
 
-Intercom sizes its budget from `X-RateLimit-Limit` (a per-10-second figure) and reports what is left
-in `X-RateLimit-Remaining`; when the service says less is left than we think (another app spends from
-the same workspace limit), the shared counter is raised to match. Referral Factory's limit is 600 a
-minute per key unless an account says otherwise; it blocks IPs that keep exceeding it, so its budget
-never grows from headers. Keys and item layout: `RATE#<budget key>` / `W#<window start>` and
-`STATE` (learned limit and phase); window items expire through the table's `expires_at` TTL.
+Keys and item layout: `RATE#<budget key>` / `W#<window start>` and `STATE` (learned limit and phase)
+for Intercom, `LOG` for Referral Factory; items expire through the table's `expires_at` TTL.
 """
 
 from __future__ import annotations
@@ -23,17 +27,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import random
+import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from shared import keys
+from shared import caches, keys
 from shared.aws import boto
 from shared.aws.store import ConditionFailed, conditional
+from shared.domain.pacing import REFERRAL_FACTORY_WINDOW_S, Entry, Pace, decide, fill, next_block, release
 
 INTERCOM_WINDOW_S = 10.0
-REFERRAL_FACTORY_WINDOW_S = 60.0
 REFERRAL_FACTORY_DEFAULT_PER_MINUTE = 600
 # Until a response has told us a workspace's limit: small enough for any plan, and it is one window.
 INTERCOM_FIRST_WINDOW_LIMIT = 10
@@ -238,6 +245,154 @@ class RateBudget:
         )
 
 
+@dataclass
+class Grants:
+    """What one process holds of a sliding budget: the calls of its last grant, spendable until
+    `spend_by`, how many to ask for next, and the calls it did not send in time. Shared by the
+    process's budgets on one key, so a client built for each message does not drop what the last one
+    was granted."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    tokens: int = 0
+    spend_by: float = -math.inf
+    granted: int = 0
+    used: int = 0
+    block: int = 1
+    full_until: float = -math.inf
+    # Grants whose time passed with calls unsent: (spend_by, calls), given back with the next grant.
+    unsent: list[tuple[float, int]] = field(default_factory=list)
+
+
+# One `Grants` per (table, budget key, pace) in a warm process.
+_process_grants: caches.LRU[tuple[str, str, Pace], Grants] = caches.LRU(f"{__name__}._process_grants", 64)
+# Conditional writes lost to other instances before giving up for a moment.
+SLIDING_ATTEMPTS = 4
+CONTENDED_WAIT_S = 0.05
+
+
+class SlidingBudget:
+    """A budget no interval of `pace.window_s` exceeds, wherever it starts, across every instance."""
+
+    def __init__(
+        self,
+        table_name: str,
+        key: str,
+        *,
+        pace: Pace,
+        max_block: int = MAX_BLOCK,
+        grants: Grants | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.table_name = table_name
+        self.key = key
+        self.pace = pace
+        # About 5 % of the limit, so calls granted and left unsent when work runs out are few.
+        self.max_block = max(1, min(max_block, pace.limit // 20))
+        self.grants = grants if grants is not None else Grants()
+        self._clock = clock
+        self._rng = rng
+
+    @property
+    def pk(self) -> str:
+        return keys.budget_pk(self.key)
+
+    @property
+    def limit(self) -> int:
+        return self.pace.limit
+
+    def acquire(self) -> float:
+        """Spend one request and return 0.0, or return the seconds until the budget has room."""
+        now = self._clock()
+        local = self.grants
+        with local.lock:
+            if local.tokens > 0 and now <= local.spend_by:
+                local.tokens -= 1
+                local.used += 1
+                return 0.0
+            if local.granted:  # the last grant is spent, or its time is up
+                local.block = next_block(local.granted, local.used, self.max_block)
+                if local.tokens:  # never to be sent: taken out of the log with the next grant
+                    local.unsent.append((local.spend_by, local.tokens))
+                local.tokens = local.granted = local.used = 0
+            if now < local.full_until:
+                return local.full_until - now
+            wanted = min(local.block, self.max_block)
+            unsent, local.unsent = local.unsent, []
+        for _ in range(SLIDING_ATTEMPTS):
+            log, version = self._read()
+            now = self._clock()  # after the read: a grant never predates the ones it read
+            for spend_by, count in unsent:
+                log = list(release(log, now, spend_by, count, self.pace))
+            decision = decide(log, now, wanted, self.pace)
+            if decision.granted == 0:
+                # Full even without the calls given back (their entries had left): nothing to write.
+                with local.lock:
+                    local.full_until = now + decision.wait_s
+                return decision.wait_s
+            if not self._write(decision.log, version, now):
+                continue
+            with local.lock:
+                local.tokens, local.spend_by = decision.granted - 1, decision.spend_by
+                local.granted, local.used = decision.granted, 1
+            return 0.0
+        with local.lock:
+            local.unsent.extend(unsent)  # still to give back, with the next grant that is written
+        return CONTENDED_WAIT_S * (1 + self._rng())
+
+    def observe(self, headers: Mapping[str, str], status: int) -> None:
+        """The service saying nothing is left means someone else spends from the same limit too: the
+        shared log is filled to the limit as of now, and this process drops what it holds."""
+        if _int_header(headers, "x-ratelimit-remaining") != 0:
+            return
+        with self.grants.lock:
+            self.grants.tokens = 0
+        for _ in range(SLIDING_ATTEMPTS):
+            log, version = self._read()
+            now = self._clock()
+            filled = fill(log, now, self.pace)
+            if filled is None or self._write(filled, version, now):
+                return
+
+    def _read(self) -> tuple[list[Entry], int]:
+        item = (
+            boto.table(self.table_name)
+            .get_item(Key={"pk": self.pk, "sk": keys.BUDGET_LOG_SK}, ConsistentRead=True)
+            .get("Item")
+        )
+        if not item:
+            return [], 0
+        log = [Entry(float(until), int(count)) for until, count in item.get("log", [])]
+        return log, int(item.get("version", 0))
+
+    def _write(self, log: tuple[Entry, ...], version: int, now: float) -> bool:
+        """Replace the log if no one else did since it was read at `version`."""
+        # `until` rounded up to the millisecond: an entry may count a little longer, never shorter.
+        stored = [[Decimal(math.ceil(e.until * 1000)) / 1000, e.count] for e in log]
+        horizon = max((e.until for e in log), default=now) + self.pace.span_s
+        condition: dict[str, Any] = (
+            {"ConditionExpression": "attribute_not_exists(#v)"}
+            if version == 0
+            else {"ConditionExpression": "#v = :v", "ExpressionAttributeValues": {":v": version}}
+        )
+        try:
+            conditional(
+                boto.table(self.table_name).put_item,
+                Item={
+                    "pk": self.pk,
+                    "sk": keys.BUDGET_LOG_SK,
+                    "log": stored,
+                    "version": version + 1,
+                    "expires_at": int(horizon + WINDOW_TTL_S),
+                },
+                ExpressionAttributeNames={"#v": "version"},
+                **condition,
+            )
+        except ConditionFailed:
+            return False
+        return True
+
+
 def referral_factory_key(api_key: str) -> str:
     """The budget key for a Referral Factory API key: a hash, so the key itself is never stored here."""
     return "rf#" + hashlib.sha256(api_key.encode()).hexdigest()[:32]
@@ -257,13 +412,12 @@ def referral_factory_budget(
     api_key: str,
     *,
     per_minute: int | None = None,
+    window_s: float = REFERRAL_FACTORY_WINDOW_S,
     clock: Callable[[], float] = time.time,
-) -> RateBudget:
-    """The budget every worker shares for one Referral Factory API key (`per_minute` per account)."""
-    return RateBudget(
-        table_name,
-        referral_factory_key(api_key),
-        window_s=REFERRAL_FACTORY_WINDOW_S,
-        limit=per_minute or REFERRAL_FACTORY_DEFAULT_PER_MINUTE,
-        clock=clock,
-    )
+) -> SlidingBudget:
+    """The budget every worker shares for one Referral Factory API key (`per_minute` per account):
+    never more than the limit in any `window_s` (a minute; only tests shorten it)."""
+    key = referral_factory_key(api_key)
+    pace = Pace(limit=per_minute or REFERRAL_FACTORY_DEFAULT_PER_MINUTE, window_s=window_s)
+    grants = _process_grants.get_or_build((table_name, key, pace), Grants)
+    return SlidingBudget(table_name, key, pace=pace, grants=grants, clock=clock)

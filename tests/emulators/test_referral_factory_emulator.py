@@ -85,9 +85,23 @@ def receiver() -> Iterator[Receiver]:
     server.stop()
 
 
+class Clock:
+    """The emulator's clock: real time until a test sets `now`, then that."""
+
+    def __init__(self) -> None:
+        self.now: float | None = None
+
+    def __call__(self) -> float:
+        return time.time() if self.now is None else self.now
+
+
+CLOCK = Clock()
+T0 = 1_800_000_000.0  # a minute boundary (a multiple of 60)
+
+
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[tuple[RunningServer, ReferralFactoryEmulator]]:
-    app = create_app({"webhook_retry_delay_s": 0.2, "public_base_url": "https://rf.example/"})
+    app = create_app({"webhook_retry_delay_s": 0.2, "public_base_url": "https://rf.example/"}, clock=CLOCK)
     server = serve_in_thread(app)
     yield server, app.state.emulator
     server.stop()
@@ -103,7 +117,8 @@ def emu(emulator: tuple[RunningServer, ReferralFactoryEmulator]) -> ReferralFact
 def http(
     emulator: tuple[RunningServer, ReferralFactoryEmulator], receiver: Receiver
 ) -> Iterator[httpx.Client]:
-    """A client on a freshly reset emulator with two accounts."""
+    """A client on a freshly reset emulator with two accounts, on real time."""
+    CLOCK.now = None
     receiver.received.clear()
     receiver.fail_next = receiver.attempts = 0
     with httpx.Client(base_url=emulator[0].base_url, timeout=10) as client:
@@ -200,6 +215,33 @@ def test_config_put_merges_top_level_keys_replaces_faults_and_reads_back(http: h
 
     http.post("/_emulator/reset")
     assert http.get("/_emulator/config").json()["rate_limit_per_minute"] == 600
+
+
+def test_the_rate_limit_window_is_a_validated_config_key(http: httpx.Client) -> None:
+    config = http.get("/_emulator/config").json()
+    assert config["rate_limit_window"] == "clock"
+    assert config["rate_limit_window_s"] == 60
+    for mode in ("first_hit", "sliding", "clock"):
+        applied = http.put("/_emulator/config", json={"rate_limit_window": mode})
+        assert applied.status_code == 200 and applied.json()["rate_limit_window"] == mode
+
+    for bad_value in ("hourly", None, 3, "SLIDING"):
+        bad = http.put("/_emulator/config", json={"rate_limit_window": bad_value})
+        assert bad.status_code == 422
+        assert list(bad.json()["errors"]) == ["rate_limit_window"]
+        assert "clock, first_hit, sliding" in bad.json()["errors"]["rate_limit_window"][0]
+    for bad_length in (0, -5, "60", True, 7200):
+        bad = http.put("/_emulator/config", json={"rate_limit_window_s": bad_length})
+        assert bad.status_code == 422 and list(bad.json()["errors"]) == ["rate_limit_window_s"]
+    # A refused config changes nothing, not even the keys that were right.
+    bad = http.put("/_emulator/config", json={"rate_limit_window": "sliding", "rate_limit_window_s": 0})
+    assert bad.status_code == 422
+    assert http.get("/_emulator/config").json()["rate_limit_window"] == "clock"
+
+    http.put("/_emulator/config", json={"rate_limit_window": "sliding", "rate_limit_window_s": 2})
+    http.post("/_emulator/reset")
+    config = http.get("/_emulator/config").json()
+    assert (config["rate_limit_window"], config["rate_limit_window_s"]) == ("clock", 60)
 
 
 def test_stats_count_every_real_request_by_route_template(http: httpx.Client) -> None:
@@ -549,18 +591,9 @@ def test_unknown_route_and_wrong_method_answer_in_the_envelope(http: httpx.Clien
     assert wrong.status_code == 405 and "GET, HEAD, POST" in wrong.json()["message"]
 
 
-def _fresh_window(emu: ReferralFactoryEmulator) -> None:
-    # A window boundary mid-test would refill the budget: start right after one if it is close.
-    left = emu.limiter.window_reset_at() - time.time()
-    if left < 3:
-        time.sleep(left + 0.05)
-
-
-def test_rate_limit_answers_429_exactly_past_the_limit(
-    http: httpx.Client, emu: ReferralFactoryEmulator
-) -> None:
+def test_rate_limit_answers_429_exactly_past_the_limit(http: httpx.Client) -> None:
     http.put("/_emulator/config", json={"rate_limit_per_minute": 5})
-    _fresh_window(emu)
+    CLOCK.now = T0 + 1
     remaining = []
     for _ in range(5):
         r = http.get("/api/v2/campaigns", headers=auth())
@@ -572,7 +605,8 @@ def test_rate_limit_answers_429_exactly_past_the_limit(
     limited = http.get("/api/v2/campaigns", headers=auth())
     assert limited.status_code == 429
     assert limited.json() == {"message": "Too Many Attempts."}
-    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert limited.headers["Retry-After"] == "59"
+    assert limited.headers["X-RateLimit-Reset"] == str(int(T0 + 60))
     assert limited.headers["X-RateLimit-Remaining"] == "0"
     assert http.get("/api/v2/campaigns", headers=auth(OTHER_KEY)).status_code == 200, "the budget is per key"
     assert http.get("/_emulator/stats").json()["responses_429"] == 1
@@ -582,6 +616,89 @@ def test_rate_limit_answers_429_exactly_past_the_limit(
     for _ in range(20):
         r = http.get("/api/v2/campaigns", headers=auth())
         assert r.status_code == 200 and "X-RateLimit-Limit" not in r.headers
+
+
+def call_at(http: httpx.Client, at: float, key: str = KEY) -> httpx.Response:
+    CLOCK.now = at
+    return http.get("/api/v2/campaigns", headers=auth(key))
+
+
+def statuses(http: httpx.Client, times: list[float]) -> list[int]:
+    return [call_at(http, t).status_code for t in times]
+
+
+def test_clock_windows_start_again_on_the_minute(http: httpx.Client) -> None:
+    http.put("/_emulator/config", json={"rate_limit_per_minute": 3, "rate_limit_window": "clock"})
+    assert statuses(http, [T0 + 59.5] * 3) == [200, 200, 200]
+    refused = call_at(http, T0 + 59.6)
+    assert refused.status_code == 429
+    assert refused.headers["X-RateLimit-Reset"] == str(int(T0 + 60))
+    assert refused.headers["Retry-After"] == "1"
+    # The boundary refills the whole limit: six calls within one second, and no 429.
+    assert statuses(http, [T0 + 60, T0 + 60, T0 + 60.4]) == [200, 200, 200]
+    assert call_at(http, T0 + 60.5).headers["X-RateLimit-Reset"] == str(int(T0 + 120))
+    # What a caller that blocks abusers would see: 8 calls (two of them refused) within one minute.
+    assert http.get("/_emulator/stats").json()["peak_calls_in_any_window"] == 8
+
+
+def test_first_hit_opens_a_window_with_the_first_call_after_the_last_one_closed(http: httpx.Client) -> None:
+    http.put("/_emulator/config", json={"rate_limit_per_minute": 3, "rate_limit_window": "first_hit"})
+    first = call_at(http, T0 + 59.5)
+    assert first.status_code == 200 and first.headers["X-RateLimit-Remaining"] == "2"
+    # The minute boundary means nothing: the window runs to T0 + 119.5.
+    assert statuses(http, [T0 + 60, T0 + 61]) == [200, 200]
+    refused = call_at(http, T0 + 62)
+    assert refused.status_code == 429
+    assert refused.headers["X-RateLimit-Reset"] == str(int(T0 + 120))  # 119.5, rounded up
+    assert refused.headers["Retry-After"] == "58"
+    assert call_at(http, T0 + 119.4).status_code == 429
+    # The first call once the window closed opens the next one, at that call.
+    reopened = call_at(http, T0 + 119.5)
+    assert reopened.status_code == 200 and reopened.headers["X-RateLimit-Remaining"] == "2"
+    assert statuses(http, [T0 + 150, T0 + 179.4, T0 + 179.4]) == [200, 200, 429]
+    assert call_at(http, T0 + 62, OTHER_KEY).status_code == 200, "the budget is per key"
+
+
+def test_sliding_allows_the_limit_in_any_window_and_resets_when_the_oldest_call_leaves(
+    http: httpx.Client,
+) -> None:
+    http.put("/_emulator/config", json={"rate_limit_per_minute": 3, "rate_limit_window": "sliding"})
+    remaining = [call_at(http, t).headers["X-RateLimit-Remaining"] for t in (T0, T0 + 10, T0 + 20)]
+    assert remaining == ["2", "1", "0"]
+    refused = call_at(http, T0 + 30)
+    assert refused.status_code == 429
+    assert refused.headers["X-RateLimit-Reset"] == str(int(T0 + 60)), "the call at T0 leaves at T0 + 60"
+    assert refused.headers["Retry-After"] == "30"
+    # No boundary refills it: still refused just before the oldest call leaves, allowed when it does.
+    assert call_at(http, T0 + 59.9).status_code == 429
+    allowed = call_at(http, T0 + 60)
+    assert allowed.status_code == 200 and allowed.headers["X-RateLimit-Remaining"] == "0"
+    again = call_at(http, T0 + 60.5)
+    assert again.status_code == 429 and again.headers["X-RateLimit-Reset"] == str(int(T0 + 70))
+    assert call_at(http, T0 + 30, OTHER_KEY).status_code == 200, "the budget is per key"
+    # Calls at 10, 20, 30 (refused), 59.9 (refused), 60 and 60.5 (refused) within [0.5, 60.5].
+    assert http.get("/_emulator/stats").json()["peak_calls_in_any_window"] == 6
+
+
+def test_a_shorter_window_for_tests_and_a_mode_change_starts_counting_afresh(http: httpx.Client) -> None:
+    http.put(
+        "/_emulator/config",
+        json={"rate_limit_per_minute": 2, "rate_limit_window": "sliding", "rate_limit_window_s": 2},
+    )
+    assert statuses(http, [T0 + 0.5, T0 + 1.5, T0 + 2.4, T0 + 2.5]) == [200, 200, 429, 200]
+    assert call_at(http, T0 + 2.6).headers["X-RateLimit-Reset"] == str(int(T0 + 4))  # 3.5, rounded up
+    http.put("/_emulator/config", json={"rate_limit_window": "clock"})
+    assert statuses(http, [T0 + 2.6, T0 + 2.7, T0 + 2.8, T0 + 4]) == [200, 200, 429, 200]
+
+
+def test_the_real_clock_drives_a_short_sliding_window(http: httpx.Client) -> None:
+    http.put(
+        "/_emulator/config",
+        json={"rate_limit_per_minute": 2, "rate_limit_window": "sliding", "rate_limit_window_s": 0.5},
+    )
+    assert [http.get("/api/v2/campaigns", headers=auth()).status_code for _ in range(3)] == [200, 200, 429]
+    time.sleep(0.55)
+    assert http.get("/api/v2/campaigns", headers=auth()).status_code == 200
 
 
 def test_default_limit_is_600_a_minute(http: httpx.Client) -> None:

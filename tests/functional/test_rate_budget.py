@@ -1,5 +1,6 @@
-"""The DynamoDB rate budget against moto, with a fake clock: several budget objects on one key stand
-for several Lambda instances sharing one workspace's or one API key's budget."""
+"""The DynamoDB fixed-window rate budget (Intercom's) against moto, with a fake clock: several budget
+objects on one key stand for several Lambda instances sharing one workspace's budget. Referral
+Factory's sliding budget: tests/functional/test_sliding_budget.py."""
 
 from __future__ import annotations
 
@@ -14,11 +15,8 @@ from shared.aws import boto
 from shared.clients.rate_budget import (
     EDGE_S,
     INTERCOM_FIRST_WINDOW_LIMIT,
-    REFERRAL_FACTORY_DEFAULT_PER_MINUTE,
     RateBudget,
     intercom_budget,
-    referral_factory_budget,
-    referral_factory_key,
 )
 
 T0 = 1_700_000_040.0  # a multiple of 10 and of 60: a window boundary for both services
@@ -185,20 +183,6 @@ def test_answers_about_another_window_are_ignored(table: str) -> None:
     # Unparseable or relative headers teach nothing.
     a.observe({"x-ratelimit-limit": "many", "x-ratelimit-reset": "7"}, 200)
     assert a.window_start(T0 + 0.5) == T0
-
-
-def test_referral_factory_budgets_are_keyed_by_a_hash_and_configurable(table: str) -> None:
-    clock = Clock()
-    default = referral_factory_budget(table, "rf-secret-key", clock=clock)
-    assert default.limit == REFERRAL_FACTORY_DEFAULT_PER_MINUTE
-    assert "rf-secret-key" not in default.pk
-    assert default.key == referral_factory_key("rf-secret-key")
-    small = referral_factory_budget(table, "rf-other-key", per_minute=12, clock=clock)
-    assert spend_all([small]) == 12
-    assert small.acquire() == pytest.approx(59)
-    # Headers never grow a Referral Factory budget: the service blocks IPs that exceed it.
-    small.observe({"x-ratelimit-limit": "600", "x-ratelimit-remaining": "599"}, 200)
-    assert small.limit == 12
 
 
 def test_a_budget_needs_a_limit() -> None:

@@ -112,7 +112,7 @@ def test_no_record_shares_the_rate_budgets_partitions():
 
 # A quoted upper-case prefix ending in `#` (`"ACCOUNT#"`, `f"SYNC#{...}"`), or a bare sort key.
 PREFIX = re.compile(r"(?<![A-Za-z0-9_])[A-Z][A-Z0-9_]*#")
-SORT_KEYS = {"META", "CONNECTION", "DUE", "STATE", "APIKEY", "OWNER", "ACTIVESYNC"}
+SORT_KEYS = {"META", "CONNECTION", "DUE", "STATE", "LOG", "APIKEY", "OWNER", "ACTIVESYNC"}
 ALLOWED = {KEYS_MODULE}
 
 

@@ -29,6 +29,10 @@ level; a public v2 client reads `data`), and a superset serves a client written 
 
 Errors are `{"message"}` (422 adds `"errors": {field: [messages]}`); unknown key → 401
 `Unauthenticated.`; past the limit → 429 `Too Many Attempts.` with `Retry-After`, `X-RateLimit-*`.
+The limit is counted per key in one of three ways, `rate_limit_window` `clock` (the default),
+`first_hit` or `sliding` (`limits.py`), over `rate_limit_window_s` seconds (60 unless a test shortens
+it); `GET /_emulator/stats` adds `peak_calls_in_any_window`, the most calls one key made within any
+window's length, whatever the mode.
 
 Outbound webhooks (`user.join`, `user.qualified`, and `reward.issued` to the referrer when a person
 they invited first qualifies) are POSTed as JSON `{"event", "campaign": {"id", "name"}, "user"}` with
@@ -57,13 +61,13 @@ from starlette.routing import Match, Route
 from local.emulators.common import (
     DEFAULT_FAULTS,
     FaultsAndStatsMiddleware,
-    FixedWindowLimiter,
     Stats,
     WebhookSender,
     json_body,
     json_response,
     merge_config,
 )
+from local.emulators.referral_factory.limits import WINDOW_MODES, RateLimiter
 from local.emulators.referral_factory.store import (
     REFERRER_FIELDS,
     SEARCH_FIELDS,
@@ -89,6 +93,10 @@ RATE_WINDOW_S = 60
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "rate_limit_per_minute": 600,
+    # How the minute is counted (`limits.py`); Referral Factory does not say.
+    "rate_limit_window": "clock",
+    # The minute's length: the one knob that shortens it (tests); the contract's 60 s by default.
+    "rate_limit_window_s": RATE_WINDOW_S,
     "faults": dict(DEFAULT_FAULTS),
     "webhook_retry_delay_s": 5.0,
     "public_base_url": "https://referral-factory.com",
@@ -101,12 +109,22 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def config_errors(patch: Mapping[str, Any]) -> dict[str, list[str]]:
-    errors: dict[str, list[str]] = {}
+def _rate_limit_errors(patch: Mapping[str, Any], errors: dict[str, list[str]]) -> None:
     if "rate_limit_per_minute" in patch:
         limit = patch["rate_limit_per_minute"]
         if limit is not None and not (isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0):
             errors["rate_limit_per_minute"] = ["Must be a non-negative integer or null."]
+    if "rate_limit_window" in patch and patch["rate_limit_window"] not in WINDOW_MODES:
+        errors["rate_limit_window"] = [f"Must be one of {', '.join(WINDOW_MODES)}."]
+    if "rate_limit_window_s" in patch:
+        length = patch["rate_limit_window_s"]
+        if not _number(length) or not 0 < length <= 3600:
+            errors["rate_limit_window_s"] = ["Must be a number of seconds above 0, at most 3600."]
+
+
+def config_errors(patch: Mapping[str, Any]) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    _rate_limit_errors(patch, errors)
     faults = patch.get("faults")
     if faults is not None:
         if not isinstance(faults, dict):
@@ -263,7 +281,9 @@ def _required_text(body: Mapping[str, Any], key: str, label: str, errors: dict[s
 class ReferralFactoryEmulator:
     """State, config and the handlers behind every route; reachable as `app.state.emulator`."""
 
-    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, config: Mapping[str, Any] | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
         patch = dict(config or {})
         errors = config_errors(patch)
         if errors:
@@ -273,7 +293,9 @@ class ReferralFactoryEmulator:
         # Handlers run on uvicorn's loop; the lock is for callers in other threads (local stack, benches).
         self.lock = threading.RLock()
         self.stats = Stats()
-        self.limiter = FixedWindowLimiter(RATE_WINDOW_S)
+        self.clock = clock
+        self.limiter = RateLimiter(clock=clock)
+        self._configure_limiter()
         self.store = Store(lambda: str(self.config["public_base_url"]).rstrip("/"))
         self.webhooks = WebhookSender(
             lambda: self.stats,
@@ -302,14 +324,16 @@ class ReferralFactoryEmulator:
             if account is None:
                 return json_response({"message": "Unauthenticated."}, 401)
             limit = self.config["rate_limit_per_minute"]
-            allowed, remaining, reset = self.limiter.hit(account.api_key, limit)
+            verdict = self.limiter.hit(account.api_key, limit)
             headers: dict[str, str] = {}
             if limit is not None:
-                headers = {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(remaining)}
-            if not allowed:
+                headers = {"X-RateLimit-Limit": str(limit), "X-RateLimit-Remaining": str(verdict.remaining)}
+            if not verdict.allowed:
                 self.stats.count_429()
-                headers["Retry-After"] = str(max(1, reset - int(time.time())))
-                headers["X-RateLimit-Reset"] = str(reset)
+                # Whole seconds, rounded up: a caller that waits as told is not refused again.
+                wait = math.ceil(verdict.reset_at - self.clock())
+                headers["Retry-After"] = str(max(1, wait))
+                headers["X-RateLimit-Reset"] = str(math.ceil(verdict.reset_at))
                 return json_response({"message": "Too Many Attempts."}, 429, headers)
             try:
                 with self.lock:
@@ -525,6 +549,7 @@ class ReferralFactoryEmulator:
         self.limiter.reset()
         self.config = dict(self.initial_config)
         self.webhooks.retry_delay_s = float(self.config["webhook_retry_delay_s"])
+        self._configure_limiter()
         return json_response({"status": "reset"})
 
     def config_endpoint(self, request: Request, body: dict[str, Any]) -> Response:
@@ -534,7 +559,11 @@ class ReferralFactoryEmulator:
                 raise validation_error(errors)
             self.config = merge_config(self.config, body)
             self.webhooks.retry_delay_s = float(self.config["webhook_retry_delay_s"])
+            self._configure_limiter()
         return json_response(self.config)
+
+    def _configure_limiter(self) -> None:
+        self.limiter.configure(self.config["rate_limit_window"], float(self.config["rate_limit_window_s"]))
 
     def create_account(self, _: Request, body: dict[str, Any]) -> Response:
         api_key, campaigns = body.get("api_key"), body.get("campaigns", [])
@@ -620,7 +649,8 @@ class ReferralFactoryEmulator:
         return json_response({"data": [users[i].control_dict(sharing=sharing) for i in ids]})
 
     def stats_endpoint(self, _: Request, __: dict[str, Any]) -> Response:
-        return json_response(self.stats.snapshot())
+        # Beyond the contract's keys: the most calls one key made in any closed window (`limits.py`).
+        return json_response({**self.stats.snapshot(), "peak_calls_in_any_window": self.limiter.peak})
 
 
 def _fault_body(status: int, _code: str, message: str) -> Response:
@@ -652,9 +682,10 @@ async def _server_error(_: Request, __: Exception) -> Response:
     return JSONResponse({"message": "Server Error"}, status_code=500)
 
 
-def create_app(config: dict[str, Any] | None = None) -> Starlette:
-    """The emulator as an ASGI app; `config` takes the keys of `GET /_emulator/config`."""
-    emu = ReferralFactoryEmulator(config)
+def create_app(config: dict[str, Any] | None = None, *, clock: Callable[[], float] = time.time) -> Starlette:
+    """The emulator as an ASGI app; `config` takes the keys of `GET /_emulator/config`; `clock` is
+    what the rate limit counts time with (a test may drive it)."""
+    emu = ReferralFactoryEmulator(config, clock=clock)
     api, control = emu.api, emu.control
     routes = [
         Route(f"{API}/users", api(emu.list_users), methods=["GET"]),
