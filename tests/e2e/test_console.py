@@ -183,12 +183,16 @@ def test_the_campaign_is_configured_section_by_section(
     assert saved["person_invited"]["action"] == "create_lead"
     assert saved["person_invited"]["mapping"] == {"first_name": "name", "email": "email"}
     assert saved["person_invited"]["qualification"] == {
+        "object": "contact",
         "attribute": "custom_attributes.customer_status",
         "initial_value": "trial",
         "qualifying_values": ["paid", "active"],
     }
     assert saved["person_referring"]["mapping"] == {"referrer_first_name": "name", "referrer_email": "email"}
-    assert saved["commission"] == {"sale_value_attribute": "custom_attributes.deal_value"}
+    assert saved["commission"] == {
+        "object": "contact",
+        "sale_value_attribute": "custom_attributes.deal_value",
+    }
     assert saved["sync"] is None
 
 

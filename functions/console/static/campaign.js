@@ -204,7 +204,13 @@ export async function renderCampaign(ctx) {
         showRunning();
         openWizard.focus();
       },
-      onStarted() { reloadHistory(); },
+      onStarted() {
+        // The wizard's fields are gone (its last step shows the progress alone), so the sections come
+        // back at once: no control is named twice, and the rest of the campaign stays at hand.
+        replace(runningSlot);
+        overview.hidden = false;
+        reloadHistory();
+      },
     }));
   });
   if (!attributes) openWizard.disabled = true;
