@@ -17,7 +17,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CONTROL_PREFIX = "/_emulator/"
 
@@ -153,6 +153,13 @@ class FaultsAndStatsMiddleware:
         faults = self._faults()
         latency = float(faults.get("latency_ms") or 0)
         if latency:
+            # The request is read whole before the wait, as a real service has it once it arrived: a
+            # caller that goes away meanwhile (a client timeout, a killed Lambda instance) does not undo
+            # it, and its effect happens with nobody left to read the answer.
+            whole = await _whole_request(receive)
+            if whole is None:
+                return  # the caller went away before the request was complete: nothing arrived
+            receive = whole
             await asyncio.sleep(latency / 1000)
         roll = random.random()
         rate_429 = float(faults.get("error_rate_429") or 0)
@@ -174,6 +181,22 @@ class FaultsAndStatsMiddleware:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+async def _whole_request(receive: Receive) -> Receive | None:
+    """A `receive` that replays the request's body, read in full now; None if the client went away
+    before sending all of it."""
+    messages: list[Message] = []
+    while not messages or messages[-1].get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        messages.append(message)
+
+    async def replay() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return replay
 
 
 class WebhookSender:

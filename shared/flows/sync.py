@@ -35,7 +35,7 @@ from shared import keys, messages
 from shared.aws.store import Attr, ConditionFailed
 from shared.clients.errors import ConnectionRevoked, Invalid, RateLimited, UpstreamError, refused_for_good
 from shared.clients.http import RetryPolicy
-from shared.clients.intercom import SEARCH_PAGE_SIZE
+from shared.clients.intercom import SEARCH_PAGE_SIZE, parse_timestamp
 from shared.domain.campaign_settings import CampaignSettings
 from shared.domain.contact import Contact
 from shared.domain.qualification import EXISTING_UPDATED
@@ -543,7 +543,7 @@ class ChunkWorker:
             if r.account_id == account_id and r.campaign_id == campaign_id
         ]
         sync_id = self.sync.sync_id
-        if linked:
+        if linked and linked[0].rf_url:
             record = linked[0]
             user = RfUser(
                 id=int(record.rf_user_id),
@@ -556,6 +556,9 @@ class ChunkWorker:
             # A retry after a crash counts what this sync already did, not what is left to do.
             created = record.created_by_sync == sync_id
             write = None
+        elif linked:
+            record, user = self._link_pushed(contact, linked[0])
+            created, write = record.created_by_sync == sync_id, None
         else:
             fields = inbound_fields(contact, sync_settings.inbound_mapping)
             if not fields.email:
@@ -564,6 +567,7 @@ class ChunkWorker:
             user, created = self.rf.create_user(
                 int(campaign_id), fields.email, (fields.first_name or fields.email).strip()
             )
+            created = created or self._made_by_this_sync(user)
             record, write = self._link_new(contact, user, created)
         if write is None:
             write = self._write(contact, user, record)
@@ -573,6 +577,26 @@ class ChunkWorker:
                 self.referrals.update(record, {"written_by_sync": sync_id})
         updated = write.needed or record.written_by_sync == sync_id
         self._count(created=created, updated=updated, skipped=not created and not updated)
+
+    def _link_pushed(self, contact: Contact, record: Referral) -> tuple[Referral, RfUser]:
+        """A record a signup push linked to the contact keeps no referral link (the push found or made
+        the contact; the user's own signup, or one this sync made whose webhook got there first): the
+        user is read from Referral Factory, once, and its link kept with the record, so the contact's
+        return attributes are written in full."""
+        user = self.rf.get_user(int(record.rf_user_id))
+        event = ReferralEvent(
+            kind="linked", via="sync", details={"contact_id": contact.id, "sync_id": self.sync.sync_id}
+        )
+        changes: ReferralChanges = {"rf_url": user.url, "rf_code": user.code, "first_name": user.first_name}
+        return self.referrals.update(record, changes, event), user
+
+    def _made_by_this_sync(self, user: RfUser) -> bool:
+        """Whether a user Referral Factory already had (its email taken) was made by this sync: by an
+        attempt that died after Referral Factory made the user and before the link was recorded (a
+        killed or timed-out worker), whose contact comes back in the redelivered chunk. Such a user
+        signed up after the sync started."""
+        signed_up_at = parse_timestamp(user.signed_up_at)
+        return signed_up_at is not None and signed_up_at >= self.sync.started_at
 
     def _link_new(self, contact: Contact, user: RfUser, created: bool) -> tuple[Referral, ReturnWrite | None]:
         """The user's record linked to the contact: one write when the record is new, the usual case

@@ -728,6 +728,19 @@ def test_faults_answer_errors_and_add_latency_but_spare_the_control_surface(http
     assert stats["responses_429"] == 1
 
 
+def test_a_slow_request_whose_caller_went_away_still_takes_effect(http: httpx.Client) -> None:
+    """As with the real service: a request that arrived is acted on, even when the caller timed out or
+    died while it was slow (what a killed Lambda instance leaves behind)."""
+    http.put("/_emulator/config", json={"faults": {"latency_ms": 400}})
+    body = {"campaign_id": CAMPAIGN, "first_name": "Gone", "email": "gone@x.example"}
+    with pytest.raises(httpx.ReadTimeout):
+        http.post("/api/v2/users", json=body, headers=auth(), timeout=httpx.Timeout(5, read=0.1))
+    time.sleep(0.6)
+    http.put("/_emulator/config", json={"faults": {}})
+    users = http.get(f"/_emulator/accounts/{KEY}/users").json()["data"]
+    assert [u["email"] for u in users] == ["gone@x.example"]
+
+
 # --- webhooks and signups ---------------------------------------------------------------------------
 
 

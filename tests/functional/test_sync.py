@@ -17,7 +17,7 @@ from shared.flows import sync as sync_engine
 from shared.records import syncs as syncs_module
 from tests.factories import LambdaContext
 from tests.functional.oauth_flow import connect
-from tests.functional.signup_flow import configure, contacts
+from tests.functional.signup_flow import configure, contacts, deliver, drain, join
 from tests.functional.sync_flow import empty, generate, pump, rf_users, start, stats, status, sync_call
 from tests.unit.test_campaign_settings import CONTRACT_EXAMPLE
 
@@ -224,6 +224,54 @@ def test_a_hand_back_delivered_again_after_it_was_counted_hands_on_the_same_rest
     assert result["status"] == "completed", result
     assert (result["processed"], result["created"]) == (6, 6)
     assert all(links(emulators, setup["workspace"])[i] for i in ids)
+
+
+def test_a_user_made_by_an_attempt_that_died_before_linking_it_counts_as_created(
+    call, lambda_module, aws, emulators, connected_account, campaign, monkeypatch
+):
+    setup = connected_account
+    ids = generate(emulators, setup["workspace"], 4, "user")
+    real_link_new = sync_engine.ChunkWorker._link_new
+    crashes = {"left": 1}
+
+    def dying_after_referral_factory(self, contact, user, created):
+        if contact.id == ids[2] and crashes["left"]:
+            crashes["left"] -= 1
+            raise RuntimeError("worker killed after Referral Factory made the user, before the link")
+        return real_link_new(self, contact, user, created)
+
+    monkeypatch.setattr(sync_engine.ChunkWorker, "_link_new", dying_after_referral_factory)
+    sync_id = start(call, setup, {"audience": "users"})
+    pump(lambda_module, aws, timeout_s=60)
+    result = status(call, setup, sync_id)
+    assert crashes == {"left": 0}
+    assert result["status"] == "completed", result
+    # The redelivered chunk found the user taken (a 422) and still counts it as this sync's creation.
+    assert (result["processed"], result["created"], result["updated"], result["skipped"]) == (4, 4, 4, 0)
+    users = rf_users(emulators, setup["rf_key"])
+    assert len(users) == 4 == len({u["email"] for u in users})
+    assert all(links(emulators, setup["workspace"])[i] for i in ids)
+
+
+def test_a_contact_its_signup_push_linked_gets_its_referral_link_from_the_sync(
+    call, lambda_module, aws, emulators, connected_account, campaign
+):
+    setup = connected_account
+    referrer = join(emulators, setup, "Rae", "rae@sync-pushed.example")
+    friend = join(emulators, setup, "Fox", "fox@sync-pushed.example", referrer["code"])
+    for user in (referrer, friend):
+        deliver(call, setup, user)
+    drain(lambda_module, aws)
+    [lead] = [c for c in contacts(emulators, setup["workspace"]) if c["email"] == friend["email"]]
+    # The push linked the friend's lead to its user and, as its mapping says, wrote no link.
+    assert "referral_link" not in (lead.get("custom_attributes") or {})
+    sync_id = start(call, setup, {"audience": "leads"})
+    pump(lambda_module, aws, timeout_s=60)
+    result = status(call, setup, sync_id)
+    assert result["status"] == "completed", result
+    assert (result["processed"], result["created"], result["updated"]) == (1, 0, 1)
+    assert links(emulators, setup["workspace"])[lead["id"]] == friend["url"]
+    assert len(rf_users(emulators, setup["rf_key"])) == 2
 
 
 def test_a_worker_hands_on_the_rest_after_its_slice_and_each_part_counts_once(

@@ -14,7 +14,7 @@ import pytest
 
 from local import template as tmpl
 from local.provision import Provisioned, parameter_defaults, resolve_environment
-from tests import template_check
+from tests import short_template, template_check
 
 ROOT = tmpl.ROOT
 FUNCTIONS = tmpl.functions()
@@ -162,3 +162,48 @@ def test_the_layer_build_downloads_aarch64_wheels_only():
     assert "--platform manylinux2014_aarch64" in recipe
     assert "--only-binary=:all:" in recipe
     assert "x86_64" not in recipe
+
+
+# -- the short-timeout variant the kill tests run (tests/short_template.py) ---------------------------
+
+SHORT = {"SignupProcessorFunction": 5, "IntercomEventsFunction": 4, "SyncWorkerFunction": 5}
+
+
+def test_the_short_variant_lowers_only_the_named_timeouts_and_their_queues_visibility():
+    product = tmpl.load()
+    short = short_template.shortened(product, SHORT)
+    functions, queues = tmpl.functions(short), tmpl.queues(short)
+    consumed = {c.queue: name for name, fn in functions.items() for c in fn.consumers}
+    for name, fn in functions.items():
+        assert fn.timeout == SHORT.get(name, tmpl.functions(product)[name].timeout)
+    for name, queue in queues.items():
+        if consumed.get(name) in SHORT:
+            assert queue.visibility_timeout == template_check.SAFETY_FACTOR * SHORT[consumed[name]]
+        else:
+            assert queue == tmpl.queues(product)[name]
+    # Nothing else moved, and the variant is a template the checks pass (AWS's rule included).
+    assert _without_timeouts(short) == _without_timeouts(product)
+    assert template_check.check(short) == []
+
+
+def _without_timeouts(template: dict) -> dict:
+    stripped = copy.deepcopy(template)
+    for resource in stripped["Resources"].values():
+        resource.get("Properties", {}).pop("Timeout", None)
+        resource.get("Properties", {}).pop("VisibilityTimeout", None)
+    return stripped
+
+
+def test_the_short_variant_refuses_a_function_the_template_lacks():
+    with pytest.raises(short_template.ShortTemplateError, match="NoSuchFunction"):
+        short_template.shortened(tmpl.load(), {"NoSuchFunction": 5})
+
+
+def test_the_written_short_variant_runs_the_products_code(tmp_path):
+    path = short_template.write_short_template(tmp_path, SHORT)
+    written = tmpl.load_text(path.read_text())
+    assert written == short_template.shortened(tmpl.load(), SHORT)
+    # Each CodeUri resolves, beside the variant, to the product's own code (as local.stack resolves it).
+    for fn in tmpl.functions(written).values():
+        assert (path.parent / fn.code_uri).resolve() == (ROOT / fn.code_uri).resolve()
+        assert (path.parent / fn.code_uri / f"{fn.handler.rpartition('.')[0]}.py").is_file()
