@@ -110,14 +110,15 @@ def run_worker(spec: WorkerSpec) -> WorkerResult:
     return result
 
 
-def provision_table(aws_endpoint: str) -> str:
-    """Create the template's tables in the moto server; returns the main table's name."""
+def provision_table(aws_endpoint: str, stack: str = "bench") -> str:
+    """Create the template's tables in the moto server under `stack`'s names; returns the main table's
+    name. (Moto servers in one process share their state: tests pass a name of their own.)"""
     os.environ["AWS_ENDPOINT_URL"] = aws_endpoint
     import boto3
 
     from local.provision import provision
 
-    return provision(boto3.session.Session(), stack="bench").refs["MainTable"]
+    return provision(boto3.session.Session(), stack=stack).refs["MainTable"]
 
 
 def next_boundary(window_s: float, at_least: float) -> float:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
@@ -134,7 +135,7 @@ def test_worker_processes_sharing_the_budget_through_dynamodb_never_exceed_the_l
                 json={"api_key": RF_API_KEY, "campaigns": [{"id": BENCH_CAMPAIGN, "name": "B"}]},
             ).raise_for_status()
             with ProcessPoolExecutor(max_workers=PROCESSES, mp_context=get_context("spawn")) as pool:
-                table = pool.submit(provision_table, endpoint).result()
+                table = pool.submit(provision_table, endpoint, f"t{uuid.uuid4().hex[:8]}").result()
                 start_at = time.time() + 3  # time for every process to start
                 specs = [
                     WorkerSpec(

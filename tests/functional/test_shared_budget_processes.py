@@ -4,6 +4,7 @@ is known."""
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from urllib.parse import parse_qs, urlsplit
@@ -46,7 +47,7 @@ def test_four_processes_sharing_a_budget_see_no_429() -> None:
             token = exchange_code(code, client_id="c", client_secret="s", base_url=emulator.base_url)
             with ProcessPoolExecutor(max_workers=WORKERS, mp_context=get_context("spawn")) as pool:
                 # Provisioned from a child: this process may have moto's in-process mock active.
-                table = pool.submit(provision_table, endpoint).result()
+                table = pool.submit(provision_table, endpoint, f"t{uuid.uuid4().hex[:8]}").result()
                 start_at = next_boundary(10, at_least=3)
                 specs = [
                     WorkerSpec(
