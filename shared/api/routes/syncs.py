@@ -61,11 +61,14 @@ class TurnOngoingOn(_Audience):
 
 
 def _ready_to_sync(account: Account, campaign_id: str) -> None:
-    """What a sync, or an ongoing one, needs: a usable connection and the campaign's sync settings."""
+    """What a sync, or an ongoing one, needs: the campaign's workspace connected and its sync settings."""
     svc = _services()
-    connection = svc.connections().get(account.account_id)
+    connection = svc.connections().for_campaign(account.account_id, campaign_id)
     if not usable(connection):
-        raise NotConnected
+        raise NotConnected(
+            f"Campaign {campaign_id}'s Intercom workspace is not connected; connect it "
+            "(POST /v1/intercom/connect), or bind the campaign to a connected one."
+        )
     campaign = CampaignStore(svc.store).settings(account.account_id, campaign_id)
     if campaign is None or campaign.sync is None:
         raise Conflict(
