@@ -245,6 +245,8 @@ def _own_campaign(account: Account, campaign_id: str) -> Campaign:
 class CampaignIntegration(TypedDict):
     configured: bool
     ongoing_sync: bool
+    # The Intercom workspace a configured campaign uses (None when not configured).
+    workspace_id: str | None
 
 
 class ListedCampaign(TypedDict):
@@ -260,7 +262,7 @@ class ListedCampaign(TypedDict):
 def list_campaigns() -> ListEnvelope[ListedCampaign]:
     account = _account()
     store = _campaigns()
-    configured = store.configured(account.account_id)
+    configured = _services().connections().campaign_workspaces(account.account_id)
     data: list[ListedCampaign] = []
     for campaign in _rf_campaigns(account):
         cid = str(campaign.id)
@@ -272,6 +274,7 @@ def list_campaigns() -> ListEnvelope[ListedCampaign]:
                 "intercom": {
                     "configured": cid in configured,
                     "ongoing_sync": cid in configured and store.has_ongoing_sync(account.account_id, cid),
+                    "workspace_id": configured.get(cid),
                 },
             }
         )
