@@ -84,7 +84,8 @@ def account_with_campaigns(
     new_account: Any, emulators: Any, count: int = 1
 ) -> tuple[dict[str, Any], list[str]]:
     """A product account on a Referral Factory account of its own with `count` campaigns (not connected
-    to Intercom); returns the account and its campaign ids."""
+    to Intercom); returns the account (its creation answer, plus the `rf_key` and `rf_base` it was made
+    with) and its campaign ids."""
     rf_key = "rf-" + uuid.uuid4().hex
     campaigns = [random.randint(10**6, 10**9) for _ in range(count)]
     created = httpx.post(
@@ -92,5 +93,6 @@ def account_with_campaigns(
         json={"api_key": rf_key, "campaigns": [{"id": c, "name": f"Campaign {c}"} for c in campaigns]},
     )
     assert created.status_code == 201, created.text
-    account = new_account(rf_key=rf_key, rf_base=f"{emulators.referral_factory}/api/v2")
-    return account, [str(c) for c in campaigns]
+    rf_base = f"{emulators.referral_factory}/api/v2"
+    account = new_account(rf_key=rf_key, rf_base=rf_base)
+    return {**account, "rf_key": rf_key, "rf_base": rf_base}, [str(c) for c in campaigns]
