@@ -1,7 +1,7 @@
 """How close the clients get to each service's rate limit when several workers share one budget.
 
     python -m bench.clients [--workers 4] [--intercom-limit-per-10s 100] [--intercom-seconds 30]
-                            [--rf-limit-per-minute 600] [--rf-seconds 60]
+                            [--rf-limit-per-minute 600] [--rf-seconds 60] [--workspaces 1]
 
 Starts moto in server mode (the budgets' DynamoDB, visible to every process, as in AWS), the Intercom
 and Referral Factory emulators, then, for each service, `--workers` separate processes that call the
@@ -10,6 +10,12 @@ policy's `max_wait_s` gets `RateLimited` and sleeps the `retry_after` it carries
 would hand its message back with that delay. Measurements start on a window boundary and cover whole
 windows, so a window's budget is never counted twice. Prints one JSON line per service on stdout:
 `{"service", "workers", "limit_per_s", "achieved_per_s", "ratio", "responses_429", "seconds"}`.
+
+`--workspaces N` connects N Intercom workspaces of one account, `--workers` processes on each at once:
+each workspace has its own budget (as it has its own limit at Intercom), so each should get its full
+limit however busy the others are. Then there is one Intercom line per workspace, with its
+`"workspace"`, its own ratio against the limit, and `responses_429` counted over all of them (the
+emulator counts 429s for all workspaces together).
 
 The Intercom emulator's default 1,666 calls per 10 s is more than a 2-core machine serves alongside
 everything else here, so the Intercom limit defaults to 100 per 10 s.
@@ -39,6 +45,12 @@ INTERCOM = "intercom"
 REFERRAL_FACTORY = "referral_factory"
 WINDOW_S = {INTERCOM: 10.0, REFERRAL_FACTORY: 60.0}
 WORKSPACE = "benchws1"
+
+
+def workspace_ids(count: int) -> list[str]:
+    return [f"benchws{n}" for n in range(1, count + 1)]
+
+
 CAMPAIGN = 9001
 RF_API_KEY = "rf-bench-key"
 CLIENT_ID = "bench-client"
@@ -61,6 +73,8 @@ class WorkerSpec:
     rf_per_minute: int | None = None
     # Referral Factory's window as the product paces it: its minute unless a test shortens it.
     rf_window_s: float = WINDOW_S[REFERRAL_FACTORY]
+    # The Intercom workspace whose token `credential` is, and whose budget the worker spends.
+    workspace: str = WORKSPACE
 
 
 @dataclass
@@ -77,7 +91,7 @@ def _call(spec: WorkerSpec) -> Callable[[], Any]:
 
     if spec.service == INTERCOM:
         intercom = IntercomClient(
-            spec.credential, base_url=spec.base_url, budget=intercom_budget(spec.table, WORKSPACE)
+            spec.credential, base_url=spec.base_url, budget=intercom_budget(spec.table, spec.workspace)
         )
         return intercom.me
     rf = ReferralFactoryClient(
@@ -125,13 +139,13 @@ def next_boundary(window_s: float, at_least: float) -> float:
     return math.ceil((time.time() + at_least) / window_s) * window_s
 
 
-def intercom_token(control: httpx.Client) -> str:
+def intercom_token(control: httpx.Client, workspace: str = WORKSPACE) -> str:
     """A workspace token through the emulator's scripted OAuth path and the client's own exchange."""
     from shared.clients.intercom import exchange_code
 
     r = control.get(
         "/oauth",
-        params={"client_id": CLIENT_ID, "state": "b", "workspace": WORKSPACE, "auto_approve": "true"},
+        params={"client_id": CLIENT_ID, "state": "b", "workspace": workspace, "auto_approve": "true"},
     )
     code = parse_qs(urlsplit(r.headers["location"]).query)["code"][0]
     return exchange_code(
@@ -163,6 +177,35 @@ def summarise(
     }
 
 
+def report(
+    service: str,
+    specs: list[WorkerSpec],
+    results: list[WorkerResult],
+    *,
+    limit: int,
+    start_at: float,
+    stop_at: float,
+    responses_429: int,
+) -> list[dict[str, Any]]:
+    """The service's line; for Intercom with several workspaces, one line per workspace, each against
+    its own limit."""
+    workspaces = sorted({s.workspace for s in specs}) if service == INTERCOM else []
+    if len(workspaces) < 2:
+        return [
+            summarise(
+                service, results, limit=limit, start_at=start_at, stop_at=stop_at, responses_429=responses_429
+            )
+        ]
+    lines = []
+    for workspace in workspaces:
+        group = [r for s, r in zip(specs, results, strict=True) if s.workspace == workspace]
+        line = summarise(
+            service, group, limit=limit, start_at=start_at, stop_at=stop_at, responses_429=responses_429
+        )
+        lines.append({**line, "workspace": workspace})
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=4)
@@ -170,7 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--intercom-seconds", type=float, default=30)
     parser.add_argument("--rf-limit-per-minute", type=int, default=600)
     parser.add_argument("--rf-seconds", type=float, default=60)
+    parser.add_argument(
+        "--workspaces", type=int, default=1, help="Intercom workspaces of one account, --workers on each"
+    )
     args = parser.parse_args(argv)
+    workspaces = workspace_ids(args.workspaces)
 
     # Never a real account: the budgets live in the moto server started here.
     os.environ.update(
@@ -210,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         httpx.Client(base_url=intercom.base_url, timeout=30) as ic,
         httpx.Client(base_url=rf.base_url, timeout=30) as rc,
     ):
-        ic.post("/_emulator/workspaces", json={"id_code": WORKSPACE, "name": "Bench", "region": "US"})
-        token = intercom_token(ic)
+        tokens = {}
+        for workspace in workspaces:
+            ic.post("/_emulator/workspaces", json={"id_code": workspace, "name": workspace, "region": "US"})
+            tokens[workspace] = intercom_token(ic, workspace)
         rc.post(
             "/_emulator/accounts", json={"api_key": RF_API_KEY, "campaigns": [{"id": CAMPAIGN, "name": "B"}]}
         )
@@ -223,9 +272,9 @@ def main(argv: list[str] | None = None) -> int:
             REFERRAL_FACTORY: start_at + math.ceil(args.rf_seconds / 60) * 60,
         }
         print(
-            f"intercom limit {args.intercom_limit_per_10s}/10 s, referral factory "
-            f"{args.rf_limit_per_minute}/min, {args.workers} workers each; starting in "
-            f"{start_at - time.time():.0f} s",
+            f"intercom limit {args.intercom_limit_per_10s}/10 s per workspace ({len(workspaces)} of one "
+            f"account), referral factory {args.rf_limit_per_minute}/min, {args.workers} workers each; "
+            f"starting in {start_at - time.time():.0f} s",
             file=sys.stderr,
         )
         specs = {
@@ -233,13 +282,15 @@ def main(argv: list[str] | None = None) -> int:
                 WorkerSpec(
                     INTERCOM,
                     intercom.base_url,
-                    token,
+                    tokens[workspace],
                     table,
                     aws_endpoint,
                     start_at,
                     stops[INTERCOM],
                     warm_up=i == 0,
+                    workspace=workspace,
                 )
+                for workspace in workspaces
                 for i in range(args.workers)
             ],
             REFERRAL_FACTORY: [
@@ -256,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.workers)
             ],
         }
-        with ProcessPoolExecutor(max_workers=2 * args.workers, mp_context=get_context("spawn")) as pool:
+        workers = sum(len(group) for group in specs.values())
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
             futures = {
                 service: [pool.submit(run_worker, s) for s in group] for service, group in specs.items()
             }
@@ -273,15 +325,16 @@ def main(argv: list[str] | None = None) -> int:
 
     limits = {INTERCOM: args.intercom_limit_per_10s, REFERRAL_FACTORY: args.rf_limit_per_minute}
     for service in (INTERCOM, REFERRAL_FACTORY):
-        line = summarise(
+        for line in report(
             service,
+            specs[service],
             results[service],
             limit=limits[service],
             start_at=start_at,
             stop_at=stops[service],
             responses_429=after[service]["responses_429"] - before[service]["responses_429"],
-        )
-        print(json.dumps(line), flush=True)
+        ):
+            print(json.dumps(line), flush=True)
         handed_back = sum(r.handed_back for r in results[service])
         print(f"{service}: {handed_back} waits handed back instead of slept", file=sys.stderr)
     intercom.stop()

@@ -39,8 +39,21 @@ def oauth_state_key(nonce: str) -> Key:
 # -- the Intercom connection ---------------------------------------------------------------------
 
 
+# Each Intercom workspace an account connected has its own item; `begins_with(CONNECTIONS_PREFIX)` on
+# the account's partition lists them, and finds the one item an account stored before it could
+# connect several workspaces (`connection_key`), which the connections migrate on first read.
+CONNECTIONS_PREFIX = "CONNECTION"
+
+
 def connection_key(account_id: str) -> Key:
-    return account_pk(account_id), "CONNECTION"
+    """The account's one connection as stored before an account could connect several workspaces:
+    read (and migrated to `workspace_connection_key`) only, never written."""
+    return account_pk(account_id), CONNECTIONS_PREFIX
+
+
+def workspace_connection_key(account_id: str, workspace_id: str) -> Key:
+    """The account's connection of one Intercom workspace (its token, state, name and region)."""
+    return account_pk(account_id), f"{CONNECTIONS_PREFIX}#{workspace_id}"
 
 
 def owner_key(workspace_id: str) -> Key:

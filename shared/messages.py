@@ -188,12 +188,17 @@ class ConnectionRevoked(_Event):
     account_id: str
     reason: str
     at: int
+    # The workspace whose token stopped working; absent in an event published before an account could
+    # connect several workspaces (then it concerns the account's only one).
+    workspace_id: str | None = None
 
 
 class ConnectionDisconnected(_Event):
     kind: Literal["connection.disconnected"] = CONNECTION_DISCONNECTED
     account_id: str
     at: int
+    # The workspace disconnected; absent as in `ConnectionRevoked`.
+    workspace_id: str | None = None
 
 
 # A connection event as published (`model_dump()` is the message body, fields in this order).

@@ -58,9 +58,14 @@ def _rf_client(svc: Services, account: Account) -> ReferralFactoryClient:
 
 
 def _qualifier(
-    svc: Services, settings: IntercomEventsSettings, account_id: str, connections: Connections
+    svc: Services,
+    settings: IntercomEventsSettings,
+    account_id: str,
+    workspace_id: str,
+    connections: Connections,
 ) -> Callable[[], Qualifier]:
-    """The account's qualifier, built on first need (most notifications have no referral)."""
+    """The qualifier of the account's campaigns bound to the workspace, built on first need (most
+    notifications have no referral)."""
     built: list[Qualifier] = []
 
     def get() -> Qualifier:
@@ -69,6 +74,7 @@ def _qualifier(
                 Qualifier(
                     QualifyContext(
                         account_id=account_id,
+                        workspace_id=workspace_id,
                         account_loader=lambda: svc.accounts.get(account_id),
                         referrals=Referrals(svc.store),
                         campaigns=CampaignStore(svc.store),
@@ -84,8 +90,10 @@ def _qualifier(
     return get
 
 
-def _intercom(svc: Services, connections: Connections, account_id: str) -> IntercomClient | None:
-    connection = connections.get(account_id)
+def _intercom(
+    svc: Services, connections: Connections, account_id: str, workspace_id: str
+) -> IntercomClient | None:
+    connection = connections.get(account_id, workspace_id)
     if not usable(connection):
         return None
     return svc.intercom_for(connection)
@@ -101,23 +109,27 @@ def _uninstall(message: messages.IntercomUninstall, svc: Services, settings: Int
 def _notification(
     message: messages.IntercomNotification, svc: Services, settings: IntercomEventsSettings
 ) -> str:
-    account_id = message.account_id
+    # The workspace the notification came from: only the campaigns bound to it are touched.
+    account_id, workspace_id = message.account_id, message.app_id
     connections = svc.connections()
-    qualifier = _qualifier(svc, settings, account_id, connections)
+    qualifier = _qualifier(svc, settings, account_id, workspace_id, connections)
     try:
         if message.topic in COMPANY_TOPICS:
             outcome = handle_company_notification(
                 message,
                 lambda: CompanyObserver(
-                    account_id, message.app_id, CompanyValues(svc.store), Referrals(svc.store), qualifier()
+                    account_id, workspace_id, CompanyValues(svc.store), Referrals(svc.store), qualifier()
                 ),
             )
         else:
             outcome = handle_notification(
-                message, Referrals(svc.store), qualifier, lambda: _intercom(svc, connections, account_id)
+                message,
+                Referrals(svc.store),
+                qualifier,
+                lambda: _intercom(svc, connections, account_id, workspace_id),
             )
     except ConnectionRevoked:
-        connections.revoked_by_intercom(account_id)
+        connections.revoked_by_intercom(account_id, workspace_id)
         outcome = ACCESS_REVOKED
     logger.info(
         "notification handled",
@@ -136,12 +148,12 @@ def _notification(
 def _sweep(message: messages.QualificationSweep, svc: Services, settings: IntercomEventsSettings) -> str:
     account_id = message.account_id
     connections = svc.connections()
-    connection = connections.get(account_id)
+    connection = connections.for_campaign(account_id, message.campaign_id)
     if not usable(connection):
         # The mark stays where it was: after a reconnect the sweep looks back over the gap.
         return NOT_CONNECTED
     referrals = Referrals(svc.store)
-    qualifier = _qualifier(svc, settings, account_id, connections)()
+    qualifier = _qualifier(svc, settings, account_id, connection.workspace_id, connections)()
     try:
         result = sweep(
             message,
@@ -156,7 +168,7 @@ def _sweep(message: messages.QualificationSweep, svc: Services, settings: Interc
             ),
         )
     except ConnectionRevoked:
-        connections.revoked_by_intercom(account_id)
+        connections.revoked_by_intercom(account_id, connection.workspace_id)
         return ACCESS_REVOKED
     if result.continuation is not None:
         queues.send(settings.intercom_events_queue_url, result.continuation.body())

@@ -87,10 +87,16 @@ def _rf_event(message: messages.RfWebhook, svc: Services, settings: SignupProces
 def _reconnected(
     message: messages.ConnectionConnected, svc: Services, settings: SignupProcessorSettings
 ) -> None:
-    """Push every signup that waited for the connection (one message each: nothing is lost). The push
-    checks the workspace: one that waited for another workspace becomes `not_pushed`, saying why."""
-    account_id = message.account_id
-    waiting = Referrals(svc.store).waiting_for_connection(account_id)
+    """Push every signup that waited for the workspace now connected (one message each: nothing is
+    lost), and those whose campaign moved away from the workspace they waited for (the push records
+    them `not_pushed`, saying why). Signups waiting for another of the account's workspaces wait on."""
+    account_id, workspace_id = message.account_id, message.workspace_id
+    uses = svc.connections().campaign_workspaces(account_id)
+    waiting = [
+        r
+        for r in Referrals(svc.store).waiting_for_connection(account_id)
+        if r.workspace_id in (None, workspace_id) or uses.get(r.campaign_id) != r.workspace_id
+    ]
     queues.send_batch(
         settings.signup_queue_url,
         [
@@ -110,15 +116,19 @@ def _reconnected(
 def _disconnected(
     message: messages.ConnectionDisconnected, svc: Services, settings: SignupProcessorSettings
 ) -> None:
-    """The account disconnected on purpose: signups still waiting for a revoked connection are not
-    pushed on their own any more (no user data syncs once disconnected); `retry` pushes them after
-    connecting again."""
+    """The account disconnected a workspace on purpose: signups still waiting for it (revoked before)
+    are not pushed on their own any more (no user data syncs once disconnected); `retry` pushes them
+    after connecting again. An event from before several workspaces names none: every waiting one."""
     referrals = Referrals(svc.store)
-    waiting = referrals.waiting_for_connection(message.account_id)
+    waiting = [
+        r
+        for r in referrals.waiting_for_connection(message.account_id)
+        if message.workspace_id is None or r.workspace_id in (None, message.workspace_id)
+    ]
     for record in waiting:
         referrals.update(
             record,
-            {"intercom_status": NOT_PUSHED, "held_because": DISCONNECTED, "workspace_id": None},
+            {"intercom_status": NOT_PUSHED, "held_because": DISCONNECTED},
             ReferralEvent(kind=DISCONNECTED, via="disconnect", details={"waited_for": record.workspace_id}),
         )
     logger.info("waiting signups held", extra={"account_id": message.account_id, "count": len(waiting)})

@@ -88,6 +88,8 @@ class Commission(_Model):
 
 
 class CampaignSettings(_Model):
+    # The Intercom workspace the campaign uses (contract §1, [v2]): optional while the account has one.
+    workspace_id: str | None = Field(default=None, min_length=1, max_length=200)
     sync: SyncSettings | None = None
     person_invited: PersonSettings | None = None
     person_referring: PersonSettings | None = None

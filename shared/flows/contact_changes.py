@@ -4,6 +4,7 @@ Updates and creations are observations for the qualifier (a contact holding no q
 any campaign is not even looked up); `contact.merged` moves the referral to the
 surviving contact; `contact.deleted` and `contact.archived` (minimal bodies) are recorded in the
 referral's history. A contact no referral is linked to ends here, at no cost to either service.
+Only referrals of campaigns bound to the notification's workspace are touched.
 """
 
 from __future__ import annotations
@@ -44,19 +45,23 @@ def handle_notification(
     workspace = message.app_id
     account_id = message.account_id
     item = Contact.model_validate(message.item)
+
+    def ours(record: Referral) -> bool:
+        return record.account_id == account_id and qualifier().bound_here(record.campaign_id)
+
     if topic == MERGED:
-        return _merged(item, referrals, workspace, account_id)
+        return _merged(item, referrals, workspace, ours)
     if topic not in REMOVED and not message.trimmed and not qualifier().worth_a_look(item):
         # No qualifying value for any campaign: nothing to look up (most updates end here).
         return NOTHING_TO_LOOK_AT
-    linked = [r for r in referrals.by_contact(workspace, item.id) if r.account_id == account_id]
+    linked = [r for r in referrals.by_contact(workspace, item.id) if ours(r)]
     if not linked:
         return NO_REFERRAL
     if topic in REMOVED:
         return _removed(REMOVED[topic], linked, referrals, item.id)
     if message.trimmed:
         # Too big for the queue: read the contact as it is now.
-        read = _read_back(intercom, item.id, linked, referrals, workspace=workspace, account_id=account_id)
+        read = _read_back(intercom, item.id, linked, referrals, workspace=workspace, ours=ours)
         if isinstance(read, str):
             return read
         item, linked = read
@@ -72,7 +77,7 @@ def _read_back(
     referrals: Referrals,
     *,
     workspace: str,
-    account_id: str,
+    ours: Callable[[Referral], bool],
 ) -> tuple[Contact, list[Referral]] | str:
     """The contact as it is now with the referrals to observe on it, or the outcome when there is none."""
     client = intercom()
@@ -87,30 +92,36 @@ def _read_back(
         return item, linked
     # Merged away since (2.16's 410 led to the survivor): do what `contact.merged` does, in case that
     # notification was lost; when it does come, it finds nothing left to move.
-    _move(referrals, workspace, account_id, gone=asked, survivor=item.id, via="read")
+    _move(referrals, workspace, ours, gone=asked, survivor=item.id, via="read")
     # From the table (the contact index may lag): the same referrals, now on the survivor.
     fresh = [referrals.get(r.account_id, r.campaign_id, r.rf_user_id) for r in linked]
     moved = [r for r in fresh if r is not None and r.intercom_contact_id == item.id]
     return (item, moved) if moved else NO_REFERRAL
 
 
-def _merged(item: Contact, referrals: Referrals, workspace: str, account_id: str) -> str:
+def _merged(item: Contact, referrals: Referrals, workspace: str, ours: Callable[[Referral], bool]) -> str:
     gone = item.merged_from.id if item.merged_from else None
     if not gone:
         return "merge_without_merged_from"
-    moved = _move(referrals, workspace, account_id, gone=str(gone), survivor=item.id, via="webhook")
+    moved = _move(referrals, workspace, ours, gone=str(gone), survivor=item.id, via="webhook")
     return "merged" if moved else NO_REFERRAL
 
 
 def _move(
-    referrals: Referrals, workspace: str, account_id: str, *, gone: str, survivor: str, via: str
+    referrals: Referrals,
+    workspace: str,
+    ours: Callable[[Referral], bool],
+    *,
+    gone: str,
+    survivor: str,
+    via: str,
 ) -> int:
     """Link the referrals of a contact merged away to its survivor; returns how many moved."""
     moved = 0
     for record in referrals.by_contact(workspace, gone):
-        if record.account_id != account_id:
+        if not ours(record):
             continue
-        fresh = referrals.get(account_id, record.campaign_id, record.rf_user_id)
+        fresh = referrals.get(record.account_id, record.campaign_id, record.rf_user_id)
         if fresh is None or fresh.intercom_contact_id != str(gone):
             continue  # moved already (a repeat) or since
         referrals.update(

@@ -2,7 +2,7 @@
 
 The push (a friend joined), the qualifier (a friend qualified) and the sync engine (counts a pass
 finds still pending) all write through here, only where the campaign's `sync.return_mapping` maps the
-counts, and only values that changed.
+counts, only values that changed, and only into the campaign's workspace.
 """
 
 from __future__ import annotations
@@ -68,9 +68,11 @@ class Counts:
         if not changed:
             self.referrals.counts_settled(referrer)
             return False
-        connection = self.connections.get(self.account_id)
-        if not usable(connection):
-            return False  # pending: the first pass after a reconnect writes them
+        connection = self.connections.for_campaign(self.account_id, referrer.campaign_id)
+        if not usable(connection) or referrer.workspace_id not in (None, connection.workspace_id):
+            # Pending: the first pass after a reconnect writes them (a contact in a workspace the
+            # campaign no longer uses is not written at all).
+            return False
         client = self.intercom_for(connection)
         for _ in range(COUNT_WRITE_ROUNDS):
             body: ContactBody = {}

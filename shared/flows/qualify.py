@@ -13,6 +13,9 @@ and the bookkeeping:
    again: an attempt that timed out after its call left the idempotency record in progress, and the
    retry that takes over once that expires (the Lambda context's remaining time) must not call twice;
 4. the referral is marked qualified with a conditional write, so the history records it once.
+
+A qualifier acts for one workspace (the one a notification came from, or the swept campaign's): it
+sees only the campaigns bound to that workspace, and reads Intercom with that workspace's connection.
 """
 
 from __future__ import annotations
@@ -137,6 +140,8 @@ def qualification_key(account_id: str, campaign_id: str, rf_user_id: str) -> str
 @dataclass
 class QualifyContext:
     account_id: str
+    # The workspace the observations come from: only campaigns bound to it are looked at.
+    workspace_id: str
     # The account's record and its Referral Factory client are read on first need: most
     # observations never reach Referral Factory.
     account_loader: Callable[[], Account]
@@ -163,10 +168,11 @@ class QualifyContext:
         return self._rf
 
 
-# Campaign settings as a warm process last read them: a change applies within this many seconds.
+# Campaign settings (and the workspace each campaign uses) as a warm process last read them: a change
+# applies within this many seconds.
 SETTINGS_TTL_S = 30.0
-_settings_cache: dict[tuple[str, str], tuple[float, CampaignSettings | None]] = {}
-_watch_cache: dict[str, tuple[float, tuple[tuple[Watch, ...], tuple[CompanyWatch, ...]]]] = {}
+_settings_cache: dict[tuple[str, str], tuple[float, CampaignSettings | None, str | None]] = {}
+_watch_cache: dict[tuple[str, str], tuple[float, tuple[tuple[Watch, ...], tuple[CompanyWatch, ...]]]] = {}
 caches.register(f"{__name__}._settings_cache", _settings_cache.clear)
 caches.register(f"{__name__}._watch_cache", _watch_cache.clear)
 
@@ -175,19 +181,33 @@ class Qualifier:
     def __init__(self, ctx: QualifyContext) -> None:
         self.ctx = ctx
         self.account_id = ctx.account_id
+        self.workspace_id = ctx.workspace_id
         self._intercom: IntercomClient | None = None
 
-    def settings(self, campaign_id: str) -> CampaignSettings | None:
+    def _campaign(self, campaign_id: str) -> tuple[CampaignSettings | None, str | None]:
         key, now = (self.account_id, campaign_id), time.monotonic()
         cached = _settings_cache.get(key)
         if cached is not None and cached[0] + SETTINGS_TTL_S > now:
-            return cached[1]
+            return cached[1], cached[2]
         settings = self.ctx.campaigns.settings(self.account_id, campaign_id)
-        _settings_cache[key] = (now, settings)
-        return settings
+        workspace_id = self.ctx.connections.workspace_of(self.account_id, campaign_id)
+        _settings_cache[key] = (now, settings, workspace_id)
+        return settings, workspace_id
+
+    def bound_here(self, campaign_id: str) -> bool:
+        """Whether the campaign uses this qualifier's workspace (only then may its notifications touch
+        the campaign's referrals)."""
+        return self._campaign(campaign_id)[1] == self.workspace_id
+
+    def settings(self, campaign_id: str) -> CampaignSettings | None:
+        """The campaign's settings when it is bound to this qualifier's workspace; None otherwise (a
+        notification from one workspace never touches another workspace's campaigns)."""
+        settings, workspace_id = self._campaign(campaign_id)
+        return settings if workspace_id == self.workspace_id else None
 
     def watches(self) -> tuple[Watch, ...]:
-        """Every contact qualification the account's campaigns have, as notifications are filtered by."""
+        """Every contact qualification of the account's campaigns bound to this workspace, as its
+        notifications are filtered by."""
         return self._watches()[0]
 
     def company_watches(self) -> tuple[CompanyWatch, ...]:
@@ -195,8 +215,8 @@ class Qualifier:
         return self._watches()[1]
 
     def _watches(self) -> tuple[tuple[Watch, ...], tuple[CompanyWatch, ...]]:
-        now = time.monotonic()
-        cached = _watch_cache.get(self.account_id)
+        now, key = time.monotonic(), (self.account_id, self.workspace_id)
+        cached = _watch_cache.get(key)
         if cached is not None and cached[0] + SETTINGS_TTL_S > now:
             return cached[1]
         found: list[Watch] = []
@@ -213,7 +233,7 @@ class Qualifier:
                 else:
                     found.append(Watch(q.attribute, values, person.duplicates == "update"))
         watches = (tuple(found), tuple(companies))
-        _watch_cache[self.account_id] = (now, watches)
+        _watch_cache[key] = (now, watches)
         return watches
 
     def worth_a_look(self, contact: Contact) -> bool:
@@ -332,11 +352,11 @@ class Qualifier:
         return decision, value
 
     def intercom(self) -> IntercomClient:
-        """The account's Intercom client, for what a notification does not carry (a contact's
+        """The workspace's Intercom client, for what a notification does not carry (a contact's
         companies, a company's contacts). Not connected is a revoked connection to the caller: the
         message ends, and the sweep after a reconnect looks again."""
         if self._intercom is None:
-            connection = self.ctx.connections.get(self.account_id)
+            connection = self.ctx.connections.get(self.account_id, self.workspace_id)
             if not usable(connection):
                 raise ConnectionRevoked("Intercom is not connected", service="intercom")
             self._intercom = self.ctx.intercom_for(connection)
@@ -447,5 +467,5 @@ class Qualifier:
         try:
             counts.write(referrals.get(self.account_id, campaign_id, str(referrer_id)))
         except ConnectionRevoked:
-            self.ctx.connections.revoked_by_intercom(self.account_id)
+            self.ctx.connections.revoked_by_intercom(self.account_id, self.workspace_id)
         referrals.update(invited, {"converted_count_written": True})

@@ -10,11 +10,13 @@ created at most once per referral even across retries, timeouts and concurrent d
    waits until search can be trusted, then takes any contact with the email created since the
    claim as its own.
 
-What a referral shows (contract §1, "Referral states, precisely"): `pending` from when the push
-records it until the push finishes; `not_pushed` when the campaign's action is `none`, its settings
-are missing, or the account had disconnected on purpose (nothing syncs until it connects again and
-retries); `waiting_for_connection` when Intercom revoked the connection, pushed when that same
-workspace connects again (another workspace: `not_pushed`, with an event saying why); `failed` when
+Every signup goes to its campaign's workspace (the one its settings are bound to), with that
+workspace's connection and rate budget. What a referral shows (contract §1, "Referral states,
+precisely"): `pending` from when the push records it until the push finishes; `not_pushed` when the
+campaign's action is `none`, its settings are missing, or the account had disconnected the campaign's
+workspace on purpose (nothing syncs until it connects again and retries); `waiting_for_connection`
+when Intercom revoked the workspace's connection, pushed when that same workspace connects again (the
+campaign moved to another workspace meanwhile: `not_pushed`, with an event saying why); `failed` when
 Intercom refused the push for good (`refused_for_good`), with Intercom's code and message in the
 event. A refusal is a final answer: recorded, never sent on to the DLQ; `retry` pushes it again.
 """
@@ -157,22 +159,23 @@ class SignupPusher:
             return record
         settings = self.ctx.campaigns.settings(self.account_id, campaign_id)
         person: PersonSettings | None = getattr(settings, record.type) if settings else None
-        connection = self.ctx.connections.get(self.account_id)
+        workspace_id = self.ctx.connections.workspace_of(self.account_id, campaign_id)
+        connection = self.ctx.connections.get(self.account_id, workspace_id) if workspace_id else None
         if person is None or person.action == "none":
-            return self._hold(record, NOT_PUSHED, SETTINGS_MISSING if person is None else ACTION_NONE, via)
+            why = SETTINGS_MISSING if person is None else ACTION_NONE
+            return self._hold(record, NOT_PUSHED, why, via, workspace_id=workspace_id)
+        if record.intercom_status == WAITING and record.workspace_id not in (None, workspace_id):
+            # It waited for a workspace the campaign no longer uses: never pushed elsewhere unasked (a
+            # retry pushes it into the campaign's workspace).
+            moved: dict[str, Scalar] = {"waited_for": record.workspace_id, "connected": workspace_id}
+            return self._hold(
+                record, NOT_PUSHED, WORKSPACE_CHANGED, via, workspace_id=workspace_id, details=moved
+            )
         if connection is None or connection.status == CONNECTION_DISCONNECTED:
             # Disconnected on purpose: no user data syncs until the account connects and retries.
-            return self._hold(record, NOT_PUSHED, DISCONNECTED, via)
+            return self._hold(record, NOT_PUSHED, DISCONNECTED, via, workspace_id=workspace_id)
         if not usable(connection):
             return self._hold(record, WAITING, WAITING, via, workspace_id=connection.workspace_id)
-        if record.intercom_status == WAITING and record.workspace_id not in (None, connection.workspace_id):
-            # It waited for a workspace that is not the one connected now: never pushed elsewhere
-            # unasked (a retry pushes it into the new one).
-            moved: dict[str, Scalar] = {
-                "waited_for": record.workspace_id,
-                "connected": connection.workspace_id,
-            }
-            return self._hold(record, NOT_PUSHED, WORKSPACE_CHANGED, via, details=moved)
         return self._attempt(record, user, person, connection, via)
 
     def _attempt(
@@ -184,7 +187,7 @@ class SignupPusher:
                 record=record, user=user, person=person, connection=connection, via=via
             )
         except ConnectionRevoked:
-            self.ctx.connections.revoked_by_intercom(self.account_id)
+            self.ctx.connections.revoked_by_intercom(self.account_id, connection.workspace_id)
             fresh = self.ctx.referrals.get(self.account_id, record.campaign_id, record.rf_user_id) or record
             return self._hold(fresh, WAITING, WAITING, via, workspace_id=connection.workspace_id)
         except UpstreamError as refusal:
@@ -208,10 +211,10 @@ class SignupPusher:
         details: dict[str, Scalar] | None = None,
     ) -> Referral:
         """Record why the signup was not pushed (once per reason): visible, never dropped.
-        `workspace_id` is the workspace it waits for, if any."""
+        `workspace_id` is its campaign's workspace (the one it waits for, when it waits)."""
         if record.intercom_status == status and record.held_because == kind:
             return record
-        event_details: dict[str, Scalar] = {**({"workspace_id": workspace_id} if workspace_id else {})}
+        event_details: dict[str, Scalar] = {**({"workspace_id": workspace_id} if status == WAITING else {})}
         return self.ctx.referrals.update(
             record,
             {"intercom_status": status, "held_because": kind, "workspace_id": workspace_id},

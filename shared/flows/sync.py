@@ -147,6 +147,7 @@ class Engine:
             ongoing=ongoing,
             trigger=trigger,
             updated_since=updated_since,
+            workspace_id=self.svc.connections().workspace_of(account_id, campaign_id),
         )
         if ongoing:
             self.schedule_ongoing(
@@ -235,7 +236,7 @@ class Engine:
         if stored is None:
             return  # turned off since
         due = messages.SyncScheduled.model_validate(DueItem.model_validate(stored).message)
-        connection = self.svc.connections().get(account_id)
+        connection = self.svc.connections().for_campaign(account_id, campaign_id)
         if not usable(connection) or self.syncs.running_for(account_id, campaign_id):
             return  # the next pass picks these contacts up: `since` does not move
         started = int(time.time())
@@ -264,12 +265,18 @@ class Engine:
         for referrer in referrals.counts_pending(account_id, campaign_id):
             counts.write(referrer)
 
+    def connection(self, sync: Sync) -> Connection | None:
+        """The connection of the workspace the sync syncs."""
+        connections = self.svc.connections()
+        workspace_id = sync.workspace_id or connections.workspace_of(sync.account_id, sync.campaign_id)
+        return connections.get(sync.account_id, workspace_id) if workspace_id else None
+
     # -- the coordinator ------------------------------------------------------------------------
     def coordinate(self, sync_id: str) -> None:
         sync = self.syncs.get(sync_id)
         if sync is None or sync.status not in (QUEUED, RUNNING):
             return
-        connection = self.svc.connections().get(sync.account_id)
+        connection = self.connection(sync)
         settings = self._settings(sync)
         if not usable(connection):
             self.syncs.set_status(sync, PAUSED)
@@ -307,7 +314,7 @@ class Engine:
             self.continue_sync(sync, int((exc.retry_after or 1) + 1))
             return
         except ConnectionRevoked:
-            self.svc.connections().revoked_by_intercom(sync.account_id)
+            self.svc.connections().revoked_by_intercom(sync.account_id, connection.workspace_id)
             self.syncs.set_status(sync, PAUSED)
             return
         attributes = mapped_attributes(settings.sync) if settings.sync else ()
@@ -348,7 +355,7 @@ class Engine:
         sync = self.syncs.get(chunk.sync_id)
         if sync is None or sync.status in (COMPLETED, FAILED, CANCELLED):
             return
-        connection = self.svc.connections().get(sync.account_id)
+        connection = self.connection(sync)
         settings = self._settings(sync)
         if sync.status == PAUSED or not usable(connection):
             self.syncs.park(sync.sync_id, chunk)
@@ -420,7 +427,9 @@ class ChunkWorker:
                 stop, delay_s = index, int((exc.retry_after or 1) + 1)
                 break
             except ConnectionRevoked:
-                self.engine.svc.connections().revoked_by_intercom(self.sync.account_id)
+                self.engine.svc.connections().revoked_by_intercom(
+                    self.sync.account_id, self.connection.workspace_id
+                )
                 parked = self._rest(chunk, index, retries, attempts, 0)
                 if self._commit(chunk, parked):
                     syncs.park(sync_id, rest_message(chunk, parked))
@@ -712,10 +721,20 @@ def rest_message(chunk: messages.SyncChunk, rest: Rest) -> messages.SyncChunk:
 
 # -- connection changes -------------------------------------------------------------------------
 def on_connection(engine: Engine, message: dict[str, Any]) -> None:
+    """A workspace's connection changed: the syncs of the campaigns that use it pause, resume or stop
+    (an event from before several workspaces names none: then every campaign of the account)."""
     account_id = message["account_id"]
     campaigns = engine.campaigns
     kind = message["kind"]
-    for campaign_id in campaigns.configured(account_id):
+    workspace_id = message.get("workspace_id")
+    uses: dict[str, str | None] = (
+        engine.svc.connections().campaign_workspaces(account_id)
+        if workspace_id
+        else dict.fromkeys(campaigns.configured(account_id))
+    )
+    for campaign_id, used in uses.items():
+        if workspace_id and used != workspace_id:
+            continue  # another workspace's campaign (its running sync cannot have moved: PUT says 409)
         sync_id = engine.syncs.running_for(account_id, campaign_id)
         sync = engine.syncs.get(sync_id) if sync_id else None
         if kind == messages.CONNECTION_DISCONNECTED:

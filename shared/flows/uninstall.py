@@ -1,7 +1,8 @@
 """Acting on Intercom's uninstall notice: only a token that now fails proves it.
 
 A notice can be forged, late (the workspace reinstalled since) or an echo of our own disconnect,
-so the connection becomes `revoked` only when `GET /me` on the stored token answers 401.
+so the workspace's connection becomes `revoked` only when `GET /me` on its stored token answers 401
+(the account's other workspaces are not touched).
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ def handle_uninstall(
     account_id = connections.account_for_workspace(app_id)
     if account_id is None:
         return IGNORED_UNKNOWN
-    connection = connections.get(account_id)
-    if not usable(connection) or connection.workspace_id != app_id:
+    connection = connections.get(account_id, app_id)
+    if not usable(connection):
         return NOT_CONNECTED
     try:
         intercom_for(connection).me()
     except ConnectionRevoked:
-        connections.mark_revoked(account_id, UNINSTALLED)
+        connections.mark_revoked(account_id, app_id, UNINSTALLED)
         return REVOKED
     return IGNORED_STILL_WORKS

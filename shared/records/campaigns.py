@@ -1,4 +1,5 @@
-"""Per-campaign records: the campaign's Intercom settings and its ongoing-sync schedule entry."""
+"""Per-campaign records: the campaign's Intercom settings, the workspace it is bound to, and its
+ongoing-sync schedule entry."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from shared import keys, messages
-from shared.aws.store import ConditionFailed
+from shared.aws.store import Attr, ConditionFailed
 from shared.domain.campaign_settings import CampaignSettings
 from shared.records.due_work import due_item
 
@@ -35,9 +36,13 @@ class CampaignConfig(BaseModel):
 
     account_id: str
     campaign_id: str
-    # The body that was saved, kept as it came: the API returns it unchanged.
+    # The body that was saved, kept as it came (without its `workspace_id`): the API returns it unchanged.
     settings: dict[str, Any]
     updated_at: int
+    # The Intercom workspace the campaign's signups, syncs, qualification and commission use. None for
+    # settings saved before an account could connect several workspaces and not bound since
+    # (`shared.records.connections.Connections.workspace_of` says which one they use).
+    workspace_id: str | None = None
 
 
 def has_qualification(settings: dict[str, Any]) -> bool:
@@ -64,10 +69,17 @@ class CampaignStore:
         raw = self.get_settings(account_id, campaign_id)
         return CampaignSettings.model_validate(raw) if raw else None
 
-    def put_settings(self, account_id: str, campaign_id: str, settings: dict[str, Any]) -> None:
+    def put_settings(
+        self, account_id: str, campaign_id: str, settings: dict[str, Any], workspace_id: str
+    ) -> None:
+        """Save the settings, the campaign bound to `workspace_id` (`settings` without its own)."""
         pk, sk = keys.settings_key(account_id, campaign_id)
         config = CampaignConfig(
-            account_id=account_id, campaign_id=campaign_id, settings=settings, updated_at=int(self.clock())
+            account_id=account_id,
+            campaign_id=campaign_id,
+            settings={k: v for k, v in settings.items() if k != "workspace_id"},
+            updated_at=int(self.clock()),
+            workspace_id=workspace_id,
         )
         self.store.put({"pk": pk, "sk": sk, **config.model_dump()})
         work_id = keys.catch_up_work_id(account_id, campaign_id)
@@ -125,8 +137,30 @@ class CampaignStore:
 
     def configured(self, account_id: str) -> set[str]:
         """Ids of the account's campaigns that have Intercom settings."""
+        return set(self.bindings(account_id))
+
+    def bindings(self, account_id: str) -> dict[str, str | None]:
+        """The account's campaigns that have Intercom settings, each with the workspace it is bound to
+        (None: saved before campaigns were bound, and not bound since)."""
         return {
-            item["campaign_id"]
+            item["campaign_id"]: item.get("workspace_id")
             for item in self.store.query_all(keys.account_pk(account_id), sk_prefix=keys.SETTINGS_PREFIX)
             if "settings" in item
         }
+
+    def bind_unbound(self, account_id: str, workspace_id: str) -> list[str]:
+        """Bind every campaign of the account that is bound to no workspace yet to `workspace_id` (the
+        one-off migration of settings saved before an account could connect several workspaces; a
+        campaign bound meanwhile keeps its workspace). Returns the campaigns it bound."""
+        bound = []
+        for campaign_id, current in sorted(self.bindings(account_id).items()):
+            if current is not None:
+                continue
+            with contextlib.suppress(ConditionFailed):
+                self.store.update(
+                    *keys.settings_key(account_id, campaign_id),
+                    {"workspace_id": workspace_id},
+                    condition=Attr("workspace_id").not_exists(),
+                )
+                bound.append(campaign_id)
+        return bound

@@ -193,8 +193,11 @@ class ReferralChanges(TypedDict, total=False):
     written_by_sync: str
 
 
-def public_view(record: Referral) -> dict[str, Any]:
+def public_view(record: Referral, campaign_workspace: str | None = None) -> dict[str, Any]:
+    """The referral as the API shows it. Its `workspace_id` is the workspace its push went to, waits
+    for or was refused by; a referral never pushed shows its campaign's (`campaign_workspace`)."""
     view: dict[str, Any] = {field: getattr(record, field) for field in PUBLIC_FIELDS}
+    view["workspace_id"] = record.workspace_id or campaign_workspace
     view["can_qualify"] = bool(record.can_qualify)
     view["events"] = [event.stored() for event in record.events]
     return view

@@ -68,6 +68,9 @@ class Sync(BaseModel):
     sync_id: str
     account_id: str
     campaign_id: str
+    # The Intercom workspace it syncs (its campaign's when it started; absent on syncs started before
+    # an account could connect several workspaces: then the campaign's).
+    workspace_id: str | None = None
     audience: str
     segment_id: str | None = None
     ongoing: bool = False
@@ -148,6 +151,7 @@ class Syncs:
         ongoing: bool,
         trigger: str,
         updated_since: int | None = None,
+        workspace_id: str | None = None,
     ) -> Sync:
         """A new queued sync holding the campaign's lock (one running sync per campaign)."""
         sync_id = self.ids()
@@ -158,6 +162,7 @@ class Syncs:
             sync_id=sync_id,
             account_id=account_id,
             campaign_id=campaign_id,
+            workspace_id=workspace_id,
             audience=audience,
             segment_id=segment_id,
             ongoing=ongoing,

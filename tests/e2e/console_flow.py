@@ -109,6 +109,26 @@ class World:
     def account_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
 
+    def connect_another_workspace(self, name: str, attribute: dict[str, Any]) -> str:
+        """A second workspace with one `attribute` the first lacks, connected over HTTP as a script would
+        (the pop-up is the first workspace's test); returns its id."""
+        workspace = f"con{secrets.token_hex(4)}"
+        _ok(
+            self.http.post(f"{self.intercom}/_emulator/workspaces", json={"id_code": workspace, "name": name})
+        )
+        _ok(
+            self.http.post(
+                f"{self.intercom}/_emulator/workspaces/{workspace}/data_attributes", json=attribute
+            )
+        )
+        started = _ok(
+            self.http.post(f"{self.api}/v1/intercom/connect", json={}, headers=self.account_headers())
+        )
+        consent = self.http.get(f"{started['authorize_url']}&workspace={workspace}&auto_approve=true")
+        assert consent.status_code == 302, consent.text
+        _ok(self.http.get(consent.headers["location"], headers={"Accept": "application/json"}))
+        return workspace
+
     def contacts(self) -> dict[str, dict[str, Any]]:
         url = f"{self.intercom}/_emulator/workspaces/{self.workspace}/contacts"
         return {c["email"]: c for c in _ok(self.http.get(url))["data"] if c.get("email")}

@@ -326,6 +326,58 @@ def test_each_view_is_shot_at_both_widths_and_makes_the_calls_the_readme_states(
         assert width == (375 if path.stem.endswith("-mobile") else 1280), path
 
 
+def test_a_second_workspace_has_its_own_entry_and_a_campaign_chooses_its_workspace(
+    page: Page, world: flow.World, shot: flow.Shot
+) -> None:
+    second = world.connect_another_workspace("Second Workspace", {"name": "beta_score", "data_type": "float"})
+    page.get_by_role("link", name="Integrations", exact=True).click()
+    workspaces = page.get_by_role("list", name="Intercom")
+    expect(workspaces.get_by_role("listitem")).to_have_count(2)
+    expect(workspaces.get_by_role("button", name="Disconnect")).to_have_count(2)
+    expect(workspaces.get_by_text("Second Workspace")).to_be_visible()
+    shot("integrations-4-two-workspaces")
+
+    # The second campaign: the first workspace's attributes until the second is chosen.
+    flow.open_campaign(page, flow.CAMPAIGNS[1])
+    chooser = flow.combobox(page, "Intercom workspace")
+    expect(chooser).to_have_value(world.workspace)
+    sale = flow.region(page, "Sale value")
+    field = flow.combobox(sale, "Field")
+    expect(field.locator("option", has_text="beta_score")).to_have_count(0)
+    chooser.select_option(second)
+    expect(page.get_by_text("segments of this workspace")).to_be_visible()
+    expect(field.locator("option", has_text="beta_score")).to_have_count(1)
+    expect(field.locator("option", has_text="deal_value")).to_have_count(0)
+    field.select_option(label="beta_score")
+    sale.get_by_role("button", name="Save").click()
+    expect(sale.get_by_text("Saved.")).to_be_visible()
+    shot("campaign-second-workspace")
+    saved = flow.saved_settings(world, world.campaigns[1]["id"])
+    assert saved["workspace_id"] == second
+    assert saved["commission"] == {
+        "object": "contact",
+        "sale_value_attribute": "custom_attributes.beta_score",
+    }
+    # The first campaign stays in the first workspace.
+    assert flow.saved_settings(world, world.campaigns[0]["id"])["workspace_id"] == world.workspace
+
+    # The second workspace's own "Disconnect" removes it alone.
+    page.get_by_role("link", name="Integrations", exact=True).click()
+    entry = workspaces.get_by_role("listitem").filter(has_text="Second Workspace")
+    entry.get_by_role("button", name="Disconnect").click()
+    page.get_by_role("dialog").get_by_role("button", name="Disconnect").click()
+    expect(workspaces.get_by_role("listitem")).to_have_count(1)
+    expect(workspaces.get_by_text("Connected", exact=True)).to_be_visible()
+    removed = page.get_by_role("list", name="Removed workspaces")
+    expect(removed.get_by_text("Second Workspace")).to_be_visible()
+    expect(removed.get_by_role("button", name="Reconnect")).to_be_visible()
+    listed = httpx.get(f"{world.api}/v1/intercom/connections", headers=world.account_headers()).json()["data"]
+    assert {w["workspace_id"]: w["status"] for w in listed} == {
+        world.workspace: "connected",
+        second: "disconnected",
+    }
+
+
 def test_disconnect_is_confirmed_in_a_dialog(page: Page, world: flow.World, shot: flow.Shot) -> None:
     page.get_by_role("link", name="Integrations", exact=True).click()
     workspaces = page.get_by_role("list", name="Intercom")

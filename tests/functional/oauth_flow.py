@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -76,3 +78,21 @@ def account_call(
 
 def stats(base: str) -> dict[str, int]:
     return dict(httpx.get(f"{base}/_emulator/stats").json()["requests"])
+
+
+def account_with_campaigns(
+    new_account: Any, emulators: Any, count: int = 1
+) -> tuple[dict[str, Any], list[str]]:
+    """A product account on a Referral Factory account of its own with `count` campaigns (not connected
+    to Intercom); returns the account (its creation answer, plus the `rf_key` and `rf_base` it was made
+    with) and its campaign ids."""
+    rf_key = "rf-" + uuid.uuid4().hex
+    campaigns = [random.randint(10**6, 10**9) for _ in range(count)]
+    created = httpx.post(
+        f"{emulators.referral_factory}/_emulator/accounts",
+        json={"api_key": rf_key, "campaigns": [{"id": c, "name": f"Campaign {c}"} for c in campaigns]},
+    )
+    assert created.status_code == 201, created.text
+    rf_base = f"{emulators.referral_factory}/api/v2"
+    account = new_account(rf_key=rf_key, rf_base=rf_base)
+    return {**account, "rf_key": rf_key, "rf_base": rf_base}, [str(c) for c in campaigns]

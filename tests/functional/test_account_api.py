@@ -74,7 +74,9 @@ def test_campaigns_carry_their_integration_status(call, setup):
     assert response["statusCode"] == 200
     data = body_of(response)["data"]
     assert sorted(str(c["id"]) for c in data) == sorted(setup["campaigns"])
-    assert all(c["intercom"] == {"configured": False, "ongoing_sync": False} for c in data)
+    assert all(
+        c["intercom"] == {"configured": False, "ongoing_sync": False, "workspace_id": None} for c in data
+    )
 
 
 def test_setup_creates_exactly_the_missing_attributes_then_settings_round_trip(call, setup):

@@ -13,7 +13,7 @@ import pytest
 
 from tests.factories import api_event, body_of
 from tests.functional.conftest import INTERCOM_CLIENT_ID, PUBLIC_BASE_URL
-from tests.functional.oauth_flow import JSON, bearer, callback, connect, connection, consent, start
+from tests.functional.oauth_flow import JSON, bearer, callback, connect, connection, consent, start, stats
 
 
 def test_round_trip_connects_the_workspace(call, new_account, workspace, emulators):
@@ -117,16 +117,98 @@ def test_a_workspace_belongs_to_one_account(call, new_account, workspace):
     assert connection(call, first)["status"] == "connected"
 
 
-def test_reconnecting_replaces_the_connection(call, new_account, workspace):
+def _connections(call, account) -> list[dict]:
+    response = call(
+        "OAuthCallbackFunction", api_event("GET", "/v1/intercom/connections", headers=bearer(account))
+    )
+    assert response["statusCode"] == 200, response
+    return list(body_of(response)["data"])
+
+
+def _delete(call, account, path: str, workspace_id: str | None = None):
+    params = {"workspace_id": workspace_id} if workspace_id else None
+    resource = "/v1/intercom/connections/{workspace_id}" if workspace_id else path
+    event = api_event("DELETE", path, headers=bearer(account), resource=resource, path_parameters=params)
+    return call("OAuthCallbackFunction", event)
+
+
+def test_connecting_another_workspace_adds_it(call, new_account, workspace):
+    account = new_account()
+    first_ws, second_ws = workspace("First"), workspace("Second", region="EU")
+    connect(call, account, first_ws)
+    connect(call, account, second_ws)
+
+    listed = _connections(call, account)
+    assert {w["workspace_id"]: (w["workspace_name"], w["region"], w["status"]) for w in listed} == {
+        first_ws: ("First", "US", "connected"),
+        second_ws: ("Second", "EU", "connected"),
+    }
+    assert all(w["campaign_ids"] == [] and isinstance(w["connected_at"], int) for w in listed)
+    # The single-connection routes cannot say which one: 409 naming both, nothing disconnected.
+    for method in ("GET", "DELETE"):
+        response = call(
+            "OAuthCallbackFunction", api_event(method, "/v1/intercom/connection", headers=bearer(account))
+        )
+        assert response["statusCode"] == 409, response
+        error = body_of(response)["error"]
+        assert error["code"] == "several_workspaces"
+        named = " ".join(d["message"] for d in error["details"])
+        assert first_ws in named and second_ws in named
+        assert {d["field"] for d in error["details"]} == {"workspace_id"}
+    assert [w["status"] for w in _connections(call, account)] == ["connected", "connected"]
+    # Both still belong to this account.
+    other = new_account()
+    response = callback(call, consent(start(call, other), first_ws), JSON)
+    assert (response["statusCode"], body_of(response)["error"]["code"]) == (
+        409,
+        "workspace_connected_elsewhere",
+    )
+
+
+def test_connecting_a_workspace_again_refreshes_it_and_adds_nothing(call, new_account, workspace, emulators):
+    account = new_account()
+    ws = workspace()
+    connect(call, account, ws)
+    before = _connections(call, account)
+    connect(call, account, ws)
+    after = _connections(call, account)
+    assert [w["workspace_id"] for w in after] == [ws]
+    assert after[0]["connected_at"] >= before[0]["connected_at"]
+    assert connection(call, account)["status"] == "connected"
+
+
+def test_disconnecting_one_workspace_leaves_the_others(call, new_account, workspace, emulators):
     account = new_account()
     first_ws, second_ws = workspace(), workspace()
     connect(call, account, first_ws)
     connect(call, account, second_ws)
+    uninstalls = stats(emulators.intercom).get("POST /auth/uninstall", 0)
+
+    gone = _delete(call, account, f"/v1/intercom/connections/{first_ws}", first_ws)
+    assert gone["statusCode"] == 204, gone
+    assert stats(emulators.intercom).get("POST /auth/uninstall", 0) == uninstalls + 1
+    listed = {w["workspace_id"]: w["status"] for w in _connections(call, account)}
+    assert listed == {first_ws: "disconnected", second_ws: "connected"}
+    # One left: the single-connection route knows which.
     assert connection(call, account)["workspace_id"] == second_ws
-    # The first workspace is free again for another account.
+    # Disconnecting it again changes nothing and calls Intercom no more.
+    assert _delete(call, account, f"/v1/intercom/connections/{first_ws}", first_ws)["statusCode"] == 204
+    assert stats(emulators.intercom).get("POST /auth/uninstall", 0) == uninstalls + 1
+    # The disconnected workspace is free for another account.
     other = new_account()
     connect(call, other, first_ws)
     assert connection(call, other)["workspace_id"] == first_ws
+
+
+def test_a_workspace_the_account_never_connected_is_not_found(call, new_account, workspace):
+    owner, stranger = new_account(), new_account()
+    ws = workspace()
+    connect(call, owner, ws)
+    response = _delete(call, stranger, f"/v1/intercom/connections/{ws}", ws)
+    assert response["statusCode"] == 404
+    assert body_of(response)["error"]["code"] == "workspace_not_found"
+    assert connection(call, owner)["status"] == "connected"
+    assert _connections(call, stranger) == []
 
 
 def test_disconnect_uninstalls_once_and_forgets_the_token(call, new_account, workspace, emulators):
@@ -157,6 +239,8 @@ def test_connection_routes_need_the_account_key(call):
         ("POST", "/v1/intercom/connect"),
         ("GET", "/v1/intercom/connection"),
         ("DELETE", "/v1/intercom/connection"),
+        ("GET", "/v1/intercom/connections"),
+        ("DELETE", "/v1/intercom/connections/ws1"),
     ):
         response = call(
             "OAuthCallbackFunction", api_event(method, path, headers={"Authorization": "Bearer nope"})

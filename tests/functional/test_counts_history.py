@@ -98,7 +98,7 @@ def test_a_push_writes_history_first_and_webhooks_count_only_new_friends(
 
 
 class _NoConnection:
-    def get(self, _account_id):
+    def for_campaign(self, _account_id, _campaign_id):
         return None
 
 

@@ -11,6 +11,7 @@ import boto3
 import pytest
 
 from tests.factories import LambdaContext
+from tests.functional.oauth_flow import account_with_campaigns
 from tests.functional.signup_flow import configure, contacts
 from tests.functional.sync_flow import empty, generate, pump, start, status, sync_call
 
@@ -162,7 +163,7 @@ def test_post_ongoing_shows_with_the_default_interval_and_put_changes_only_the_i
     assert shown(call, account, campaign) == DISABLED
 
 
-def test_ongoing_toggle_refusals_and_isolation(call, connected_account, new_account):
+def test_ongoing_toggle_refusals_and_isolation(call, connected_account, new_account, emulators):
     setup, account = connected_account, connected_account["account"]
     campaign = setup["campaigns"][0]
     missing = ongoing(call, account, campaign, "PUT", {"audience": "all"})
@@ -183,11 +184,11 @@ def test_ongoing_toggle_refusals_and_isolation(call, connected_account, new_acco
     assert shown(call, account, campaign) == DISABLED
     on = ongoing(call, account, campaign, "PUT", {"audience": "all", "interval_s": 60})
     assert on["statusCode"] == 200, on
-    stranger = new_account()
-    assert shown(call, stranger, campaign) == DISABLED
-    refused = ongoing(call, stranger, campaign, "PUT", {"audience": "all"})
-    assert refused["statusCode"] == 409
-    assert json.loads(refused["body"])["error"]["code"] == "not_connected"
-    assert ongoing(call, stranger, campaign, "DELETE")["statusCode"] == 204
+    # Another account (with its own Referral Factory campaigns) finds no such campaign.
+    stranger, _ = account_with_campaigns(new_account, emulators)
+    for method, body in (("GET", None), ("PUT", {"audience": "all"}), ("DELETE", None)):
+        refused = ongoing(call, stranger, campaign, method, body)
+        assert refused["statusCode"] == 404, (method, refused)
+        assert json.loads(refused["body"])["error"]["code"] == "campaign_not_found"
     assert shown(call, account, campaign) == json.loads(on["body"])
     assert ongoing(call, {"api_key": "not-a-key"}, campaign)["statusCode"] == 401

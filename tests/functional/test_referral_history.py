@@ -81,7 +81,7 @@ class _Settings:
 class _Connection:
     status: str = CONNECTED
 
-    def get(self, account_id: str) -> Connection:
+    def for_campaign(self, account_id: str, _campaign_id: str) -> Connection:
         return Connection.model_validate(
             {"account_id": account_id, "status": self.status, "workspace_id": "w1"}
         )

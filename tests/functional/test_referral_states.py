@@ -247,7 +247,8 @@ def test_a_signup_while_disconnected_on_purpose_is_not_pushed_until_retried_afte
     deliver(call, setup, dina)
     drain(lambda_module, aws)
     record = one(call, setup, "dina-off@example.com")
-    assert (record["intercom_status"], record["workspace_id"]) == ("not_pushed", None)
+    # It carries its campaign's workspace, where a retry will push it.
+    assert (record["intercom_status"], record["workspace_id"]) == ("not_pushed", setup["workspace"])
     assert record["events"][-1]["kind"] == "disconnected"
 
     refused = retry(call, setup, str(dina["id"]), campaign)
@@ -312,19 +313,28 @@ def test_signups_waiting_for_a_revoked_workspace_are_not_pushed_into_another(
     drain(lambda_module, aws)
     assert one(call, setup, "vera-moved@example.com")["intercom_status"] == "waiting_for_connection"
 
+    # Another workspace connected beside it: the campaign still uses the revoked one, so she waits on.
     other = workspace("Elsewhere")
     connect(call, setup["account"], other)
     drain(lambda_module, aws)
     record = one(call, setup, "vera-moved@example.com")
-    assert (record["intercom_status"], record["workspace_id"]) == ("not_pushed", None)
+    assert (record["intercom_status"], record["workspace_id"]) == (
+        "waiting_for_connection",
+        setup["workspace"],
+    )
+
+    # The campaign moves to the other workspace: she is not pushed there unasked.
+    configure(call, setup, {**CONTRACT_EXAMPLE, "workspace_id": other})
+    drain(lambda_module, aws)
+    record = one(call, setup, "vera-moved@example.com")
+    assert (record["intercom_status"], record["workspace_id"]) == ("not_pushed", other)
     last = record["events"][-1]
     assert last["kind"] == "workspace_changed"
     assert last["details"] == {"waited_for": setup["workspace"], "connected": other}
     assert by_email(emulators, other, "vera-moved@example.com") == []
     assert by_email(emulators, setup["workspace"], "vera-moved@example.com") == []
 
-    # Asked to, the retry pushes it into the workspace connected now, with the campaign's settings.
-    configure(call, setup)
+    # Asked to, the retry pushes it into the campaign's workspace, with the campaign's settings.
     assert retry(call, setup, str(vera["id"]), campaign)["statusCode"] == 202
     drain(lambda_module, aws)
     [contact] = by_email(emulators, other, "vera-moved@example.com")

@@ -16,7 +16,7 @@ from shared.clients.errors import RateLimited, Transient
 from shared.flows import sync as sync_engine
 from shared.records import syncs as syncs_module
 from tests.factories import LambdaContext
-from tests.functional.oauth_flow import connect
+from tests.functional.oauth_flow import account_with_campaigns, connect
 from tests.functional.signup_flow import configure, contacts, deliver, drain, join
 from tests.functional.sync_flow import empty, generate, pump, rf_users, start, stats, status, sync_call
 from tests.unit.test_campaign_settings import CONTRACT_EXAMPLE
@@ -368,9 +368,13 @@ def test_sync_api_refusals(call, lambda_module, aws, emulators, connected_accoun
     again = start(call, setup, {"audience": "all"})
     pump(lambda_module, aws)
     assert status(call, setup, again)["status"] == "completed"
-    stranger = new_account()
+    stranger, [own] = account_with_campaigns(new_account, emulators)
     assert sync_call(call, stranger, "GET", f"/v1/syncs/{again}")["statusCode"] == 404
-    lonely = sync_call(call, stranger, "POST", path, {"audience": "all"})
+    # Another account's campaign is none of its own; its own needs a connection first.
+    elsewhere = sync_call(call, stranger, "POST", path, {"audience": "all"})
+    assert elsewhere["statusCode"] == 404
+    assert json.loads(elsewhere["body"])["error"]["code"] == "campaign_not_found"
+    lonely = sync_call(call, stranger, "POST", f"/v1/campaigns/{own}/syncs", {"audience": "all"})
     assert lonely["statusCode"] == 409 and json.loads(lonely["body"])["error"]["code"] == "not_connected"
 
 

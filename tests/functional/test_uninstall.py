@@ -113,17 +113,25 @@ def test_unknown_workspaces_and_our_own_disconnect_echo_are_ignored(call, lambda
 def test_revocation_is_published_once(call, lambda_module, aws, emulators, connected):
     account, ws = connected
     sqs = boto3.client("sqs")
-    while sqs.receive_message(QueueUrl=aws.refs["SyncQueue"], MaxNumberOfMessages=10).get("Messages"):
-        pass
+    url = aws.refs["SyncQueue"]
+
+    def take() -> list[dict]:
+        """Every message in the sync queue, deleted (not left in flight for the queue's long visibility
+        timeout, where it would keep later tests' syncs from ever seeing the queue settle)."""
+        bodies = []
+        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+            for m in batch:
+                bodies.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return bodies
+
+    take()
     httpx.post(f"{emulators.intercom}/_emulator/workspaces/{ws}/uninstall")
     deliver(call, lambda_module, aws, notice(ws))
     deliver(call, lambda_module, aws, notice(ws))
-    events = []
-    while batch := sqs.receive_message(QueueUrl=aws.refs["SyncQueue"], MaxNumberOfMessages=10).get(
-        "Messages"
-    ):
-        events += [json.loads(m["Body"]) for m in batch]
+    events = take()
     revoked = [
         e for e in events if e["kind"] == "connection.revoked" and e["account_id"] == account["account_id"]
     ]
     assert len(revoked) == 1
+    assert revoked[0]["workspace_id"] == ws

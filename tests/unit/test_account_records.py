@@ -37,6 +37,9 @@ class _Store:
     def transact(self, operations: list[dict[str, Any]]) -> None:
         self.transactions.append(operations)
 
+    def query_all(self, pk: str, *, sk_prefix: str = "", **_: Any) -> list[dict[str, Any]]:
+        return [item for (p, sk), item in sorted(self.items.items()) if p == pk and sk.startswith(sk_prefix)]
+
 
 STORED_ACCOUNT = {
     "pk": "ACCOUNT#acc_1",
@@ -85,13 +88,14 @@ def test_rotating_the_key_puts_back_what_was_read_and_only_the_new_hash_and_time
     assert put["api_key_hash"] != "old-hash"
 
 
-def test_a_connection_is_stored_as_before_and_its_event_is_the_same_json():
+def test_a_connection_is_stored_as_before_under_its_workspace_and_its_event_is_the_same_json():
     store, published = _Store(), []
     connections = Connections(cast("Any", store), cast("Any", _Box()), published.append, clock=lambda: 5.0)
     connections.connect("acc_1", WorkspaceInfo("w1", None, "EU"), "token-1")
+    # The attributes it always had; each workspace has its own item now (docs/data-model.md).
     assert store.puts[-1] == {
         "pk": "ACCOUNT#acc_1",
-        "sk": "CONNECTION",
+        "sk": "CONNECTION#w1",
         "account_id": "acc_1",
         "status": "connected",
         "workspace_id": "w1",

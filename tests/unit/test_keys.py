@@ -25,6 +25,7 @@ PINNED: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] = [
     (keys.api_key_lookup_key, ("ab12",), ("APIKEY#ab12", "APIKEY")),
     (keys.oauth_state_key, ("n0nce",), ("OAUTHSTATE#n0nce", "STATE")),
     (keys.connection_key, ("acc_1",), ("ACCOUNT#acc_1", "CONNECTION")),
+    (keys.workspace_connection_key, ("acc_1", "ws9"), ("ACCOUNT#acc_1", "CONNECTION#ws9")),
     (keys.owner_key, ("ws9",), ("WORKSPACE#ws9", "OWNER")),
     (keys.cache_key, ("acc_1", "attributes", "ws9"), ("ACCOUNT#acc_1", "CACHE#attributes#ws9")),
     (keys.cache_key, ("acc_1", "segments", "ws9"), ("ACCOUNT#acc_1", "CACHE#segments#ws9")),
@@ -66,6 +67,7 @@ PINNED: list[tuple[Callable[..., Any], tuple[Any, ...], Any]] = [
 ]
 CONSTANTS = [
     (keys.SETTINGS_PREFIX, "CAMPAIGN#"),
+    (keys.CONNECTIONS_PREFIX, "CONNECTION"),
     (keys.PARKED_PREFIX, "PARKED#"),
     (keys.DUE_PARTITION, "DUE"),
     (keys.BUDGET_STATE_SK, "STATE"),
@@ -97,6 +99,14 @@ def test_a_due_item_and_a_lock_read_back_as_written():
     assert keys.lock_key("a", "1")[1].startswith(keys.SETTINGS_PREFIX)
     assert keys.settings_key("a", "1")[1].startswith(keys.SETTINGS_PREFIX)
     assert keys.parked_key("s", "1")[1].startswith(keys.PARKED_PREFIX)
+    # Listing an account's connections by prefix finds the legacy item and each workspace's.
+    assert keys.connection_key("a")[1].startswith(keys.CONNECTIONS_PREFIX)
+    assert keys.workspace_connection_key("a", "w")[1].startswith(keys.CONNECTIONS_PREFIX)
+    # ... and nothing else the account's partition holds.
+    others = [keys.account_key("a"), keys.cache_key("a", "segments", "w"), keys.settings_key("a", "1")]
+    others += [keys.lock_key("a", "1"), keys.catch_up_mark_key("a", "1"), keys.sweep_mark_key("a", "1")]
+    others += [keys.history_mark_key("a", "1")]
+    assert not [sk for _, sk in others if sk.startswith(keys.CONNECTIONS_PREFIX)]
 
 
 def test_no_record_shares_the_rate_budgets_partitions():

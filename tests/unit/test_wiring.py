@@ -26,7 +26,13 @@ def test_connection_events_go_to_every_connection_event_queue(model, monkeypatch
     env["ADMIN_AUTH"] = "token"
     sent: list[tuple[str, dict[str, Any]]] = []
     monkeypatch.setattr("shared.wiring.queues.send", lambda url, body: sent.append((url, body)))
-    event = {"kind": messages.CONNECTION_REVOKED, "account_id": "acc_1", "reason": "uninstalled", "at": 1}
+    event = {
+        "kind": messages.CONNECTION_REVOKED,
+        "account_id": "acc_1",
+        "reason": "uninstalled",
+        "at": 1,
+        "workspace_id": "w1",
+    }
 
     Services(model.model_validate(env)).connections().publish(
         messages.ConnectionRevoked.model_validate(event)

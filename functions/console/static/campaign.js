@@ -1,9 +1,12 @@
-// A campaign's page: its sync (the wizard, a running sync's progress, the history, the ongoing sync)
-// and its "Person Invited", "Person Referring" and "Sale value" sections. Six calls on arrival, side
-// by side: the campaigns, the campaign's settings, attributes, segments, syncs and ongoing sync.
+// A campaign's page: its Intercom workspace (a choice when the account has several), its sync (the
+// wizard, a running sync's progress, the history, the ongoing sync) and its "Person Invited", "Person
+// Referring" and "Sale value" sections. Six calls on arrival, side by side: the campaigns, the
+// campaign's settings, attributes, segments, syncs and ongoing sync; with several workspaces, three
+// more (the workspaces, then the campaign's workspace's attributes and segments).
 import { field, h, replace, select, setFieldError, uid } from "./dom.js";
 import { Attributes, ErrorTargets } from "./fields.js";
 import { integrationStatus, refreshAttributesButton } from "./campaigns.js";
+import { loadWorkspaces } from "./integrations.js";
 import { historyTable, ongoingPanel, syncProgress, syncWizard } from "./sync.js";
 import { personSection, saleValueSection } from "./sections.js";
 
@@ -40,7 +43,7 @@ function newAttributeForm(ctx, page) {
     const body = { name: name.control.value.trim(), data_type: type.control.value };
     if (body.data_type === "options") body.options = options.control.value.split(",").map((o) => o.trim()).filter(Boolean);
     try {
-      const made = await ctx.api.post("v1/intercom/attributes", body, { signal: ctx.signal });
+      const made = await ctx.api.post("v1/intercom/attributes", body, { query: page.workspaceQuery(), signal: ctx.signal });
       page.attributes.add("contact", made);
       status.textContent = `Created ${made.label || made.full_name}: it can be chosen in every field now.`;
       name.control.value = "";
@@ -70,7 +73,7 @@ export async function renderCampaign(ctx) {
 
   const notConnected = ["not_connected", "connection_revoked", "several_workspaces", "validation_failed"];
   let unavailable = null; // why Intercom's attributes could not be listed
-  const [campaigns, settings, attributes, segments, syncs, ongoing] = await Promise.all([
+  let [campaigns, settings, attributes, segments, syncs, ongoing] = await Promise.all([
     api.get("v1/campaigns", { signal }),
     orWhen(api.get(`v1/campaigns/${id}/intercom`, { signal }), ["settings_missing"], null),
     orWhen(api.get("v1/intercom/attributes", { signal }), notConnected, null, (e) => { unavailable = e; }),
@@ -79,6 +82,22 @@ export async function renderCampaign(ctx) {
     orWhen(api.get(`v1/campaigns/${id}/syncs/ongoing`, { signal }), ["not_found"], null),
   ]);
   const campaign = campaigns.data.find((c) => String(c.id) === String(campaignId));
+  // Several workspaces: the lists need one named, the campaign's (or, not set up yet, the first connected).
+  let workspaces = [];
+  let workspaceId = null;
+  if (unavailable && unavailable.details.some((d) => d.field === "workspace_id")) {
+    workspaces = (await loadWorkspaces(api, signal)).workspaces;
+    const bound = settings?.workspace_id || campaign?.intercom?.workspace_id;
+    const usable = workspaces.find((w) => w.workspace_id === bound) || workspaces.find((w) => w.status === "connected") || workspaces[0];
+    workspaceId = usable ? usable.workspace_id : null;
+    if (workspaceId) {
+      unavailable = null;
+      [attributes, segments] = await Promise.all([
+        orWhen(api.get("v1/intercom/attributes", { query: { workspace_id: workspaceId }, signal }), notConnected, null, (e) => { unavailable = e; }),
+        orWhen(api.get("v1/intercom/segments", { query: { workspace_id: workspaceId }, signal }), notConnected, null),
+      ]);
+    }
+  }
   if (!campaign) {
     // No link back to the list here: the navigation's "Campaigns" is that link, and a second one of the
   // same name would make "the Campaigns link" ambiguous.
@@ -96,9 +115,12 @@ export async function renderCampaign(ctx) {
     syncs: syncs.data,
     ongoing,
     companyAttributes: null,
+    workspaceId,
   };
   const page = {
     campaignId,
+    /** `{workspace_id}` for the attribute and segment routes when the account has several workspaces. */
+    workspaceQuery: () => (state.workspaceId ? { workspace_id: state.workspaceId } : {}),
     attributes: new Attributes({ contact: attributes ? attributes.data : [] }),
     errors: new ErrorTargets(),
     settings: () => state.settings,
@@ -114,13 +136,16 @@ export async function renderCampaign(ctx) {
       for (const key of SECTIONS) doc[key] = state.settings?.[key] ?? null;
       for (const [key, value] of Object.entries(state.settings || {})) if (!(key in doc)) doc[key] = value;
       doc[name] = section;
+      // The workspace shown is the one saved: chosen above with several, the account's only one else.
+      if (state.workspaceId) doc.workspace_id = state.workspaceId;
+      else delete doc.workspace_id;
       try {
         state.settings = await api.put(`v1/campaigns/${id}/intercom`, doc, { signal });
       } catch (error) {
         showRefusal(error, doc, summary, name);
         throw error;
       }
-      campaign.intercom = { ...(campaign.intercom || {}), configured: true };
+      campaign.intercom = { ...(campaign.intercom || {}), configured: true, workspace_id: state.settings.workspace_id };
       meta.textContent = metaText();
       return state.settings;
     },
@@ -130,7 +155,7 @@ export async function renderCampaign(ctx) {
     async loadCompanyAttributes(objectField) {
       if (state.companyAttributes) return;
       try {
-        state.companyAttributes = (await api.get("v1/intercom/attributes", { query: { model: "company" }, signal })).data;
+        state.companyAttributes = (await api.get("v1/intercom/attributes", { query: { model: "company", ...page.workspaceQuery() }, signal })).data;
         page.attributes.set("company", state.companyAttributes);
       } catch (error) {
         page.errors.show([{ field: objectField.path || "", message: `Intercom's company attributes could not be listed: ${error.message}` }]);
@@ -157,7 +182,7 @@ export async function renderCampaign(ctx) {
       button.disabled = true;
       try {
         const made = await api.post(`v1/campaigns/${id}/intercom/setup`, doc, { signal });
-        const fresh = await api.get("v1/intercom/attributes", { query: { refresh: true }, signal });
+        const fresh = await api.get("v1/intercom/attributes", { query: { refresh: true, ...page.workspaceQuery() }, signal });
         page.attributes.set("contact", fresh.data);
         state.settings = await api.put(`v1/campaigns/${id}/intercom`, doc, { signal });
         page.errors.clear();
@@ -177,7 +202,41 @@ export async function renderCampaign(ctx) {
   const refresh = refreshAttributesButton(ctx, (attrs, segs) => {
     page.attributes.set("contact", attrs);
     state.segments = segs;
-  });
+  }, () => page.workspaceQuery());
+
+  // With several workspaces: which one the campaign uses. Choosing another shows its attributes and
+  // segments; saving a section binds the campaign to it.
+  function workspaceChoice() {
+    if (workspaces.length < 2) return null;
+    const choice = field("Intercom workspace", select(
+      workspaces.map((w) => [w.workspace_id, `${w.workspace_name || w.workspace_id}${w.status === "connected" ? "" : " (access revoked)"}`]),
+      state.workspaceId), { hint: "This campaign's signups, syncs and qualification use this workspace. Saving a section saves the choice." });
+    const status = h("span", { class: "inline-status", role: "status" });
+    choice.control.addEventListener("change", async () => {
+      const chosen = choice.control.value;
+      choice.control.disabled = true;
+      status.textContent = "Loading the workspace's attributes…";
+      try {
+        const query = { workspace_id: chosen, refresh: true };
+        const [attrs, segs] = await Promise.all([
+          api.get("v1/intercom/attributes", { query, signal }),
+          api.get("v1/intercom/segments", { query, signal }),
+        ]);
+        state.workspaceId = chosen;
+        state.companyAttributes = null;
+        page.attributes.set("contact", attrs.data);
+        state.segments = segs.data;
+        status.textContent = `${attrs.data.length} attributes and ${segs.data.length} segments of this workspace; save a section to move the campaign here.`;
+      } catch (error) {
+        choice.control.value = state.workspaceId;
+        status.textContent = `Could not load that workspace: ${error.message}`;
+      } finally {
+        choice.control.disabled = false;
+      }
+    });
+    choice.wrap.append(status);
+    return h("section", { class: "card" }, choice.wrap);
+  }
 
   async function reloadHistory() {
     state.syncs = (await api.get(`v1/campaigns/${id}/syncs`, { query: { limit: 10 }, signal })).data;
@@ -231,6 +290,7 @@ export async function renderCampaign(ctx) {
   replace(main,
     heading,
     meta,
+    workspaceChoice(),
     refresh, wizardSlot, overview);
   ctx.focusHeading(heading);
 }

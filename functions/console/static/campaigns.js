@@ -8,8 +8,11 @@ export function integrationStatus(campaign) {
   return intercom.ongoing_sync ? "Set up · ongoing sync on" : "Set up";
 }
 
-/** The button that reloads Intercom's attributes and segments (`?refresh=true`); `onDone` gets both lists. */
-export function refreshAttributesButton(ctx, onDone) {
+/**
+ * The button that reloads Intercom's attributes and segments (`?refresh=true`); `onDone` gets both lists.
+ * `query()` names the workspace (`{workspace_id}`) when the account has several.
+ */
+export function refreshAttributesButton(ctx, onDone, query = () => ({})) {
   const { api, signal } = ctx;
   const status = h("span", { class: "inline-status", role: "status" });
   const button = h("button", { type: "button" }, "Refresh attributes");
@@ -18,15 +21,17 @@ export function refreshAttributesButton(ctx, onDone) {
     status.textContent = "Reloading from Intercom…";
     try {
       const [attributes, segments] = await Promise.all([
-        api.get("v1/intercom/attributes", { query: { refresh: true }, signal }),
-        api.get("v1/intercom/segments", { query: { refresh: true }, signal }),
+        api.get("v1/intercom/attributes", { query: { refresh: true, ...query() }, signal }),
+        api.get("v1/intercom/segments", { query: { refresh: true, ...query() }, signal }),
       ]);
       status.textContent = `${attributes.data.length} attributes and ${segments.data.length} segments reloaded from Intercom.`;
       if (onDone) onDone(attributes.data, segments.data);
     } catch (error) {
       status.textContent = error.code === "not_connected"
         ? "Connect Intercom first (Integrations)."
-        : `Could not reload: ${error.message}`;
+        : error.details.some((d) => d.field === "workspace_id")
+          ? "This account has several Intercom workspaces: refresh them from a campaign's page."
+          : `Could not reload: ${error.message}`;
     } finally {
       button.disabled = false;
     }

@@ -219,7 +219,7 @@ export function syncWizard(ctx, page, { onClose, onStarted }) {
           try {
             const made = await api.post("v1/intercom/attributes",
               { name: shortName, data_type: FIELD_DATA_TYPES[key] || "string", description: `Referral Factory: ${FIELD_LABELS[key]}` },
-              { signal });
+              { query: page.workspaceQuery(), signal });
             attrs.add("contact", made);
             pickers[key].control.value = made.full_name;
             create.remove();

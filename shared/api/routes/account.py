@@ -1,5 +1,6 @@
-"""The account API: Intercom attributes and segments, the account's campaigns and their Intercom
-settings, setup of missing attributes, the Referral Factory key, and key rotation (its referrals:
+"""The account API: Intercom attributes and segments (of the workspace a request names, or the
+account's only one), the account's campaigns and their Intercom settings (each bound to a workspace),
+setup of missing attributes, the Referral Factory key, and key rotation (its referrals:
 `shared/api/routes/referrals.py`)."""
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import BaseModel, Field, HttpUrl, ValidationError
 from typing_extensions import TypedDict
 
-from shared import keys, settings
+from shared import keys, messages, settings
 from shared.api.docs import ACCOUNT_KEY, answers
 from shared.api.pagination import ListEnvelope
 from shared.api.resolver import json_response
 from shared.api.resolver import router as new_router
 from shared.api.routes.operator import RfApiKey
+from shared.aws import queues
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, RateLimited, UpstreamError
 from shared.clients.http import INTERACTIVE_POLICY
 from shared.clients.intercom import IntercomClient
@@ -38,7 +40,9 @@ from shared.domain.errors import ApiError, Conflict, FieldError, NotFound, Valid
 from shared.observability import logger
 from shared.records.accounts import Account
 from shared.records.campaigns import CampaignStore
-from shared.records.connections import REVOKED, AccessRevoked, Connection, NotConnected, usable
+from shared.records.connections import REVOKED, AccessRevoked, Connection
+from shared.records.referrals import Referrals
+from shared.records.syncs import SyncInProgress, Syncs
 from shared.wiring import Services, services
 
 router = new_router()
@@ -65,22 +69,26 @@ class UpstreamUnavailable(ApiError):
     code = "upstream_unavailable"
 
 
-def _connection(account: Account) -> Connection:
-    connection = _services().connections().get(account.account_id)
-    if connection is not None and connection.status == REVOKED:
+# `?workspace_id=` of the attribute and segment routes: required when the account has several.
+WorkspaceQuery = Annotated[str | None, Query(min_length=1, max_length=200)]
+
+
+def _connection(account: Account, workspace_id: str | None) -> Connection:
+    """The workspace the request names, or the account's only one (`Connections.chosen`), usable."""
+    connection = _services().connections().chosen(account.account_id, workspace_id)
+    if connection.status == REVOKED:
         raise AccessRevoked
-    if not usable(connection):
-        raise NotConnected
     return connection
 
 
 @contextmanager
-def _upstream(account: Account, service: str) -> Iterator[None]:
+def _upstream(account: Account, service: str, connection: Connection | None = None) -> Iterator[None]:
     """Intercom's and Referral Factory's failures as the caller should see them."""
     try:
         yield
     except ConnectionRevoked as exc:
-        _services().connections().revoked_by_intercom(account.account_id)
+        if connection is not None:
+            _services().connections().revoked_by_intercom(account.account_id, connection.workspace_id)
         raise AccessRevoked from exc
     except CredentialsRejected as exc:
         raise Conflict(
@@ -94,8 +102,8 @@ def _upstream(account: Account, service: str) -> Iterator[None]:
         raise UpstreamUnavailable(f"{service} could not answer: {exc.message}") from exc
 
 
-def _intercom(account: Account) -> tuple[Connection, IntercomClient]:
-    connection = _connection(account)
+def _intercom(account: Account, workspace_id: str | None) -> tuple[Connection, IntercomClient]:
+    connection = _connection(account, workspace_id)
     return connection, _services().intercom_for(connection, policy=INTERACTIVE_POLICY)
 
 
@@ -113,10 +121,14 @@ Listed = TypeVar("Listed", Attribute, Segment)
 
 
 def _cached(
-    account: Account, name: str, refresh: bool, load: Callable[[IntercomClient], list[Listed]]
+    account: Account,
+    workspace_id: str | None,
+    name: str,
+    refresh: bool,
+    load: Callable[[IntercomClient], list[Listed]],
 ) -> list[Listed]:
     """The workspace's list `name` as last loaded (for CACHE_MAX_AGE_S), or loaded now and kept."""
-    connection, client = _intercom(account)
+    connection, client = _intercom(account, workspace_id)
     store = _services().store
     pk, sk = keys.cache_key(account.account_id, name, connection.workspace_id)
     now = int(time.time())
@@ -124,7 +136,7 @@ def _cached(
         item = store.get(pk, sk, consistent=False)
         if item and now - item["fetched_at"] < CACHE_MAX_AGE_S:
             return list(item["data"])
-    with _upstream(account, "Intercom"):
+    with _upstream(account, "Intercom", connection):
         data = load(client)
     store.put({"pk": pk, "sk": sk, "data": data, "fetched_at": now, "expires_at": now + CACHE_TTL_S})
     return data
@@ -145,9 +157,9 @@ _ATTRIBUTE_LISTS: dict[str, tuple[str, Callable[[IntercomClient], list[Attribute
 }
 
 
-def _attributes(account: Account, model: str, refresh: bool) -> list[Attribute]:
+def _attributes(account: Account, workspace_id: str | None, model: str, refresh: bool) -> list[Attribute]:
     name, load = _ATTRIBUTE_LISTS[model]
-    return _cached(account, name, refresh, load)
+    return _cached(account, workspace_id, name, refresh, load)
 
 
 def _load_segments(client: IntercomClient) -> list[Segment]:
@@ -164,10 +176,13 @@ def _invalidate_attributes(account: Account, workspace_id: str, model: str = CON
 
 @router.get("/v1/intercom/attributes", security=ACCOUNT_KEY)
 def list_attributes(
-    refresh: Annotated[bool, Query()] = False, model: Annotated[ObjectKind, Query()] = CONTACT
+    refresh: Annotated[bool, Query()] = False,
+    model: Annotated[ObjectKind, Query()] = CONTACT,
+    workspace_id: WorkspaceQuery = None,
 ) -> ListEnvelope[Attribute]:
-    """The contact's data attributes, or with `model=company` the company's."""
-    return {"data": _attributes(_account(), model, refresh), "next_cursor": None}
+    """The contact's data attributes, or with `model=company` the company's, of the workspace named
+    (required when the account has several)."""
+    return {"data": _attributes(_account(), workspace_id, model, refresh), "next_cursor": None}
 
 
 class NewAttribute(BaseModel):
@@ -183,7 +198,7 @@ class NewAttribute(BaseModel):
     responses=answers(201, Attribute, "The attribute, created in Intercom."),
     security=ACCOUNT_KEY,
 )
-def create_attribute(body: NewAttribute) -> Response[Attribute]:
+def create_attribute(body: NewAttribute, workspace_id: WorkspaceQuery = None) -> Response[Attribute]:
     account = _account()
     if (body.data_type == "options") != bool(body.options):
         raise ValidationFailed(
@@ -192,8 +207,8 @@ def create_attribute(body: NewAttribute) -> Response[Attribute]:
                 field_error("options", "a list attribute needs at least two options; other types take none")
             ],
         )
-    connection, client = _intercom(account)
-    with _upstream(account, "Intercom"):
+    connection, client = _intercom(account, workspace_id)
+    with _upstream(account, "Intercom", connection):
         created = client.create_data_attribute(
             body.name, body.data_type, model=body.model, description=body.description, options=body.options
         )
@@ -202,8 +217,11 @@ def create_attribute(body: NewAttribute) -> Response[Attribute]:
 
 
 @router.get("/v1/intercom/segments", security=ACCOUNT_KEY)
-def list_segments(refresh: Annotated[bool, Query()] = False) -> ListEnvelope[Segment]:
-    return {"data": _cached(_account(), "segments", refresh, _load_segments), "next_cursor": None}
+def list_segments(
+    refresh: Annotated[bool, Query()] = False, workspace_id: WorkspaceQuery = None
+) -> ListEnvelope[Segment]:
+    segments = _cached(_account(), workspace_id, "segments", refresh, _load_segments)
+    return {"data": segments, "next_cursor": None}
 
 
 # -- campaigns -----------------------------------------------------------------------------------
@@ -229,6 +247,8 @@ def _own_campaign(account: Account, campaign_id: str) -> Campaign:
 class CampaignIntegration(TypedDict):
     configured: bool
     ongoing_sync: bool
+    # The Intercom workspace a configured campaign uses (None when not configured).
+    workspace_id: str | None
 
 
 class ListedCampaign(TypedDict):
@@ -244,7 +264,7 @@ class ListedCampaign(TypedDict):
 def list_campaigns() -> ListEnvelope[ListedCampaign]:
     account = _account()
     store = _campaigns()
-    configured = store.configured(account.account_id)
+    configured = _services().connections().campaign_workspaces(account.account_id)
     data: list[ListedCampaign] = []
     for campaign in _rf_campaigns(account):
         cid = str(campaign.id)
@@ -256,6 +276,7 @@ def list_campaigns() -> ListEnvelope[ListedCampaign]:
                 "intercom": {
                     "configured": cid in configured,
                     "ongoing_sync": cid in configured and store.has_ongoing_sync(account.account_id, cid),
+                    "workspace_id": configured.get(cid),
                 },
             }
         )
@@ -264,11 +285,13 @@ def list_campaigns() -> ListEnvelope[ListedCampaign]:
 
 @router.get("/v1/campaigns/<campaign_id>/intercom", security=ACCOUNT_KEY)
 def get_campaign_settings(campaign_id: str) -> dict[str, Any]:
+    """The settings as saved, with the workspace the campaign uses."""
     account = _account()
     found = _campaigns().get_settings(account.account_id, campaign_id)
     if found is None:
         raise NotFound(f"Campaign {campaign_id} has no Intercom settings yet.", code="settings_missing")
-    return found
+    workspace_id = _services().connections().workspace_of(account.account_id, campaign_id)
+    return {"workspace_id": workspace_id, **found}
 
 
 def _parse_settings(raw: Any) -> CampaignSettings:
@@ -281,23 +304,86 @@ def _parse_settings(raw: Any) -> CampaignSettings:
 
 @router.put("/v1/campaigns/<campaign_id>/intercom", security=ACCOUNT_KEY)
 def put_campaign_settings(campaign_id: str, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    """Save the settings, validated against the attributes of the campaign's workspace (`workspace_id`,
+    required when the account has several; the campaign is bound to it)."""
     account = _account()
     parsed = _parse_settings(body)
     _own_campaign(account, campaign_id)
+    workspace_id = _connection(account, parsed.workspace_id).workspace_id
+    previous = _rebinding(account, campaign_id, workspace_id)
     # Validated against the live lists: a cached one could accept an attribute deleted since.
-    attributes = _attributes(account, CONTACT, True)
-    company_attributes = _attributes(account, COMPANY, True) if names_company_attributes(parsed) else []
+    attributes = _attributes(account, workspace_id, CONTACT, True)
+    company_attributes = (
+        _attributes(account, workspace_id, COMPANY, True) if names_company_attributes(parsed) else []
+    )
     problems = validate(parsed, attributes, company_attributes)
     if problems:
         raise ValidationFailed(
             f"{len(problems)} problem(s) with the campaign's Intercom settings.", details=problems
         )
-    stored = parsed.model_dump(mode="json")
-    _campaigns().put_settings(account.account_id, campaign_id, stored)
+    stored = parsed.model_dump(mode="json") | {"workspace_id": workspace_id}
+    campaigns = _campaigns()
+    campaigns.put_settings(account.account_id, campaign_id, stored, workspace_id)
+    if previous is not None:
+        _moved(account, campaign_id, previous, workspace_id)
     logger.info(
-        "campaign settings saved", extra={"account_id": account.account_id, "campaign_id": campaign_id}
+        "campaign settings saved",
+        extra={"account_id": account.account_id, "campaign_id": campaign_id, "workspace_id": workspace_id},
     )
     return stored
+
+
+def _rebinding(account: Account, campaign_id: str, workspace_id: str) -> str | None:
+    """The workspace the campaign moves away from when its settings now name another (None when it
+    does not move); 409 `sync_in_progress` while one of its syncs runs in the old one."""
+    svc = _services()
+    if _campaigns().get(account.account_id, campaign_id) is None:
+        return None
+    current = svc.connections().workspace_of(account.account_id, campaign_id)
+    if current in (None, workspace_id):
+        return None
+    running = Syncs(svc.store).running_for(account.account_id, campaign_id)
+    if running:
+        raise SyncInProgress(
+            f"Sync {running} is running for this campaign in workspace {current}; wait for it or cancel "
+            "it before moving the campaign to another workspace."
+        )
+    return current
+
+
+def _moved(account: Account, campaign_id: str, previous: str, workspace_id: str) -> None:
+    """The campaign now uses another workspace: its ongoing sync (whose audience and segment were the
+    old workspace's) is turned off, and its signups waiting for the old workspace are looked at again
+    (the push records them `not_pushed`, saying the campaign's workspace changed)."""
+    _campaigns().turn_ongoing_sync_off(account.account_id, campaign_id)
+    waiting = [
+        r
+        for r in Referrals(_services().store).waiting_for_connection(account.account_id)
+        if r.campaign_id == campaign_id
+    ]
+    queues.send_batch(
+        _settings().signup_queue_url,
+        [
+            messages.RfWebhook(
+                account_id=account.account_id,
+                event="user.join",
+                rf_user_id=r.rf_user_id,
+                campaign_id=campaign_id,
+                via="workspace_changed",
+            ).body()
+            for r in waiting
+        ],
+    )
+    logger.info(
+        "campaign moved to another workspace",
+        extra={
+            "account_id": account.account_id,
+            "campaign_id": campaign_id,
+            "from": previous,
+            "to": workspace_id,
+            "waiting": len(waiting),
+        },
+    )
 
 
 @router.delete(
@@ -323,7 +409,12 @@ def setup_campaign(
     parsed = _parse_settings(body) if body else _campaigns().settings(account.account_id, campaign_id)
     if parsed is None:
         raise Conflict("Send the settings to set up, or save them first.", code="settings_missing")
-    connection, client = _intercom(account)
+    chosen = parsed.workspace_id if body else None
+    if chosen is None and _campaigns().get(account.account_id, campaign_id) is not None:
+        # Saved settings: their campaign's workspace.
+        chosen = _services().connections().workspace_of(account.account_id, campaign_id)
+    connection, client = _intercom(account, chosen)
+    workspace_id = connection.workspace_id
     created: list[str] = []
     existing: list[str] = []
     problems: list[FieldError] = []
@@ -331,13 +422,13 @@ def setup_campaign(
         named = named_attributes(parsed, model)
         if not named:
             continue
-        existing_names = {a["full_name"] for a in _attributes(account, model, True)}
+        existing_names = {a["full_name"] for a in _attributes(account, workspace_id, model, True)}
         made = 0
         for full_name, data_type in sorted(named.items()):
             if full_name in existing_names:
                 existing.append(full_name)
             elif full_name.startswith("custom_attributes."):
-                with _upstream(account, "Intercom"):
+                with _upstream(account, "Intercom", connection):
                     name = full_name.removeprefix("custom_attributes.")
                     client.create_data_attribute(name, data_type, model=model)
                 created.append(full_name)

@@ -1,4 +1,9 @@
-"""Connecting an Intercom workspace: the OAuth round trip, the connection's state, disconnecting."""
+"""Connecting Intercom workspaces: the OAuth round trip, the connections' states, disconnecting.
+
+An account may connect several workspaces (each connect adds one, or gives one it has a new token); the
+single-connection routes (`/v1/intercom/connection`) keep working while it has one and answer 409
+`several_workspaces` otherwise; `/v1/intercom/connections` lists them and disconnects one.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from pydantic import BaseModel, HttpUrl
 
 from shared import settings
 from shared.api.docs import ACCOUNT_KEY, HTML, JSON, answers
+from shared.api.pagination import ListEnvelope
 from shared.api.resolver import json_response, public_base_url
 from shared.api.resolver import router as new_router
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, UpstreamError
@@ -23,10 +29,14 @@ from shared.records.accounts import Account
 from shared.records.connections import (
     CONNECTED,
     Connection,
+    Connections,
     ConnectionView,
     WorkspaceInfo,
+    WorkspaceNotFound,
+    WorkspaceView,
     public_view,
     usable,
+    workspace_view,
 )
 from shared.records.oauth_states import OAuthStates
 from shared.wiring import Services, services
@@ -184,8 +194,9 @@ def callback(
 
 @router.get("/v1/intercom/connection", security=ACCOUNT_KEY)
 def get_connection() -> ConnectionView:
+    """The account's one workspace (409 `several_workspaces` when it has more)."""
     account = _account()
-    return public_view(_services().connections().get(account.account_id))
+    return public_view(_services().connections().sole(account.account_id))
 
 
 @router.delete(
@@ -194,10 +205,51 @@ def get_connection() -> ConnectionView:
     security=ACCOUNT_KEY,
 )
 def disconnect() -> Response[Any]:
+    """Disconnect the account's one workspace (409 `several_workspaces` when it has more)."""
     account = _account()
     svc = _services()
     connections = svc.connections()
-    current = connections.get(account.account_id)
+    current = connections.sole(account.account_id)
+    if current is not None:
+        _disconnect(svc, connections, current)
+    return Response(status_code=204, body="")
+
+
+@router.get("/v1/intercom/connections", security=ACCOUNT_KEY)
+def list_connections() -> ListEnvelope[WorkspaceView]:
+    """Every workspace the account connected, disconnected ones included, with the campaigns using each."""
+    account = _account()
+    connections = _services().connections()
+    known = connections.all(account.account_id)
+    uses: dict[str, list[str]] = {c.workspace_id: [] for c in known}
+    for campaign_id, workspace_id in connections.campaign_workspaces(account.account_id).items():
+        if workspace_id in uses:
+            uses[workspace_id].append(campaign_id)
+    return {"data": [workspace_view(c, uses[c.workspace_id]) for c in known], "next_cursor": None}
+
+
+@router.delete(
+    "/v1/intercom/connections/<workspace_id>",
+    responses=answers(
+        204,
+        description="Disconnected: revoked at Intercom, its campaigns' ongoing syncs off and running "
+        "ones cancelled; the account's other workspaces keep working.",
+    ),
+    security=ACCOUNT_KEY,
+)
+def disconnect_workspace(workspace_id: str) -> Response[Any]:
+    account = _account()
+    svc = _services()
+    connections = svc.connections()
+    current = connections.get(account.account_id, workspace_id)
+    if current is None:
+        raise WorkspaceNotFound(workspace_id)
+    _disconnect(svc, connections, current)
+    return Response(status_code=204, body="")
+
+
+def _disconnect(svc: Services, connections: Connections, current: Connection) -> None:
+    """Revoke the workspace's token at Intercom (when it still works), then forget it here."""
     if usable(current):
         try:
             svc.intercom_for(current, policy=INTERACTIVE_POLICY).uninstall()
@@ -207,5 +259,4 @@ def disconnect() -> Response[Any]:
             raise IntercomUnavailable(
                 "Intercom could not be reached to revoke access; nothing changed."
             ) from exc
-    connections.disconnect(account.account_id)
-    return Response(status_code=204, body="")
+    connections.disconnect(current.account_id, current.workspace_id)

@@ -66,7 +66,9 @@ def list_referrals(
         limit=limit,
         start_key=start,
     )
-    return page([public_view(i) for i in items], last)
+    # A referral the product has not tried to push yet carries its campaign's workspace.
+    workspaces = _services().connections().campaign_workspaces(account.account_id) if items else {}
+    return page([public_view(i, workspaces.get(i.campaign_id)) for i in items], last)
 
 
 @router.post(
@@ -85,12 +87,12 @@ def retry_referral(rf_user_id: str, campaign_id: Annotated[str, Query(min_length
         raise NotFound(f"No referral {rf_user_id} in campaign {campaign_id}.", code="referral_not_found")
     if record.intercom_status not in RETRYABLE:
         raise _not_retryable(rf_user_id, record.intercom_status)
-    connection = svc.connections().get(account.account_id)
+    connection = svc.connections().for_campaign(account.account_id, campaign_id)
     if not usable(connection):
         why = (
-            "Intercom revoked the connection"
+            f"Intercom revoked the connection of workspace {connection.workspace_id}"
             if connection is not None and connection.status == REVOKED
-            else "No Intercom workspace is connected"
+            else "The campaign's Intercom workspace is not connected"
         )
         raise Conflict(f"{why}: connect it (POST /v1/intercom/connect), then retry.", code=NOT_CONNECTED)
     previous = record.intercom_status
@@ -112,7 +114,7 @@ def retry_referral(rf_user_id: str, campaign_id: Annotated[str, Query(min_length
     except Exception:
         referrals.retry_not_queued(record, previous)
         raise
-    return json_response(public_view(requested), status_code=202)
+    return json_response(public_view(requested, connection.workspace_id), status_code=202)
 
 
 def _not_retryable(rf_user_id: str, status: str) -> Conflict:

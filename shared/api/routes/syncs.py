@@ -14,7 +14,9 @@ from shared.api.pagination import decode_cursor, page
 from shared.api.resolver import json_response
 from shared.api.resolver import router as new_router
 from shared.aws import queues
-from shared.domain.errors import Conflict, NotFound
+from shared.clients.errors import CredentialsRejected, UpstreamError
+from shared.clients.http import INTERACTIVE_POLICY
+from shared.domain.errors import ApiError, Conflict, NotFound
 from shared.flows.sync import MIN_ONGOING_INTERVAL_S, ONGOING_INTERVAL_S, Engine, ongoing_view
 from shared.records.accounts import Account
 from shared.records.campaigns import CampaignStore
@@ -41,6 +43,31 @@ def _account() -> Account:
     return _services().accounts.authenticate(router.current_event.headers.get("authorization"))
 
 
+class UpstreamUnavailable(ApiError):
+    status = 502
+    code = "upstream_unavailable"
+
+
+def _own_campaign(account: Account, campaign_id: str) -> None:
+    """404 `campaign_not_found` unless the campaign is the account's: one it saved settings for, or
+    else one Referral Factory lists for its key (so another account's campaign ids lead nowhere)."""
+    svc = _services()
+    if CampaignStore(svc.store).get(account.account_id, campaign_id) is not None:
+        return
+    try:
+        campaigns = svc.referral_factory_for(account, policy=INTERACTIVE_POLICY).list_campaigns()
+    except CredentialsRejected as exc:
+        raise Conflict(
+            "Referral Factory rejected the account's credentials.", code="upstream_unauthorized"
+        ) from exc
+    except UpstreamError as exc:
+        raise UpstreamUnavailable(f"Referral Factory could not answer: {exc.message}") from exc
+    if not any(str(c.id) == campaign_id for c in campaigns):
+        raise NotFound(
+            f"Referral Factory has no campaign {campaign_id} for this account.", code="campaign_not_found"
+        )
+
+
 class _Audience(BaseModel):
     audience: Literal["leads", "users", "all", "segment"]
     segment_id: str | None = None
@@ -61,11 +88,15 @@ class TurnOngoingOn(_Audience):
 
 
 def _ready_to_sync(account: Account, campaign_id: str) -> None:
-    """What a sync, or an ongoing one, needs: a usable connection and the campaign's sync settings."""
+    """What a sync, or an ongoing one, needs: the campaign's workspace connected and its sync settings."""
+    _own_campaign(account, campaign_id)
     svc = _services()
-    connection = svc.connections().get(account.account_id)
+    connection = svc.connections().for_campaign(account.account_id, campaign_id)
     if not usable(connection):
-        raise NotConnected
+        raise NotConnected(
+            f"Campaign {campaign_id}'s Intercom workspace is not connected; connect it "
+            "(POST /v1/intercom/connect), or bind the campaign to a connected one."
+        )
     campaign = CampaignStore(svc.store).settings(account.account_id, campaign_id)
     if campaign is None or campaign.sync is None:
         raise Conflict(
@@ -100,6 +131,7 @@ def list_syncs(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
     account = _account()
+    _own_campaign(account, campaign_id)
     start = decode_cursor(
         cursor, partition=keys.campaign_syncs_key(account.account_id, campaign_id), partition_key="gsi1pk"
     )
@@ -110,6 +142,7 @@ def list_syncs(
 @router.get("/v1/campaigns/<campaign_id>/syncs/ongoing", security=ACCOUNT_KEY)
 def get_ongoing(campaign_id: str) -> dict[str, Any]:
     account = _account()
+    _own_campaign(account, campaign_id)
     return ongoing_view(_engine().ongoing(account.account_id, campaign_id))
 
 
@@ -131,6 +164,7 @@ def turn_ongoing_on(campaign_id: str, body: TurnOngoingOn) -> dict[str, Any]:
 )
 def stop_ongoing(campaign_id: str) -> Response[Any]:
     account = _account()
+    _own_campaign(account, campaign_id)
     CampaignStore(_services().store).turn_ongoing_sync_off(account.account_id, campaign_id)
     return Response(status_code=204, body="")
 
