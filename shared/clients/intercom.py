@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NotRequired
 from urllib.parse import parse_qsl, quote, urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypedDict
 
@@ -35,6 +34,8 @@ from shared.domain.contact import CompoundQuery, Contact, ContactBody, Scalar, S
 from shared.settings import DEFAULT_INTERCOM_API_BASE
 
 if TYPE_CHECKING:
+    import httpx
+
     from shared.domain.campaign_settings import Attribute
 
 INTERCOM_VERSION = "2.16"  # the newest stable (July 2026); the only place the version is named
