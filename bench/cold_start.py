@@ -5,6 +5,9 @@ root standing in for the layer), the function's template environment and the var
 runtime itself sets (`LAMBDA_TASK_ROOT`, `AWS_EXECUTION_ENV`, ...): without them the X-Ray SDK
 believes it runs on a server and builds two botocore clients for centralised sampling, and
 Powertools' Tracer disables itself and patches nothing, neither of which a Lambda cold start does.
+The virtualenv also holds the development tools, which the layer does not (Makefile
+`build-SharedLayer`: pyproject's dependencies and theirs): a sample cannot import those, as on
+Lambda, where httpx finds no `click`/`rich` for its command line and X-Ray no `requests` to patch.
 
 Each handler has a goal by what waits on it (issue 18): the webhook receivers answer Intercom and
 Referral Factory within their timeouts (1.5 x), every other function behind API Gateway has a person
@@ -19,6 +22,11 @@ import json
 import statistics
 import subprocess
 import sys
+import tomllib
+from functools import cache
+from importlib import metadata
+
+from packaging.requirements import Requirement
 
 from local import template as tmpl
 from local.provision import Provisioned, parameter_defaults, resolve_environment
@@ -30,10 +38,65 @@ RECEIVER_GOAL = GOALS["receiver"]
 PROBE = """
 import sys, time
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
+NOT_IN_LAYER = frozenset(sys.argv[4].split(","))
+
+class NotInLayer:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.partition(".")[0] in NOT_IN_LAYER:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the layer)", name=name)
+
+sys.meta_path.insert(0, NotInLayer)
 start = time.perf_counter()
 __import__(sys.argv[3])
 print(time.perf_counter() - start)
 """
+
+
+def _top_level(dist: metadata.Distribution) -> set[str]:
+    listed = dist.read_text("top_level.txt")
+    if listed:
+        return {line.strip() for line in listed.splitlines() if line.strip()}
+    names = set()
+    for path in dist.files or ():
+        first = path.parts[0]
+        if (
+            len(path.parts) > 1
+            and not first.endswith((".dist-info", ".data"))
+            and first not in ("..", "__pycache__")
+        ):
+            names.add(first)
+        elif len(path.parts) == 1 and first.endswith(".py"):
+            names.add(first.removesuffix(".py"))
+    return names
+
+
+@cache
+def not_in_layer() -> frozenset[str]:
+    """Top-level modules of the installed distributions the layer does not carry: everything outside
+    pyproject's dependencies and, with their extras, theirs."""
+    project = tomllib.loads((tmpl.ROOT / "pyproject.toml").read_text())["project"]
+    pending = [Requirement(r) for r in project["dependencies"]]
+    carried: dict[str, set[str]] = {}
+    while pending:
+        req = pending.pop()
+        name = req.name.lower().replace("_", "-")
+        if name in carried and req.extras <= carried[name]:
+            continue
+        carried.setdefault(name, set()).update(req.extras)
+        for spec in metadata.distribution(name).requires or ():
+            dep = Requirement(spec)
+            extras = carried[name] | {""}
+            if dep.marker is None or any(dep.marker.evaluate({"extra": e}) for e in extras):
+                pending.append(dep)
+    installed: set[str] = set()
+    layer: set[str] = set()
+    for dist in metadata.distributions():
+        names = _top_level(dist)
+        installed |= names
+        if dist.metadata["Name"].lower().replace("_", "-") in carried:
+            layer |= names
+    return frozenset(installed - layer - set(sys.stdlib_module_names) - {"shared"})
 
 
 def kind(fn: tmpl.Function) -> str:
@@ -81,7 +144,16 @@ def _environment(fn: tmpl.Function) -> dict[str, str]:
 
 def _sample(code_uri: str, module: str, env: dict[str, str]) -> float:
     result = subprocess.run(
-        [sys.executable, "-I", "-c", PROBE, code_uri, str(tmpl.ROOT), module],
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            PROBE,
+            code_uri,
+            str(tmpl.ROOT),
+            module,
+            ",".join(sorted(not_in_layer())),
+        ],
         capture_output=True,
         text=True,
         env=env,
