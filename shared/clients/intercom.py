@@ -112,8 +112,9 @@ class SearchPage:
 
 
 class _Listing(BaseModel):
-    # Intercom's objects carry more than the product reads: kept as they came.
-    model_config = ConfigDict(extra="allow")
+    # Intercom's objects carry more than the product reads: kept as they came. Built when an answer is
+    # first read, like httpx loaded on the first call out (docs/cold-starts.md).
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class _Next(_Listing):

@@ -35,7 +35,6 @@ from shared import keys, messages
 from shared.aws.store import Attr, ConditionFailed
 from shared.clients.errors import ConnectionRevoked, Invalid, RateLimited, UpstreamError, refused_for_good
 from shared.clients.http import RetryPolicy
-from shared.clients.intercom import SEARCH_PAGE_SIZE
 from shared.domain.campaign_settings import CampaignSettings
 from shared.domain.contact import Contact
 from shared.domain.qualification import EXISTING_UPDATED
@@ -299,6 +298,8 @@ class Engine:
         sync_id = sync.sync_id
         page = sync.next_page
         query = audience_query(sync.audience, sync.segment_id, updated_since=sync.updated_since)
+        from shared.clients.intercom import SEARCH_PAGE_SIZE  # with the client: the sync API calls out never
+
         try:
             result = self.svc.intercom_for(connection).search_page(
                 query, starting_after=sync.cursor, per_page=SEARCH_PAGE_SIZE

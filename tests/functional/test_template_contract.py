@@ -162,3 +162,10 @@ def test_the_layer_build_downloads_aarch64_wheels_only():
     assert "--platform manylinux2014_aarch64" in recipe
     assert "--only-binary=:all:" in recipe
     assert "x86_64" not in recipe
+
+
+def test_checks_catch_a_snapstart_function_invoked_without_its_alias():
+    template = copy.deepcopy(tmpl.load())
+    del template["Resources"]["AccountApiFunction"]["Properties"]["AutoPublishAlias"]
+    problems = template_check.check(template)
+    assert any("AccountApiFunction's $LATEST" in p for p in problems), problems

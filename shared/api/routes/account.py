@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
@@ -20,8 +20,6 @@ from shared.api.pagination import ListEnvelope
 from shared.api.resolver import json_response
 from shared.api.resolver import router as new_router
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, RateLimited, UpstreamError
-from shared.clients.intercom import IntercomClient
-from shared.clients.referral_factory import Campaign
 from shared.domain.campaign_settings import (
     COMPANY,
     CONTACT,
@@ -38,6 +36,10 @@ from shared.records.accounts import Account
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import REVOKED, AccessRevoked, Connection, NotConnected, usable
 from shared.wiring import Services, services
+
+if TYPE_CHECKING:
+    from shared.clients.intercom import IntercomClient
+    from shared.clients.referral_factory import Campaign
 
 router = new_router()
 

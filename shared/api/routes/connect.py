@@ -15,7 +15,6 @@ from shared.api.docs import ACCOUNT_KEY, HTML, JSON, answers
 from shared.api.resolver import json_response, public_base_url
 from shared.api.resolver import router as new_router
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, UpstreamError
-from shared.clients.intercom import IntercomClient, exchange_code
 from shared.domain.errors import ApiError, BadRequest
 from shared.observability import logger, metrics
 from shared.records.accounts import Account
@@ -139,6 +138,8 @@ def _complete(code: str | None, state: str | None, denied: str | None) -> tuple[
     if not code:
         raise BadRequest("Intercom sent no authorization code.", code="missing_code")
     app = svc.app()
+    from shared.clients.intercom import IntercomClient, exchange_code  # the callback alone calls Intercom
+
     try:
         token = exchange_code(
             code, client_id=app.client_id, client_secret=app.client_secret, base_url=s.intercom_api_base
