@@ -35,7 +35,6 @@ from shared import keys, messages
 from shared.aws.store import Attr, ConditionFailed
 from shared.clients.errors import ConnectionRevoked, Invalid, RateLimited, UpstreamError, refused_for_good
 from shared.clients.http import RetryPolicy
-from shared.domain.campaign_settings import CampaignSettings
 from shared.domain.contact import Contact
 from shared.domain.qualification import EXISTING_UPDATED
 from shared.domain.rf_user import RfUser
@@ -74,6 +73,7 @@ from shared.records.syncs import (
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+    from shared.domain.campaign_settings import CampaignSettings
     from shared.records.accounts import Account
     from shared.records.connections import Connection
     from shared.settings import ContactSyncSettings
