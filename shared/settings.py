@@ -22,7 +22,8 @@ DEFAULT_INTERCOM_OAUTH_BASE = "https://app.intercom.com"
 class BaseSettings(BaseModel):
     """What every function has: its name for logs and metrics, and the main table."""
 
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+    # Built when loaded: a function validates one of these models, not all twelve (docs/cold-starts.md).
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore", defer_build=True)
 
     service_name: str = Field(alias="POWERTOOLS_SERVICE_NAME")
     metrics_namespace: str = Field(alias="POWERTOOLS_METRICS_NAMESPACE")

@@ -15,13 +15,12 @@ from shared.aws.app_secret import AppCredentials, app_credentials
 from shared.aws.crypto import SecretBox
 from shared.aws.store import Store
 from shared.clients.http import DEFAULT_POLICY, RetryPolicy
-from shared.clients.intercom import IntercomClient, api_base_for_region, regional_api_bases
-from shared.clients.rate_budget import intercom_budget, referral_factory_budget
-from shared.clients.referral_factory import ReferralFactoryClient
 from shared.records.accounts import Account, Accounts
 from shared.records.connections import Connection, Connections
 
 if TYPE_CHECKING:
+    from shared.clients.intercom import IntercomClient
+    from shared.clients.referral_factory import ReferralFactoryClient
     from shared.settings import SecretsSettings
 
 
@@ -68,6 +67,10 @@ class Services:
         """A client for a stored connection: its token, its region's base, its workspace's budget."""
         if connection.token is None:
             raise ValueError(f"the connection of {connection.account_id} is {connection.status}: no token")
+        # The clients load with the first call out: most first requests of the API functions make none.
+        from shared.clients.intercom import IntercomClient, api_base_for_region, regional_api_bases
+        from shared.clients.rate_budget import intercom_budget
+
         token = self.box.decrypt(connection.token, connection.account_id)
         bases = regional_api_bases(self.settings.intercom_api_base)
         return IntercomClient(
@@ -80,6 +83,9 @@ class Services:
     def referral_factory_for(
         self, account: Account, *, policy: RetryPolicy = DEFAULT_POLICY
     ) -> ReferralFactoryClient:
+        from shared.clients.rate_budget import referral_factory_budget
+        from shared.clients.referral_factory import ReferralFactoryClient
+
         api_key, api_base = self.accounts.referral_factory_credentials(account)
         return ReferralFactoryClient(
             api_key,

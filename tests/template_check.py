@@ -161,6 +161,26 @@ def architecture_rules(cloudformation: dict[str, Any]) -> list[str]:
     return problems
 
 
+def snapstart_rules(cloudformation: dict[str, Any]) -> list[str]:
+    """A SnapStart function is restored only as a published version: what invokes it (API Gateway's
+    permissions, event source mappings) must name its alias (SAM's AutoPublishAlias), not the
+    function, whose $LATEST is never snapshotted (docs/cold-starts.md)."""
+    resources = cloudformation["Resources"]
+    snapstart = {
+        name
+        for name, res in resources.items()
+        if res.get("Type") == "AWS::Lambda::Function"
+        and (res.get("Properties", {}).get("SnapStart") or {}).get("ApplyOn") == "PublishedVersions"
+    }
+    problems = []
+    for name, res in resources.items():
+        if res.get("Type") in ("AWS::Lambda::Permission", "AWS::Lambda::EventSourceMapping"):
+            target = res.get("Properties", {}).get("FunctionName")
+            if isinstance(target, dict) and target.get("Ref") in snapstart:
+                problems.append(f"{name}: invokes {target['Ref']}'s $LATEST, never restored from a snapshot")
+    return problems
+
+
 def layer_build_rules(template: dict[str, Any]) -> list[str]:
     return [
         f"{name}: Metadata.BuildArchitecture must be {ARCHITECTURE}"
@@ -182,6 +202,7 @@ def check(template: dict[str, Any]) -> list[str]:
         + queue_rules(template)
         + function_rules(template)
         + architecture_rules(cloudformation)
+        + snapstart_rules(cloudformation)
         + layer_build_rules(template)
     )
 

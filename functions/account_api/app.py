@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from shared import lifecycle
+
+lifecycle.init_begins()  # ended by lifecycle.init_done() at the end of this module
+
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -27,3 +31,6 @@ app.include_router(referrals.router)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+lifecycle.init_done()

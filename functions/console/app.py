@@ -6,6 +6,10 @@ account key, so this function has no access to the table, the queues or any secr
 
 from __future__ import annotations
 
+from shared import lifecycle
+
+lifecycle.init_begins()  # ended by lifecycle.init_done() at the end of this module
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,3 +34,6 @@ app.include_router(console.router_for(STATIC))
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)
+
+
+lifecycle.init_done()

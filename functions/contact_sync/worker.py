@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from shared import lifecycle
+
+lifecycle.init_begins()  # ended by lifecycle.init_done() at the end of this module
+
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -32,3 +36,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             context=context,
         )
     )
+
+
+lifecycle.init_done()

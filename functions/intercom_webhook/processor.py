@@ -3,6 +3,10 @@ scheduled qualification sweeps and uninstall notices."""
 
 from __future__ import annotations
 
+from shared import lifecycle
+
+lifecycle.init_begins()  # ended by lifecycle.init_done() at the end of this module
+
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -33,3 +37,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             context=context,
         )
     )
+
+
+lifecycle.init_done()

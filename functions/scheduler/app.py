@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from shared import lifecycle
+
+lifecycle.init_begins()  # ended by lifecycle.init_done() at the end of this module
+
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -34,3 +38,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     )
     metrics.add_metric(name="DueWorkFired", unit="Count", value=result.fired)
     return {"fired": result.fired, "skipped": result.skipped}
+
+
+lifecycle.init_done()

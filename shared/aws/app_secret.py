@@ -1,14 +1,18 @@
 """The Intercom app's client id and secret, from Secrets Manager, cached with a max age.
 
 Kept apart from the clients so the webhook receivers can verify signatures without importing them.
+Read through botocore, not Powertools' `parameters.get_secret`: that module imports boto3, about
+0.4 x `import boto3` more on the first request of the OAuth connect and of the Intercom receiver
+(docs/cold-starts.md). The cache keeps get_secret's rule: one read per max age per process.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from shared import caches
 
@@ -22,19 +26,30 @@ class AppCredentials:
     client_secret: str
 
 
-def app_credentials(secret_arn: str) -> AppCredentials:
-    from aws_lambda_powertools.utilities import parameters
+_read: dict[str, tuple[float, AppCredentials]] = {}
+_lock = threading.Lock()
 
-    value: Any = parameters.get_secret(secret_arn, max_age=APP_SECRET_MAX_AGE_S)
-    data = json.loads(value) if isinstance(value, str | bytes) else value
-    return AppCredentials(str(data.get("client_id", "")), str(data.get("client_secret", "")))
+
+def app_credentials(secret_arn: str, *, clock: Callable[[], float] = time.monotonic) -> AppCredentials:
+    now = clock()
+    with _lock:
+        kept = _read.get(secret_arn)
+    if kept is not None and now < kept[0]:
+        return kept[1]
+    # botocore on the first read: the receivers import this module at init and must answer fast.
+    from shared.aws import boto
+
+    answer = boto.client("secretsmanager").get_secret_value(SecretId=secret_arn)
+    data = json.loads(answer["SecretString"] if "SecretString" in answer else answer["SecretBinary"])
+    credentials = AppCredentials(str(data.get("client_id", "")), str(data.get("client_secret", "")))
+    with _lock:
+        _read[secret_arn] = (now + APP_SECRET_MAX_AGE_S, credentials)
+    return credentials
 
 
 def _forget_app_secret() -> None:
-    """Powertools keeps the secret in its own process-global cache; not imported, nothing is cached."""
-    parameters = sys.modules.get("aws_lambda_powertools.utilities.parameters")
-    if parameters is not None:
-        parameters.clear_caches()
+    with _lock:
+        _read.clear()
 
 
-caches.register(f"{__name__}.app_credentials", _forget_app_secret)
+caches.register(f"{__name__}._read", _forget_app_secret)

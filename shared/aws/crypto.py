@@ -13,8 +13,6 @@ from typing import Any
 from pydantic import ConfigDict, with_config
 from typing_extensions import TypedDict
 
-from shared.aws import boto
-
 _VERSION = 1
 
 
@@ -36,6 +34,9 @@ class SecretBox:
 
     @property
     def kms(self) -> Any:
+        # botocore on first use: the records import `Sealed`, and the webhook receivers the records.
+        from shared.aws import boto
+
         return self._kms or boto.client("kms")
 
     def encrypt(self, plaintext: str, account_id: str) -> Sealed:

@@ -1,11 +1,12 @@
-"""The SQS adapter: sending messages, one at a time or in batches of ten."""
+"""The SQS adapter: sending messages, one at a time or in batches of ten.
+
+botocore is reached on the first send, not at import: the webhook receivers import this module and
+keep their cold start small (docs/cold-starts.md)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
-
-from shared.aws import boto
 
 
 class QueueSendFailed(Exception):
@@ -13,6 +14,8 @@ class QueueSendFailed(Exception):
 
 
 def send(queue_url: str, body: dict[str, Any], *, delay_seconds: int = 0, group: str | None = None) -> str:
+    from shared.aws import boto
+
     kwargs: dict[str, Any] = {"QueueUrl": queue_url, "MessageBody": json.dumps(body, separators=(",", ":"))}
     if delay_seconds:
         kwargs["DelaySeconds"] = min(delay_seconds, 900)
@@ -23,6 +26,8 @@ def send(queue_url: str, body: dict[str, Any], *, delay_seconds: int = 0, group:
 
 def send_batch(queue_url: str, bodies: list[dict[str, Any]], *, group: str | None = None) -> None:
     """`group` is the MessageGroupId: on a standard queue SQS serves groups fairly (fair queues)."""
+    from shared.aws import boto
+
     sqs = boto.client("sqs")
     for start in range(0, len(bodies), 10):
         chunk = bodies[start : start + 10]

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from boto3.dynamodb.conditions import Attr as BotoAttr
-from boto3.dynamodb.conditions import ConditionBase, Key
 from botocore.exceptions import ClientError
 
 from shared.aws import boto
+from shared.aws.dynamodb import Table
 
 T = TypeVar("T")
 
@@ -67,6 +66,20 @@ class IsIn(Condition):
 
 
 @dataclass(frozen=True)
+class BeginsWith(Condition):
+    """Key conditions of a query (the sort key's prefix), not offered by `Attr`."""
+
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class AtMost(Condition):
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
 class Both(Condition):
     left: Condition
     right: Condition
@@ -100,27 +113,57 @@ class Attr:
         return IsIn(self.name, tuple(values))
 
 
-def _expression(condition: Condition) -> ConditionBase:
-    """The condition as boto3's builder expresses it (which then names its own placeholders)."""
-    expression: ConditionBase
-    match condition:
-        case Both(left, right):
-            expression = _expression(left) & _expression(right)
-        case Either(left, right):
-            expression = _expression(left) | _expression(right)
-        case Exists(name):
-            expression = BotoAttr(name).exists()
-        case Absent(name):
-            expression = BotoAttr(name).not_exists()
-        case Equals(name, value):
-            expression = BotoAttr(name).eq(value)
-        case LessThan(name, value):
-            expression = BotoAttr(name).lt(value)
-        case IsIn(name, values):
-            expression = BotoAttr(name).is_in(list(values))
-        case _:
-            raise TypeError(f"not a store condition: {condition!r}")
-    return expression
+class _Placeholders:
+    """The placeholders of one request's expressions, `#n0`, `:v0`, ... counted across them, as boto3's
+    condition builder names them (so requests are exactly what the Table resource sent)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, str] = {}
+        self.values: dict[str, Any] = {}
+
+    def name(self, name: str) -> str:
+        placeholder = f"#n{len(self.names)}"
+        self.names[placeholder] = name
+        return placeholder
+
+    def value(self, value: Any) -> str:
+        placeholder = f":v{len(self.values)}"
+        self.values[placeholder] = value
+        return placeholder
+
+    def expression(self, condition: Condition) -> str:  # noqa: PLR0911 - one form per condition
+        """The condition as DynamoDB's expression language, its names and values as placeholders."""
+        match condition:
+            case Both(left, right):
+                return f"({self.expression(left)} AND {self.expression(right)})"
+            case Either(left, right):
+                return f"({self.expression(left)} OR {self.expression(right)})"
+            case Exists(name):
+                return f"attribute_exists({self.name(name)})"
+            case Absent(name):
+                return f"attribute_not_exists({self.name(name)})"
+            case Equals(name, value):
+                return f"{self.name(name)} = {self.value(value)}"
+            case LessThan(name, value):
+                return f"{self.name(name)} < {self.value(value)}"
+            case AtMost(name, value):
+                return f"{self.name(name)} <= {self.value(value)}"
+            case BeginsWith(name, value):
+                return f"begins_with({self.name(name)}, {self.value(value)})"
+            case IsIn(name, values):
+                return f"{self.name(name)} IN ({', '.join(self.value(v) for v in values)})"
+        raise TypeError(f"not a store condition: {condition!r}")
+
+    def into(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """`kwargs` with these placeholders added to the request's own names and values."""
+        if self.names:
+            kwargs["ExpressionAttributeNames"] = {**kwargs.get("ExpressionAttributeNames", {}), **self.names}
+        if self.values:
+            kwargs["ExpressionAttributeValues"] = {
+                **kwargs.get("ExpressionAttributeValues", {}),
+                **self.values,
+            }
+        return kwargs
 
 
 def _item(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,8 +192,8 @@ def _dynamo(value: Any) -> Any:
     return value
 
 
-# Placeholders in our expressions are prefixed so they never collide with the ones boto3's
-# condition builder generates (#n0, :v0) for a condition translated by `_expression`.
+# Placeholders in our own update expressions are prefixed (#set0, :setv0, ...) so they never collide
+# with a condition's (#n0, :v0), which `_Placeholders` names as boto3's condition builder did.
 
 
 def conditional(call: Callable[..., T], /, **kwargs: Any) -> T:
@@ -170,7 +213,7 @@ class Store:
         self.table_name = table_name
 
     @property
-    def _table(self) -> Any:
+    def _table(self) -> Table:
         return boto.table(self.table_name)
 
     def get(self, pk: str, sk: str, *, consistent: bool = True) -> dict[str, Any] | None:
@@ -184,7 +227,9 @@ class Store:
         if if_absent:
             kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
         elif condition is not None:
-            kwargs["ConditionExpression"] = _expression(condition)
+            placeholders = _Placeholders()
+            kwargs["ConditionExpression"] = placeholders.expression(condition)
+            placeholders.into(kwargs)
         conditional(self._table.put_item, **kwargs)
 
     def update(
@@ -221,9 +266,11 @@ class Store:
         if values:
             kwargs["ExpressionAttributeValues"] = values
         if condition is not None:
-            kwargs["ConditionExpression"] = _expression(
+            placeholders = _Placeholders()
+            kwargs["ConditionExpression"] = placeholders.expression(
                 condition & Attr("pk").exists() if must_exist else condition
             )
+            placeholders.into(kwargs)
         elif must_exist:
             kwargs["ConditionExpression"] = "attribute_exists(pk)"
         return _item(conditional(self._table.update_item, **kwargs)["Attributes"])
@@ -260,8 +307,11 @@ class Store:
 
     def delete_if(self, pk: str, sk: str, *, condition: Condition) -> None:
         """Delete one item only while `condition` holds."""
+        placeholders = _Placeholders()
+        expression = placeholders.expression(condition)
         conditional(
-            self._table.delete_item, Key={"pk": pk, "sk": sk}, ConditionExpression=_expression(condition)
+            self._table.delete_item,
+            **placeholders.into({"Key": {"pk": pk, "sk": sk}, "ConditionExpression": expression}),
         )
 
     def query(
@@ -279,21 +329,24 @@ class Store:
         """One page of a partition (of the table or a GSI): items and the key to continue from.
         `where` filters the page on DynamoDB's side: `limit` counts the items read, not those kept."""
         pk_name, sk_name = ("pk", "sk") if index is None else (f"{index}pk", f"{index}sk")
-        condition = Key(pk_name).eq(pk)
+        condition: Condition = Equals(pk_name, pk)
         if sk_prefix is not None:
-            condition = condition & Key(sk_name).begins_with(sk_prefix)
+            condition = condition & BeginsWith(sk_name, sk_prefix)
         elif sk_lte is not None:
-            condition = condition & Key(sk_name).lte(sk_lte)
-        kwargs: dict[str, Any] = {"KeyConditionExpression": condition, "ScanIndexForward": not newest_first}
+            condition = condition & AtMost(sk_name, sk_lte)
+        placeholders = _Placeholders()
+        kwargs: dict[str, Any] = {"ScanIndexForward": not newest_first}
+        # Named in boto3's order, the filter's placeholders first: the request it sent, to the byte.
+        if where is not None:
+            kwargs["FilterExpression"] = placeholders.expression(where)
+        kwargs["KeyConditionExpression"] = placeholders.expression(condition)
         if index is not None:
             kwargs["IndexName"] = index
         if limit is not None:
             kwargs["Limit"] = limit
         if start_key:
             kwargs["ExclusiveStartKey"] = _dynamo(dict(start_key))
-        if where is not None:
-            kwargs["FilterExpression"] = _expression(where)
-        page = self._table.query(**kwargs)
+        page = self._table.query(**placeholders.into(kwargs))
         last = page.get("LastEvaluatedKey")
         return [_item(i) for i in page.get("Items", [])], (_item(last) if last else None)
 
@@ -356,8 +409,7 @@ class Store:
                         }
                     }
                 )
-        # The resource's own client carries boto3's type (de)serialisation, so plain values work here.
-        conditional(self._table.meta.client.transact_write_items, TransactItems=items)
+        conditional(self._table.transact_write_items, TransactItems=items)
 
 
 def _update_parts(

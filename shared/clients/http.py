@@ -5,6 +5,10 @@ comes from the response's headers (`Retry-After`, else `X-RateLimit-Reset`), els
 exponential backoff; the total is bounded. A wait longer than `max_wait_s`, whether the service or
 our own rate budget asks for it, raises `RateLimited(retry_after=...)` instead of sleeping: a queue
 worker then hands its message back with that delay rather than be billed for the wait.
+
+httpx is imported when the process first calls out (`shared_http`), not at import: the functions
+that import the clients but answer most requests from the table alone (the OAuth and sync APIs, the
+schedule) do not load it at init (docs/cold-starts.md).
 """
 
 from __future__ import annotations
@@ -15,11 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from functools import cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
-
-from shared import caches
+from shared import caches, observability
 from shared.clients.errors import (
     AlreadyExists,
     CredentialsRejected,
@@ -31,8 +33,9 @@ from shared.clients.errors import (
 )
 from shared.observability import logger
 
-TIMEOUT = httpx.Timeout(connect=5.0, read=20.0, write=10.0, pool=10.0)
-LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=30.0)
+if TYPE_CHECKING:
+    import httpx
+
 
 # `X-RateLimit-Reset` is a timestamp on the service's clock, so a wait derived from it is only as good
 # as the two clocks agree; capped, a skewed clock costs one short extra wait instead of a stuck worker.
@@ -42,7 +45,14 @@ RESET_WAIT_CAP_S = 60.0
 @cache
 def shared_http() -> httpx.Client:
     """The process's one connection pool: built on first use, kept across warm invocations."""
-    return httpx.Client(timeout=TIMEOUT, limits=LIMITS, follow_redirects=False)
+    import httpx
+
+    observability.trace_calls_through("httpx")  # before the client: X-Ray patches its class
+    return httpx.Client(
+        timeout=httpx.Timeout(connect=5.0, read=20.0, write=10.0, pool=10.0),
+        limits=httpx.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=30.0),
+        follow_redirects=False,
+    )
 
 
 def _close_shared_http() -> None:
@@ -193,6 +203,8 @@ class HttpClient:
         Raises `RateLimited` when the wait is too long or the retries ran out on 429s, `Transient`
         when they ran out on 5xx, network errors or empty answers.
         """
+        import httpx  # loaded by the time a client exists: a lookup, not an import
+
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         merged = {**self.headers, **(headers or {})}
         budget = self.budget if use_budget else None

@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NotRequired
 from urllib.parse import parse_qsl, quote, urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import TypedDict
 
@@ -35,6 +34,8 @@ from shared.domain.contact import CompoundQuery, Contact, ContactBody, Scalar, S
 from shared.settings import DEFAULT_INTERCOM_API_BASE
 
 if TYPE_CHECKING:
+    import httpx
+
     from shared.domain.campaign_settings import Attribute
 
 INTERCOM_VERSION = "2.16"  # the newest stable (July 2026); the only place the version is named
@@ -111,8 +112,9 @@ class SearchPage:
 
 
 class _Listing(BaseModel):
-    # Intercom's objects carry more than the product reads: kept as they came.
-    model_config = ConfigDict(extra="allow")
+    # Intercom's objects carry more than the product reads: kept as they came. Built when an answer is
+    # first read, like httpx loaded on the first call out (docs/cold-starts.md).
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class _Next(_Listing):

@@ -10,16 +10,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel, ConfigDict
 
 from shared.clients.errors import UpstreamError
 from shared.clients.http import DEFAULT_POLICY, Budget, HttpClient, RetryPolicy, error_for
 from shared.domain.rf_user import RfUser
 from shared.settings import DEFAULT_REFERRAL_FACTORY_API_BASE
+
+if TYPE_CHECKING:
+    import httpx
 
 SERVICE = "referral_factory"
 # The field of `PUT /users/qualification` that carries the sale value for commission rewards.

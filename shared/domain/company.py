@@ -15,8 +15,9 @@ from shared.domain.contact import Scalar, Timestamp
 
 class Company(BaseModel):
     # Everything else a company carries (`monthly_spend`, `plan`, `size`, `website`, ...) is kept as it
-    # came, readable by `get`: a qualification or commission may name any of its attributes.
-    model_config = ConfigDict(extra="allow")
+    # came, readable by `get`: a qualification or commission may name any of its attributes. Built on
+    # first use, as `Contact`.
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     id: str
     company_id: str | None = None

@@ -45,7 +45,7 @@ Timestamp = int | float | str | None
 class ContactRef(BaseModel):
     """Another contact as a notification names it (`merged_from`)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     id: str | None = None
 
@@ -56,8 +56,9 @@ class Contact(BaseModel):
     # order `shared.domain.sync_plan.page_contact` writes them: a sync chunk's contacts serialise (set
     # fields in declaration order, then the others as they came) to exactly the JSON they had as
     # dicts. A standard attribute a return mapping may name (`phone`, `signed_up_at`) must therefore
-    # stay undeclared, or its place in the chunk would move.
-    model_config = ConfigDict(extra="allow")
+    # stay undeclared, or its place in the chunk would move. Built on first use: the functions that
+    # import it answer most first requests without reading a contact (docs/cold-starts.md).
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     id: str
     role: str | None = None

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict
 
 class RfUser(BaseModel):
     # Fields the product does not read (`reach`, `ip`, `meta`, `sharing`, ...) are kept as they came.
-    model_config = ConfigDict(extra="allow")
+    # Built when a user is first read, as Intercom's contacts (docs/cold-starts.md).
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     id: int
     campaign_id: int

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 
 from shared import keys
 from shared.aws.store import Attr, ConditionFailed
-from shared.clients.referral_factory import MAX_PER_PAGE
 from shared.observability import logger
 
 if TYPE_CHECKING:
@@ -132,6 +131,8 @@ class History:
 
     def _users(self, campaign_id: str, result: HistoryResult) -> dict[str, RfUser]:
         """The campaign's users by id (a user listed twice, as a signup shifts the pages, once)."""
+        from shared.clients.referral_factory import MAX_PER_PAGE  # with the client it pages
+
         users: dict[str, RfUser] = {}
         page = 1
         while True:

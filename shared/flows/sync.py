@@ -35,8 +35,6 @@ from shared import keys, messages
 from shared.aws.store import Attr, ConditionFailed
 from shared.clients.errors import ConnectionRevoked, Invalid, RateLimited, UpstreamError, refused_for_good
 from shared.clients.http import RetryPolicy
-from shared.clients.intercom import SEARCH_PAGE_SIZE, parse_timestamp
-from shared.domain.campaign_settings import CampaignSettings
 from shared.domain.contact import Contact
 from shared.domain.qualification import EXISTING_UPDATED
 from shared.domain.rf_user import RfUser
@@ -75,6 +73,7 @@ from shared.records.syncs import (
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+    from shared.domain.campaign_settings import CampaignSettings
     from shared.records.accounts import Account
     from shared.records.connections import Connection
     from shared.settings import ContactSyncSettings
@@ -306,6 +305,8 @@ class Engine:
         sync_id = sync.sync_id
         page = sync.next_page
         query = audience_query(sync.audience, sync.segment_id, updated_since=sync.updated_since)
+        from shared.clients.intercom import SEARCH_PAGE_SIZE  # with the client: the sync API calls out never
+
         try:
             result = self.svc.intercom_for(connection).search_page(
                 query, starting_after=sync.cursor, per_page=SEARCH_PAGE_SIZE
@@ -604,6 +605,8 @@ class ChunkWorker:
         attempt that died after Referral Factory made the user and before the link was recorded (a
         killed or timed-out worker), whose contact comes back in the redelivered chunk. Such a user
         signed up after the sync started."""
+        from shared.clients.intercom import parse_timestamp  # loaded by the worker's first call out anyway
+
         signed_up_at = parse_timestamp(user.signed_up_at)
         return signed_up_at is not None and signed_up_at >= self.sync.started_at
 

@@ -12,11 +12,11 @@ from pydantic import BaseModel, ConfigDict
 
 from shared import keys, messages
 from shared.aws.store import Attr, ConditionFailed
-from shared.domain.campaign_settings import CampaignSettings
 from shared.records.due_work import due_item
 
 if TYPE_CHECKING:
     from shared.aws.store import Store
+    from shared.domain.campaign_settings import CampaignSettings
 
 # Referral Factory documents no webhook retries: this often, each configured campaign's recent users
 # are listed and any signup the webhooks missed is pushed.
@@ -67,6 +67,9 @@ class CampaignStore:
         """The campaign's settings as the rules read them; None when it has none. (Stored settings were
         validated when saved: `PUT /v1/campaigns/{id}/intercom` answers a bad body with its 422.)"""
         raw = self.get_settings(account_id, campaign_id)
+        # Read here only: the sync API's status reads load no settings rules (docs/cold-starts.md).
+        from shared.domain.campaign_settings import CampaignSettings
+
         return CampaignSettings.model_validate(raw) if raw else None
 
     def put_settings(

@@ -88,7 +88,8 @@ class ReferralEvent(BaseModel):
     """One entry of a referral's history. Written as it was given (a `details` left out stays out),
     with `at` stamped by `Referrals` in the write that appends it."""
 
-    model_config = ConfigDict(extra="allow")
+    # Built on first use, as the referral's: see `Referral`.
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     at: int = 0
     kind: str
@@ -103,7 +104,9 @@ class Referral(BaseModel):
     """A referral record. Attributes it does not name (written by other code, or an older version)
     are kept, and writes carry only the attributes set on it, so what is stored keeps its shape."""
 
-    model_config = ConfigDict(extra="allow")
+    # Forty-odd fields, built on first use: most first requests of the functions that import the
+    # records (a sync's status, an account's campaigns) read no referral (docs/cold-starts.md).
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     account_id: str
     campaign_id: str

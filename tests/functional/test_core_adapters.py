@@ -133,3 +133,31 @@ def test_queue_batches_are_sent_in_tens(aws):
             seen.add(json.loads(m["Body"])["page"])
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     assert seen == set(range(24))
+
+
+def test_the_app_secret_is_read_once_per_max_age_and_a_rotation_is_seen_after_it(aws):
+    from shared.aws.app_secret import APP_SECRET_MAX_AGE_S, app_credentials
+
+    secrets = boto3.client("secretsmanager")
+    arn = secrets.create_secret(
+        Name=f"app-{uuid.uuid4()}", SecretString=json.dumps({"client_id": "id1", "client_secret": "s1"})
+    )["ARN"]
+    now = [1000.0]
+    assert app_credentials(arn, clock=lambda: now[0]).client_secret == "s1"
+    secrets.put_secret_value(
+        SecretId=arn, SecretString=json.dumps({"client_id": "id2", "client_secret": "s2"})
+    )
+    now[0] += APP_SECRET_MAX_AGE_S - 1
+    assert app_credentials(arn, clock=lambda: now[0]).client_secret == "s1"
+    now[0] += 1
+    assert app_credentials(arn, clock=lambda: now[0]) == type(app_credentials(arn))("id2", "s2")
+
+
+def test_the_product_stores_and_reads_every_dynamodb_type_it_writes(store):
+    """Through botocore and the product's own encoding (shared.aws.dynamodb), against DynamoDB's API."""
+    pk = f"T#{uuid.uuid4()}"
+    item = {"pk": pk, "sk": "A", "n": 12, "big": 2**62, "ratio": 0.25, "on": True, "off": None, "s": "é"}
+    item |= {"list": [1, "x", {"deep": [0.5]}], "map": {"a": {"b": 2}}, "tags": {"x", "y"}}
+    store.put(item)
+    assert store.get(pk, "A") == item
+    assert store.update(pk, "A", {"n": 13}, append={"list": [7]})["list"] == [1, "x", {"deep": [0.5]}, 7]

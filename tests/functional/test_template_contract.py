@@ -207,3 +207,10 @@ def test_the_written_short_variant_runs_the_products_code(tmp_path):
     for fn in tmpl.functions(written).values():
         assert (path.parent / fn.code_uri).resolve() == (ROOT / fn.code_uri).resolve()
         assert (path.parent / fn.code_uri / f"{fn.handler.rpartition('.')[0]}.py").is_file()
+
+
+def test_checks_catch_a_snapstart_function_invoked_without_its_alias():
+    template = copy.deepcopy(tmpl.load())
+    del template["Resources"]["AccountApiFunction"]["Properties"]["AutoPublishAlias"]
+    problems = template_check.check(template)
+    assert any("AccountApiFunction's $LATEST" in p for p in problems), problems

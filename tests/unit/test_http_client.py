@@ -295,6 +295,37 @@ def test_one_http_client_per_process() -> None:
     assert HttpClient("https://x.test", service="s").client is shared_http()
 
 
+def test_calls_out_are_traced_from_the_first_client_and_httpx_is_patched_once(monkeypatch) -> None:
+    from shared import caches, observability
+
+    patched: list[list[str]] = []
+
+    class Tracer:
+        def patch(self, modules: list[str]) -> None:
+            patched.append(modules)
+
+    monkeypatch.setattr(observability, "_traced", ["botocore"])
+    monkeypatch.setattr(observability, "_tracer", Tracer())
+    caches.reset_caches()
+    shared_http()
+    observability.trace_calls_through("httpx")
+    assert observability._traced == ["botocore", "httpx"]
+    assert patched == [["httpx"]], "patched before the first client was made, and only then"
+
+
+def test_a_tracer_built_after_the_first_call_out_patches_httpx_too(monkeypatch) -> None:
+    import aws_lambda_powertools
+
+    from shared import observability
+
+    built: list[dict[str, object]] = []
+    monkeypatch.setattr(observability, "_traced", ["botocore", "httpx"])
+    monkeypatch.setattr(observability, "_tracer", None)
+    monkeypatch.setattr(aws_lambda_powertools, "Tracer", lambda **kwargs: built.append(kwargs) or "tracer")
+    assert observability.tracer == "tracer"
+    assert built == [{"patch_modules": ["botocore", "httpx"]}]
+
+
 def test_logged_paths_carry_no_email_or_query() -> None:
     assert _loggable("/users/jane@example.com?campaign_id=1") == "/users/{email}"
     assert _loggable("/contacts/abc123") == "/contacts/abc123"

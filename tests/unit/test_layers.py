@@ -25,6 +25,8 @@ ALLOWED: dict[str, set[str]] = {
     "keys": set(),
     "settings": {"domain", "caches"},
     "observability": {"caches"},
+    # A function's init, snapshot and restore: the handlers call it; it forgets caches by their registry.
+    "lifecycle": {"caches"},
     "messages": {"domain", "caches"},
     "aws": {"domain", *BASE, "aws"},
     "clients": {"domain", *BASE, "aws", "clients"},

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
@@ -24,8 +24,6 @@ from shared.api.routes.operator import RfApiKey
 from shared.aws import queues
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, RateLimited, UpstreamError
 from shared.clients.http import INTERACTIVE_POLICY
-from shared.clients.intercom import IntercomClient
-from shared.clients.referral_factory import Campaign
 from shared.domain.campaign_settings import (
     COMPANY,
     CONTACT,
@@ -44,6 +42,10 @@ from shared.records.connections import REVOKED, AccessRevoked, Connection
 from shared.records.referrals import Referrals
 from shared.records.syncs import SyncInProgress, Syncs
 from shared.wiring import Services, services
+
+if TYPE_CHECKING:
+    from shared.clients.intercom import IntercomClient
+    from shared.clients.referral_factory import Campaign
 
 router = new_router()
 

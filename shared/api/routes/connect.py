@@ -22,7 +22,6 @@ from shared.api.resolver import json_response, public_base_url
 from shared.api.resolver import router as new_router
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, UpstreamError
 from shared.clients.http import INTERACTIVE_POLICY
-from shared.clients.intercom import IntercomClient, exchange_code
 from shared.domain.errors import ApiError, BadRequest
 from shared.observability import logger, metrics
 from shared.records.accounts import Account
@@ -150,6 +149,8 @@ def _complete(code: str | None, state: str | None, denied: str | None) -> tuple[
     if not code:
         raise BadRequest("Intercom sent no authorization code.", code="missing_code")
     app = svc.app()
+    from shared.clients.intercom import IntercomClient, exchange_code  # the callback alone calls Intercom
+
     try:
         token = exchange_code(
             code,
