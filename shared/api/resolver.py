@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
     from aws_lambda_powertools.event_handler.types import EventHandlerInstance
 
+    from shared.clients.http import RetryPolicy
+
 
 # Powertools' router takes no arguments but its constructor is not annotated; typed here, once.
 _new_router: Callable[[], APIGatewayRouter] = APIGatewayRouter
@@ -178,6 +180,14 @@ class ProductResolver(APIGatewayRestResolver):
     def _unexpected(exc: Exception) -> Response[Any]:
         logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
         return error_response(ApiError("Something went wrong on our side; it has been logged."))
+
+
+def interactive_policy() -> RetryPolicy:
+    """The retry policy of an upstream call a person waits on behind API Gateway (the API functions
+    time out after 10 s); the clients' module loads with the first call out, not at init."""
+    from shared.clients.http import INTERACTIVE_POLICY
+
+    return INTERACTIVE_POLICY
 
 
 def public_base_url(event: dict[str, Any], configured: str) -> str:

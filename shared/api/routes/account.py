@@ -18,12 +18,11 @@ from typing_extensions import TypedDict
 from shared import keys, messages, settings
 from shared.api.docs import ACCOUNT_KEY, answers
 from shared.api.pagination import ListEnvelope
-from shared.api.resolver import json_response
+from shared.api.resolver import interactive_policy, json_response
 from shared.api.resolver import router as new_router
 from shared.api.routes.operator import RfApiKey
 from shared.aws import queues
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, RateLimited, UpstreamError
-from shared.clients.http import INTERACTIVE_POLICY
 from shared.domain.campaign_settings import (
     COMPANY,
     CONTACT,
@@ -46,6 +45,7 @@ from shared.wiring import Services, services
 if TYPE_CHECKING:
     from shared.clients.intercom import IntercomClient
     from shared.clients.referral_factory import Campaign
+
 
 router = new_router()
 
@@ -106,7 +106,7 @@ def _upstream(account: Account, service: str, connection: Connection | None = No
 
 def _intercom(account: Account, workspace_id: str | None) -> tuple[Connection, IntercomClient]:
     connection = _connection(account, workspace_id)
-    return connection, _services().intercom_for(connection, policy=INTERACTIVE_POLICY)
+    return connection, _services().intercom_for(connection, policy=interactive_policy())
 
 
 # -- cached lists ------------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def _campaigns() -> CampaignStore:
 
 def _rf_campaigns(account: Account) -> list[Campaign]:
     with _upstream(account, "Referral Factory"):
-        return _services().referral_factory_for(account, policy=INTERACTIVE_POLICY).list_campaigns()
+        return _services().referral_factory_for(account, policy=interactive_policy()).list_campaigns()
 
 
 def _own_campaign(account: Account, campaign_id: str) -> Campaign:
@@ -463,7 +463,7 @@ def put_referral_factory(body: ReferralFactoryKey) -> dict[str, str]:
         }
     )
     try:
-        svc.referral_factory_for(candidate, policy=INTERACTIVE_POLICY).list_campaigns()
+        svc.referral_factory_for(candidate, policy=interactive_policy()).list_campaigns()
     except CredentialsRejected as exc:
         raise ValidationFailed(
             "Referral Factory rejected the key.",

@@ -18,10 +18,9 @@ from pydantic import BaseModel, HttpUrl
 from shared import settings
 from shared.api.docs import ACCOUNT_KEY, HTML, JSON, answers
 from shared.api.pagination import ListEnvelope
-from shared.api.resolver import json_response, public_base_url
+from shared.api.resolver import interactive_policy, json_response, public_base_url
 from shared.api.resolver import router as new_router
 from shared.clients.errors import ConnectionRevoked, CredentialsRejected, UpstreamError
-from shared.clients.http import INTERACTIVE_POLICY
 from shared.domain.errors import ApiError, BadRequest
 from shared.observability import logger, metrics
 from shared.records.accounts import Account
@@ -157,9 +156,9 @@ def _complete(code: str | None, state: str | None, denied: str | None) -> tuple[
             client_id=app.client_id,
             client_secret=app.client_secret,
             base_url=s.intercom_api_base,
-            policy=INTERACTIVE_POLICY,
+            policy=interactive_policy(),
         )
-        workspace = IntercomClient(token, base_url=s.intercom_api_base, policy=INTERACTIVE_POLICY).me()
+        workspace = IntercomClient(token, base_url=s.intercom_api_base, policy=interactive_policy()).me()
     except CredentialsRejected as exc:
         raise ExchangeFailed("Intercom refused the authorization code; start connecting again.") from exc
     except UpstreamError as exc:
@@ -253,7 +252,7 @@ def _disconnect(svc: Services, connections: Connections, current: Connection) ->
     """Revoke the workspace's token at Intercom (when it still works), then forget it here."""
     if usable(current):
         try:
-            svc.intercom_for(current, policy=INTERACTIVE_POLICY).uninstall()
+            svc.intercom_for(current, policy=interactive_policy()).uninstall()
         except ConnectionRevoked:
             pass  # already revoked at Intercom: disconnecting still forgets it here
         except UpstreamError as exc:

@@ -11,11 +11,10 @@ from pydantic import BaseModel, Field, model_validator
 from shared import keys, settings
 from shared.api.docs import ACCOUNT_KEY, answers
 from shared.api.pagination import decode_cursor, page
-from shared.api.resolver import json_response
+from shared.api.resolver import interactive_policy, json_response
 from shared.api.resolver import router as new_router
 from shared.aws import queues
 from shared.clients.errors import CredentialsRejected, UpstreamError
-from shared.clients.http import INTERACTIVE_POLICY
 from shared.domain.errors import ApiError, Conflict, NotFound
 from shared.flows.sync import MIN_ONGOING_INTERVAL_S, ONGOING_INTERVAL_S, Engine, ongoing_view
 from shared.records.accounts import Account
@@ -55,7 +54,7 @@ def _own_campaign(account: Account, campaign_id: str) -> None:
     if CampaignStore(svc.store).get(account.account_id, campaign_id) is not None:
         return
     try:
-        campaigns = svc.referral_factory_for(account, policy=INTERACTIVE_POLICY).list_campaigns()
+        campaigns = svc.referral_factory_for(account, policy=interactive_policy()).list_campaigns()
     except CredentialsRejected as exc:
         raise Conflict(
             "Referral Factory rejected the account's credentials.", code="upstream_unauthorized"
