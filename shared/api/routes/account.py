@@ -38,8 +38,6 @@ from shared.observability import logger
 from shared.records.accounts import Account
 from shared.records.campaigns import CampaignStore
 from shared.records.connections import REVOKED, AccessRevoked, Connection
-from shared.records.referrals import Referrals
-from shared.records.syncs import SyncInProgress, Syncs
 from shared.wiring import Services, services
 
 if TYPE_CHECKING:
@@ -344,6 +342,8 @@ def _rebinding(account: Account, campaign_id: str, workspace_id: str) -> str | N
     current = svc.connections().workspace_of(account.account_id, campaign_id)
     if current in (None, workspace_id):
         return None
+    from shared.records.syncs import SyncInProgress, Syncs  # only a move loads the syncs' records
+
     running = Syncs(svc.store).running_for(account.account_id, campaign_id)
     if running:
         raise SyncInProgress(
@@ -357,6 +357,8 @@ def _moved(account: Account, campaign_id: str, previous: str, workspace_id: str)
     """The campaign now uses another workspace: its ongoing sync (whose audience and segment were the
     old workspace's) is turned off, and its signups waiting for the old workspace are looked at again
     (the push records them `not_pushed`, saying the campaign's workspace changed)."""
+    from shared.records.referrals import Referrals  # only a move loads the referrals' records
+
     _campaigns().turn_ongoing_sync_off(account.account_id, campaign_id)
     waiting = [
         r
