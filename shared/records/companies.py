@@ -91,17 +91,8 @@ class CompanyValues:
         for _ in range(MAX_WRITE_ATTEMPTS):
             current = self.get(workspace_id, company_id, attribute)
             if current is None:
-                first = CompanyValue(
-                    workspace_id=workspace_id,
-                    company_id=company_id,
-                    attribute=attribute,
-                    value=value,
-                    updated_at=updated_at,
-                    first_seen_at=int(self.clock()),
-                )
-                try:
-                    self.store.put(first.item(), if_absent=True)
-                except ConditionFailed:
+                first = self._first_sight(workspace_id, company_id, attribute, value, updated_at)
+                if first is None:
                     continue  # another observer saw it first: observe against that
                 return Observation(first, first=True)
             if updated_at is not None and current.updated_at is not None and updated_at < current.updated_at:
@@ -133,6 +124,12 @@ class CompanyValues:
     ) -> bool:
         """Record the value only if the company was never seen (True then): a contact linked by a push
         shows its companies as they are, which must not count as a change."""
+        return self._first_sight(workspace_id, company_id, attribute, value, updated_at) is not None
+
+    def _first_sight(
+        self, workspace_id: str, company_id: str, attribute: str, value: str | None, updated_at: int | None
+    ) -> CompanyValue | None:
+        """The company's value recorded as first seen now, or None when it was seen already."""
         first = CompanyValue(
             workspace_id=workspace_id,
             company_id=company_id,
@@ -144,8 +141,8 @@ class CompanyValues:
         try:
             self.store.put(first.item(), if_absent=True)
         except ConditionFailed:
-            return False
-        return True
+            return None
+        return first
 
     def settle(self, record: CompanyValue) -> None:
         """The changes `record` holds were acted on: take them off, unless another change came since
